@@ -1,0 +1,85 @@
+"""Incremental detokenization and stop strings.
+
+Each new token is decoded together with a few tokens before it, and only the text beyond
+what those earlier tokens already produced is appended; a piece ending in U+FFFD is a
+multi-byte character split across tokens and waits for the next token (vLLM's algorithm)."""
+from __future__ import annotations
+
+from ember.engine.sequence import Sequence
+
+# How many prompt tokens seed the window, so a first output token like "▁Hello" gets the
+# leading space it would have in context.
+_PROMPT_CONTEXT = 5
+
+
+class Detokenizer:
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+
+    def _tokens(self, ids: list[int], skip_special_tokens: bool) -> list[str]:
+        tokens = self.tokenizer.convert_ids_to_tokens(ids, skip_special_tokens=skip_special_tokens)
+        return [t for t in tokens if t is not None]
+
+    def _to_string(self, tokens: list[str], seq: Sequence) -> str:
+        if not tokens:
+            return ""
+        if seq.params.skip_special_tokens or seq.params.spaces_between_special_tokens:
+            return self.tokenizer.convert_tokens_to_string(tokens)
+        # Special tokens joined without spaces, the rest decoded as usual.
+        special = set(self.tokenizer.all_special_tokens)
+        parts, run = [], []
+        for t in tokens:
+            if t in special:
+                if run:
+                    parts.append(self.tokenizer.convert_tokens_to_string(run))
+                    run = []
+                parts.append(t)
+            else:
+                run.append(t)
+        if run:
+            parts.append(self.tokenizer.convert_tokens_to_string(run))
+        return "".join(parts)
+
+    def append(self, seq: Sequence, token_id: int) -> str:
+        """Decode `token_id`, newly appended to `seq`; returns the text it added."""
+        state = seq.detok
+        skip = seq.params.skip_special_tokens
+        if not state.started:
+            state.started = True
+            context = self._tokens(seq.prompt_token_ids[-_PROMPT_CONTEXT - 1:], skip)
+            state.tokens = context
+            state.prefix_offset = max(len(context) - _PROMPT_CONTEXT, 0)
+            state.read_offset = len(context)
+        state.tokens.extend(self._tokens([token_id], skip))
+        prefix_text = self._to_string(state.tokens[state.prefix_offset:state.read_offset], seq)
+        full_text = self._to_string(state.tokens[state.prefix_offset:], seq)
+        if len(full_text) <= len(prefix_text) or full_text.endswith("\ufffd"):
+            return ""
+        new_text = full_text[len(prefix_text):]
+        state.prefix_offset = state.read_offset
+        state.read_offset = len(state.tokens)
+        state.text += new_text
+        return new_text
+
+
+def find_stop_string(seq: Sequence, new_chars: int) -> str | None:
+    """If a stop string now appears in the text (it can only end within the new characters),
+    cut the text there and return it."""
+    text = seq.detok.text
+    for stop in seq.params.stop:
+        start = max(0, len(text) - new_chars - len(stop) + 1)
+        idx = text.find(stop, start)
+        if idx != -1:
+            end = idx + len(stop) if seq.params.include_stop_str_in_output else idx
+            seq.detok.text = text[:end]
+            return stop
+    return None
+
+
+def visible_text(seq: Sequence) -> str:
+    """Text safe to show now: while running, hold back what could still become a stop string."""
+    text = seq.detok.text
+    if seq.is_finished or not seq.params.stop:
+        return text
+    holdback = max(len(s) for s in seq.params.stop) - 1
+    return text[:max(0, len(text) - holdback)]

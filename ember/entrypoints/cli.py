@@ -1,0 +1,41 @@
+"""The `ember` command: one subcommand per module, each exposing `register(subparsers)` that
+adds its parser and sets `func`. Optional modules (`ember bench`) are picked up when present."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+
+from ember import __version__
+
+_COMMANDS = ["ember.entrypoints.commands.serve", "ember.entrypoints.commands.generate",
+             "ember.entrypoints.commands.chat"]
+_OPTIONAL_COMMANDS = ["ember.entrypoints.bench.cli"]
+
+
+def _exists(module: str) -> bool:
+    # find_spec imports the parents, so a missing parent package means "absent" too.
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ember", description="Ember: LLM inference and serving with "
+                                     "vLLM's interface.")
+    parser.add_argument("--version", action="version", version=f"ember {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in _COMMANDS + [m for m in _OPTIONAL_COMMANDS if _exists(m)]:
+        importlib.import_module(module).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

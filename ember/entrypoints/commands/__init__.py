@@ -1,0 +1,1 @@
+"""`ember` subcommands: serve, generate, chat."""

@@ -1,0 +1,25 @@
+"""`ember serve [MODEL] [flags]`: the OpenAI-compatible server."""
+from __future__ import annotations
+
+import argparse
+
+from ember.entrypoints.engine_args import DEFAULT_MODEL_NAME
+from ember.entrypoints.openai.cli_args import make_arg_parser
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "serve", help="start the OpenAI-compatible server",
+        description="Start the OpenAI-compatible server (vLLM's flags and defaults).")
+    parser.add_argument("model_tag", nargs="?", default=None, metavar="MODEL",
+                        help=f"model directory, GGUF file, or hub id (default: {DEFAULT_MODEL_NAME}, embedded)")
+    make_arg_parser(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> None:
+    from ember.entrypoints.openai.api_server import run_server
+
+    if args.model_tag is not None:
+        args.model = args.model_tag
+    run_server(args)

@@ -1,0 +1,131 @@
+"""The mp backend: ranks 1.. as worker processes on this host, one per GPU (or per CPU rank).
+
+Each worker is a fresh interpreter (`python -m ember.executor.mp_worker`): no fork of the
+engine process (CUDA forbids it) and no re-import of the user's script (multiprocessing's
+spawn would run an unguarded `LLM(...)` at its top level again). It is driven through a Unix
+socket pair that it inherits: nothing listens on the network, and nothing but the engine can
+reach the channel that carries the (pickled) calls. The ranks' process group meets through a
+file store in a private temporary directory.
+
+Workers end with the engine: shutdown() asks them to exit and kills those that do not; at
+interpreter exit or when the executor is garbage-collected the same happens; and a worker
+whose engine process dies (even by SIGKILL) sees its socket close or its parent change and
+exits by itself."""
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import weakref
+from multiprocessing.connection import Connection
+from typing import Any
+
+import ember
+from ember.config import EngineConfig
+from ember.distributed.parallel_state import destroy_tensor_parallel
+from ember.executor.distributed import DistributedExecutor
+from ember.executor.worker import RankSpec
+
+STOP_TIMEOUT_S = 10.0
+
+
+class WorkerProcess:
+    """One worker process and the socket it is driven through."""
+
+    def __init__(self, spec: RankSpec, config: EngineConfig):
+        self.rank = spec.rank
+        ours, theirs = socket.socketpair()
+        # The child imports ember as this process does, even from a source tree.
+        package_root = os.path.dirname(os.path.dirname(os.path.abspath(ember.__file__)))
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
+        self.proc = subprocess.Popen([sys.executable, "-m", "ember.executor.mp_worker", str(theirs.fileno())],
+                                     pass_fds=[theirs.fileno()], env=env)
+        theirs.close()
+        self.conn = Connection(ours.detach())
+        self.conn.send((spec, config))
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def send(self, payload: bytes) -> None:
+        self.conn.send_bytes(payload)
+
+    def reply(self) -> Any:
+        try:
+            status, value = self.conn.recv()
+        except (EOFError, OSError):
+            raise RuntimeError(f"Tensor-parallel worker rank {self.rank} exited "
+                               f"(exit code {self.proc.wait()}).") from None
+        if status == "error":
+            raise RuntimeError(f"Tensor-parallel worker rank {self.rank} failed:\n{value}")
+        return value
+
+    def raise_if_failed(self) -> None:
+        if self.conn.poll():  # a worker speaks unasked only to report its failure (or closes)
+            self.reply()
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"Tensor-parallel worker rank {self.rank} exited (exit code {self.proc.returncode}).")
+
+    def ask_to_stop(self) -> None:
+        try:
+            self.conn.send(("shutdown", (), False))
+        except OSError:
+            pass  # already gone
+
+    def wait_or_kill(self) -> None:
+        try:
+            self.proc.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.conn.close()
+
+
+def _stop_processes(workers: list[WorkerProcess], tmpdir: str) -> None:
+    for w in workers:  # ask all first, so that they leave together
+        w.ask_to_stop()
+    for w in workers:
+        w.wait_or_kill()
+    shutil.rmtree(tmpdir, ignore_errors=True)
+    destroy_tensor_parallel()
+
+
+class MultiprocExecutor(DistributedExecutor):
+    def __init__(self, config: EngineConfig):
+        self._workers: list[WorkerProcess] = []
+        self._tmpdir = tempfile.mkdtemp(prefix="ember-tp-")  # mode 0700: this user's alone
+        self._stop = weakref.finalize(self, _stop_processes, self._workers, self._tmpdir)
+        super().__init__(config)
+
+    @property
+    def worker_pids(self) -> list[int]:
+        return [w.pid for w in self._workers]
+
+    def _start_workers(self) -> tuple[str, str]:
+        tp = self.config.tensor_parallel_size
+        cuda = self.config.device.startswith("cuda")
+        init_method = "file://" + os.path.join(self._tmpdir, "rendezvous")
+        for rank in range(1, tp):
+            self._workers.append(WorkerProcess(RankSpec(rank, tp, init_method, f"cuda:{rank}" if cuda else "cpu"),
+                                               self.config))
+        return init_method, "cuda:0" if cuda else "cpu"
+
+    def _submit(self, method: str, args: tuple, reply: bool) -> None:
+        payload = pickle.dumps((method, args, reply), protocol=pickle.HIGHEST_PROTOCOL)
+        for w in self._workers:
+            w.send(payload)
+
+    def _replies(self) -> list[Any]:
+        return [w.reply() for w in self._workers]
+
+    def _raise_if_failed(self) -> None:
+        for w in self._workers:
+            w.raise_if_failed()
+
+    def _stop_workers(self) -> None:
+        self._stop()

@@ -1,0 +1,72 @@
+"""Attention over the paged KV cache. The model runner publishes one AttentionMetadata per
+forward pass; every attention layer writes its new K/V into its cache slots, then attends over
+the cache. The same path serves prefill, chunked prefill, prefix-cache hits and decode."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ember.kernels import kv_cache_write, paged_attention
+from ember.kernels.paged_attention_ref import paged_attention_ref
+
+
+@dataclass
+class AttentionMetadata:
+    slot_mapping: torch.Tensor      # int64 [num_tokens]: cache slot of each new token, -1 = none
+    query_start_loc: torch.Tensor   # int32 [num_seqs + 1]
+    seq_lens: torch.Tensor          # int32 [num_seqs]: context length including the new tokens
+    block_tables: torch.Tensor      # int32 [num_seqs, max_blocks]
+    max_query_len: int
+    max_seq_len: int
+    backend: str = "torch"          # "torch" (reference, any device) or "triton"
+
+
+_metadata: AttentionMetadata | None = None
+
+
+@contextmanager
+def attention_metadata(meta: AttentionMetadata | None):
+    global _metadata
+    previous, _metadata = _metadata, meta
+    try:
+        yield
+    finally:
+        _metadata = previous
+
+
+class Attention(nn.Module):
+    def __init__(self, num_heads: int, head_dim: int, num_kv_heads: int, scale: float):
+        super().__init__()
+        self.num_heads, self.head_dim, self.num_kv_heads = num_heads, head_dim, num_kv_heads
+        self.scale = scale
+        # Views into the engine's cache, attached once it is allocated.
+        self.k_cache: torch.Tensor | None = None
+        self.v_cache: torch.Tensor | None = None
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        q = q.view(-1, self.num_heads, self.head_dim)
+        k = k.view(-1, self.num_kv_heads, self.head_dim)
+        v = v.view(-1, self.num_kv_heads, self.head_dim)
+        meta = _metadata
+        if meta is None or self.k_cache is None:
+            return self._causal_without_cache(q, k, v)
+        if meta.backend == "triton":
+            kv_cache_write.write_kv_cache(k, v, self.k_cache, self.v_cache, meta.slot_mapping)
+            attend = paged_attention.paged_attention
+        else:
+            kv_cache_write.write_kv_cache_ref(k, v, self.k_cache, self.v_cache, meta.slot_mapping)
+            attend = paged_attention_ref
+        out = attend(q, self.k_cache, self.v_cache, meta.block_tables, meta.query_start_loc,
+                     meta.seq_lens, self.scale, meta.max_query_len, meta.max_seq_len)
+        return out.view(-1, self.num_heads * self.head_dim)
+
+    def _causal_without_cache(self, q, k, v) -> torch.Tensor:
+        """One causal sequence and no cache: the memory-profiling pass before the cache exists."""
+        out = F.scaled_dot_product_attention(q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1),
+                                             is_causal=True, scale=self.scale,
+                                             enable_gqa=self.num_heads != self.num_kv_heads)
+        return out.transpose(0, 1).reshape(-1, self.num_heads * self.head_dim)

@@ -1,0 +1,94 @@
+"""Builds a model and fills its weights from a checkpoint: safetensors (sharded or not),
+PyTorch .bin, or a GGUF file (dequantized at load by transformers' GGUF reader); or random
+weights at the model's shapes (load_format="dummy", for benchmarks without a download)."""
+from __future__ import annotations
+
+import glob
+import logging
+import os
+from contextlib import nullcontext
+from typing import Iterator
+
+import torch
+
+from ember.models.dummy_weights import draw_unsharded
+from ember.models.hf_config import split_gguf
+from ember.models.layers.linear import placeholder_weights
+from ember.models.registry import model_class
+from ember.quantization.layers import finish_quantized_loading, install_quantization
+
+logger = logging.getLogger(__name__)
+
+
+def iter_checkpoint(path: str, hf_config=None) -> Iterator[tuple[str, torch.Tensor]]:
+    directory, gguf_file = split_gguf(path)
+    if gguf_file is not None:
+        from transformers import AutoModelForCausalLM
+        from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
+
+        # transformers names GGUF tensors through a model skeleton; on "meta" it costs no memory.
+        with torch.device("meta"):
+            skeleton = AutoModelForCausalLM.from_config(hf_config)
+        tensors = load_gguf_checkpoint(path, return_tensors=True, model_to_load=skeleton)["tensors"]
+        yield from tensors.items()
+        return
+    files = sorted(glob.glob(os.path.join(directory, "*.safetensors")))
+    if files:
+        from safetensors import safe_open
+
+        for file in files:
+            with safe_open(file, framework="pt") as f:
+                for name in f.keys():
+                    yield name, f.get_tensor(name)
+        return
+    files = sorted(f for f in glob.glob(os.path.join(directory, "*.bin")) if "training_args" not in f)
+    if not files:
+        raise FileNotFoundError(f"No *.safetensors, *.bin or .gguf weights found in {path}")
+    for file in files:
+        # weights_only: a checkpoint must never run code while loading.
+        state = torch.load(file, map_location="cpu", weights_only=True)
+        yield from state.items()
+
+
+def load_model(path: str, hf_config, dtype: torch.dtype, device: str, max_position: int,
+               load_format: str = "auto", seed: int = 0, quant_config=None) -> torch.nn.Module:
+    """`quant_config` (ember.quantization): the checkpoint's quantized format, or None."""
+    cls = model_class(hf_config)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device), placeholder_weights() if quant_config else nullcontext():
+            model = cls(hf_config, max_position)
+    finally:
+        torch.set_default_dtype(previous)
+    if quant_config is not None:
+        install_quantization(model, quant_config, dtype, device)
+    if load_format == "dummy":
+        _random_weights(model, device, seed)
+    else:
+        loaded = model.load_weights(iter_checkpoint(path, hf_config))
+        missing = sorted(n for n, p in model.named_parameters()
+                         if n not in loaded and not getattr(p, "has_default", False))
+        if missing:
+            raise ValueError(f"checkpoint at {path} lacks weights for: {', '.join(missing[:8])}"
+                             + (" ..." if len(missing) > 8 else ""))
+    if quant_config is not None:
+        finish_quantized_loading(model)
+    return model.eval()
+
+
+def _random_weights(model: torch.nn.Module, device: str, seed: int) -> None:
+    generator = torch.Generator(device=device).manual_seed(seed)
+    modules = dict(model.named_modules())
+    for name, p in model.named_parameters():
+        if getattr(p, "has_default", False):
+            continue
+        if p.dtype == torch.int32:  # packed integer codes: any bits are valid
+            p.data.random_(generator=generator)
+        elif p.dtype.itemsize == 1:  # fp8: no normal_ kernel, draw in fp32
+            p.data.copy_(torch.empty(p.shape, device=device).normal_(0, 0.02, generator=generator))
+        elif name.endswith("norm.weight"):
+            p.data.fill_(1.0)
+        else:
+            module_name, _, attr = name.rpartition(".")
+            draw_unsharded(modules[module_name], attr, p, generator)

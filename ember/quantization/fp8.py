@@ -1,0 +1,90 @@
+"""FP8 checkpoints: `quant_method: fp8`, weights in float8_e4m3fn [N, K], of two kinds.
+
+- Per-tensor (AutoFP8, llm-compressor): `weight_scale` fp32, one per tensor, and `input_scale`
+  when `activation_scheme` is "static". W = weight * weight_scale.
+- Block-wise (Qwen3-*-FP8, DeepSeek's layout): `weight_block_size: [bn, bk]` and
+  `weight_scale_inv` fp32 [ceil(N / bn), ceil(K / bk)]; despite its name the factor that
+  dequantizes: W[n, k] = weight[n, k] * weight_scale_inv[n // bn, k // bk].
+
+A fused layer's parts (q/k/v, gate/up) each bring their own scales: per-tensor one each,
+block-wise their own rows of blocks (a part's last row of blocks is partial when its rows are
+not a multiple of bn), so no part is requantized.
+
+Ember runs FP8 as W8A16: weights stay fp8 in memory and are widened to the activation dtype in
+the GEMM's tile loop; activations are not quantized, so a static input_scale is read and unused
+(the result is at least as accurate as the W8A8 the scale was calibrated for)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ember.kernels.quant_fp8_gemm import fp8_gemm, fp8_gemm_ref
+from ember.models.layers.dispatch import use_triton
+from ember.quantization.params import add_param, output_parts, replace_params
+
+
+@dataclass(frozen=True)
+class FP8Config:
+    block_size: tuple[int, int] | None  # (bn, bk), or None: per-tensor scales
+    static_activations: bool            # checkpoint carries input_scale
+    exclusions: tuple[str, ...] = ()
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FP8Config":
+        scheme = d.get("activation_scheme", "dynamic")
+        if scheme not in ("static", "dynamic"):
+            raise ValueError(f"FP8 activation_scheme {scheme!r} is not supported (static, dynamic are).")
+        if d.get("fmt", "e4m3") != "e4m3":
+            raise ValueError(f"FP8 weights in {d['fmt']!r} are not supported (e4m3 are).")
+        block = d.get("weight_block_size")
+        if block is not None and (len(block) != 2 or min(block) < 1):
+            raise ValueError(f"FP8 weight_block_size must be [rows, columns], got {block}.")
+        exclusions = tuple(d.get("ignored_layers") or ()) + tuple(d.get("modules_to_not_convert") or ())
+        return cls(tuple(block) if block else None, scheme == "static", exclusions)
+
+    def linear_method(self) -> "FP8LinearMethod":
+        return FP8LinearMethod(self)
+
+
+class FP8LinearMethod:
+    def __init__(self, config: FP8Config):
+        self.config = config
+
+    def create_weights(self, layer, dtype: torch.dtype, device) -> None:
+        n, k = layer.out_features, layer.in_features
+        add_param(layer, "weight", torch.zeros(n, k, dtype=torch.float8_e4m3fn, device=device), output_dim=0)
+        scalar = dict(output_dim=0, per_part=True)
+        if self.config.block_size is None:
+            add_param(layer, "weight_scale", torch.zeros(len(output_parts(layer)), device=device), **scalar)
+        else:
+            bn, bk = self.config.block_size
+            rows = sum(-(-size // bn) for _, size in output_parts(layer))
+            add_param(layer, "weight_scale_inv", torch.zeros(rows, -(-k // bk), device=device),
+                      output_dim=0, rows_per_index=bn)
+        if self.config.static_activations:
+            add_param(layer, "input_scale", torch.zeros(len(output_parts(layer)), device=device), **scalar)
+
+    def block_k(self, layer) -> int:
+        return layer.in_features if self.config.block_size is None else self.config.block_size[1]
+
+    def process_weights_after_loading(self, layer) -> None:
+        """One scale table and the scale row of every output row: per-tensor, row = the part;
+        block-wise, row = the part's first block row + the row's block within the part."""
+        bn = self.config.block_size[0] if self.config.block_size else None
+        rows, first = [], 0
+        for index, (_, size) in enumerate(output_parts(layer)):
+            local = torch.arange(size, device=layer.weight.device)
+            rows.append(torch.full_like(local, index) if bn is None else first + local // bn)
+            first += 1 if bn is None else -(-size // bn)
+        scale = layer.weight_scale[:, None] if bn is None else layer.weight_scale_inv
+        replace_params(layer, weight_scale=None, weight_scale_inv=None, input_scale=None,
+                       scale=scale.float().contiguous(), scale_row=torch.cat(rows).to(torch.int32))
+
+    def apply(self, layer, x: torch.Tensor) -> torch.Tensor:
+        rows = x.reshape(-1, x.shape[-1])
+        gemm = fp8_gemm if use_triton(rows) else fp8_gemm_ref
+        out = gemm(rows, layer.weight, layer.scale, layer.scale_row, self.block_k(layer))
+        if layer.bias is not None:
+            out = out + layer.bias
+        return out.reshape(*x.shape[:-1], out.shape[-1])

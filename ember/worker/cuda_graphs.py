@@ -1,0 +1,101 @@
+"""Decode steps replayed as CUDA graphs. A decode step launches hundreds of small kernels;
+captured once per batch size on a ladder, it becomes one launch. The graph ends with the LM
+head, since every row of a decode step samples: it yields logits. Inputs live in static
+buffers; a batch is padded up to the next captured size (padding rows write no cache slot).
+
+Each size is captured twice: for contexts up to SHORT_CONTEXT tokens and for any context.
+The attention kernel picks its split-K layout from the context bound it is given, and a bound
+of max_model_len would make short decodes pay for splits and a reduction they do not need."""
+from __future__ import annotations
+
+import logging
+import time
+
+import torch
+
+from ember.distributed.parallel_state import is_driver
+from ember.models.layers.attention import AttentionMetadata, attention_metadata
+from ember.worker.input_batch import ModelInput
+
+logger = logging.getLogger(__name__)
+
+SHORT_CONTEXT = 512
+
+
+def capture_sizes(max_num_seqs: int) -> list[int]:
+    ladder = [1, 2, 4, 8] + list(range(16, 256 + 1, 16)) + list(range(288, 1024 + 1, 32))
+    sizes = [s for s in ladder if s < max_num_seqs] + [max_num_seqs]
+    return sorted(set(sizes))
+
+
+class DecodeGraphs:
+    def __init__(self, model: torch.nn.Module, max_num_seqs: int, max_model_len: int, block_size: int,
+                 device: torch.device, backend: str):
+        self.model = model
+        self.sizes = capture_sizes(max_num_seqs)
+        self.max_model_len = max_model_len
+        n = self.sizes[-1]
+        max_blocks = -(-max_model_len // block_size)
+        self.input_ids = torch.zeros(n, dtype=torch.int64, device=device)
+        self.positions = torch.zeros(n, dtype=torch.int64, device=device)
+        self.slot_mapping = torch.full((n,), -1, dtype=torch.int64, device=device)
+        self.query_start_loc = torch.arange(n + 1, dtype=torch.int32, device=device)
+        self.seq_lens = torch.ones(n, dtype=torch.int32, device=device)
+        self.block_tables = torch.zeros(n, max_blocks, dtype=torch.int32, device=device)
+        # Logits reach only the driver rank (the LM head gathers them there).
+        self.logits = torch.empty(n, model.config.vocab_size, dtype=torch.float32, device=device) \
+            if is_driver() else None
+        self.backend = backend
+        self.context_bounds = sorted({min(SHORT_CONTEXT, max_model_len), max_model_len})
+        self.graphs: dict[tuple[int, int], torch.cuda.CUDAGraph] = {}
+
+    def _metadata(self, n: int, context_bound: int) -> AttentionMetadata:
+        # max_seq_len is an upper bound: the graph serves every context up to it.
+        return AttentionMetadata(self.slot_mapping[:n], self.query_start_loc[:n + 1], self.seq_lens[:n],
+                                 self.block_tables[:n], max_query_len=1, max_seq_len=context_bound,
+                                 backend=self.backend)
+
+    @torch.inference_mode()
+    def capture(self) -> None:
+        start = time.perf_counter()
+        pool = torch.cuda.graph_pool_handle()
+        for n in reversed(self.sizes):  # largest first, so smaller graphs reuse its memory
+            for bound in self.context_bounds:
+                with attention_metadata(self._metadata(n, bound)):
+                    for _ in range(2):  # warm up: Triton compiles, cuBLAS picks its kernels
+                        self._forward(n)
+                    torch.cuda.synchronize()
+                    graph = torch.cuda.CUDAGraph()
+                    with torch.cuda.graph(graph, pool=pool):
+                        self._forward(n)
+                self.graphs[n, bound] = graph
+        torch.cuda.synchronize()
+        logger.info("Captured CUDA graphs for %d decode batch sizes (1..%d) x context bounds %s in %.1f s",
+                    len(self.sizes), self.sizes[-1], self.context_bounds, time.perf_counter() - start)
+
+    def _forward(self, n: int) -> None:
+        hidden = self.model(self.input_ids[:n], self.positions[:n])
+        logits = self.model.compute_logits(hidden)
+        if logits is not None:
+            self.logits[:n].copy_(logits)
+
+    def fits(self, inp: ModelInput) -> bool:
+        meta = inp.attention
+        return meta.max_query_len == 1 and len(inp.input_ids) <= self.sizes[-1]
+
+    def run(self, inp: ModelInput) -> torch.Tensor | None:
+        """Logits [batch, vocab] of a decode step (None on ranks other than the driver)."""
+        bs = len(inp.input_ids)
+        n = next(s for s in self.sizes if s >= bs)
+        meta = inp.attention
+        self.input_ids[:bs].copy_(inp.input_ids)
+        self.positions[:bs].copy_(inp.positions)
+        self.slot_mapping[:bs].copy_(meta.slot_mapping)
+        self.slot_mapping[bs:n].fill_(-1)
+        self.seq_lens[:bs].copy_(meta.seq_lens)
+        self.seq_lens[bs:n].fill_(1)
+        width = meta.block_tables.shape[1]
+        self.block_tables[:bs, :width].copy_(meta.block_tables)
+        bound = next(b for b in self.context_bounds if b >= meta.max_seq_len)
+        self.graphs[n, bound].replay()
+        return self.logits[:bs] if self.logits is not None else None

@@ -1,0 +1,56 @@
+"""StepInput -> the flat tensors one forward pass takes: token ids, positions, cache slots and
+attention metadata, built with numpy rather than per-token Python loops."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import chain
+
+import numpy as np
+import torch
+
+from ember.models.layers.attention import AttentionMetadata
+from ember.worker.host_copy import to_device
+from ember.worker.step_input import StepInput
+
+
+@dataclass
+class ModelInput:
+    input_ids: torch.Tensor
+    positions: torch.Tensor
+    attention: AttentionMetadata
+    logits_indices: torch.Tensor       # rows of the hidden states to sample from
+    sampled_seq_ids: list[int]         # the sequence of each of those rows
+    query_start_loc: np.ndarray        # host copy, for prompt logprobs
+
+
+def build_model_input(step: StepInput, block_size: int, device: torch.device, backend: str) -> ModelInput:
+    chunks = step.chunks
+    query_lens = np.fromiter((len(c.token_ids) for c in chunks), dtype=np.int64, count=len(chunks))
+    starts = np.fromiter((c.start_position for c in chunks), dtype=np.int64, count=len(chunks))
+    query_start_loc = np.zeros(len(chunks) + 1, dtype=np.int64)
+    np.cumsum(query_lens, out=query_start_loc[1:])
+    num_tokens = int(query_start_loc[-1])
+    seq_lens = starts + query_lens
+    seq_of_token = np.repeat(np.arange(len(chunks)), query_lens)
+    positions = np.arange(num_tokens) - np.repeat(query_start_loc[:-1] - starts, query_lens)
+    max_blocks = max(len(c.block_table) for c in chunks)
+    block_tables = np.zeros((len(chunks), max_blocks), dtype=np.int32)
+    for i, c in enumerate(chunks):
+        block_tables[i, :len(c.block_table)] = c.block_table
+    slots = block_tables[seq_of_token, positions // block_size].astype(np.int64) * block_size + positions % block_size
+    sampled = [i for i, c in enumerate(chunks) if c.sample]
+    input_ids = np.fromiter(chain.from_iterable(c.token_ids for c in chunks), dtype=np.int64, count=num_tokens)
+
+    # Two host-to-device copies in all (one per dtype) rather than one per array.
+    logits_indices = query_start_loc[1:][sampled] - 1
+    wide = to_device(np.concatenate([input_ids, positions, slots, logits_indices]), device)
+    narrow = to_device(np.concatenate([query_start_loc, seq_lens, block_tables.ravel()]).astype(np.int32), device)
+    S = len(chunks)
+    meta = AttentionMetadata(
+        slot_mapping=wide[2 * num_tokens:3 * num_tokens], query_start_loc=narrow[:S + 1],
+        seq_lens=narrow[S + 1:2 * S + 1], block_tables=narrow[2 * S + 1:].view(S, max_blocks),
+        max_query_len=int(query_lens.max()), max_seq_len=int(seq_lens.max()), backend=backend)
+    return ModelInput(
+        input_ids=wide[:num_tokens], positions=wide[num_tokens:2 * num_tokens], attention=meta,
+        logits_indices=wide[3 * num_tokens:], sampled_seq_ids=[chunks[i].seq_id for i in sampled],
+        query_start_loc=query_start_loc)

@@ -1,0 +1,178 @@
+"""Runs one scheduled step on one device: StepInput -> tensors -> model -> logits -> tokens.
+
+Under tensor parallelism every rank runs this same step on its shard of the model. Only the
+driver (rank 0) receives logits and samples; it broadcasts the sampled tokens, which the other
+ranks need to fill the placeholders of the next step."""
+from __future__ import annotations
+
+import logging
+import time
+
+import torch
+
+from ember.config import EngineConfig, cpu_kv_cache_bytes
+from ember.distributed.communication import broadcast_from_driver
+from ember.distributed.parallel_state import is_driver
+from ember.models.layers.attention import attention_metadata
+from ember.models.loader import load_model
+from ember.worker import kv_cache
+from ember.worker.cuda_graphs import DecodeGraphs
+from ember.worker.host_copy import to_device
+from ember.worker.input_batch import build_model_input
+from ember.worker.sampler import sample
+from ember.worker.sampling_state import SamplingStates
+from ember.worker.pending_step import PendingStep
+from ember.worker.step_input import PENDING_TOKEN, StepInput, StepOutput
+
+logger = logging.getLogger(__name__)
+
+
+class ModelRunner:
+    def __init__(self, config: EngineConfig):
+        self.config = config
+        self.device = torch.device(config.device)
+        start = time.perf_counter()
+        self.model = load_model(config.model_path, config.hf_config, config.torch_dtype, config.device,
+                                config.max_model_len, config.load_format, config.seed, config.quant_config)
+        logger.info("Loaded %s (%s, %s) in %.1f s", config.model, config.torch_dtype, self.device,
+                    time.perf_counter() - start)
+        self.vocab_size = config.hf_config.vocab_size
+        self.sampling = SamplingStates(self.device, self.vocab_size)
+        self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
+        self.num_blocks = 0
+        self.graphs: DecodeGraphs | None = None
+        # The previous step's sampled tokens, on the device, by sequence.
+        self._last_tokens: torch.Tensor | None = None
+        self._last_rows: dict[int, int] = {}
+
+    def determine_num_blocks(self) -> int:
+        c = self.config
+        per_block = kv_cache.bytes_per_block(self.model, c.block_size, c.kv_cache_torch_dtype)
+        if c.num_gpu_blocks_override is not None:
+            return c.num_gpu_blocks_override
+        if self.device.type != "cuda":
+            return max(1, cpu_kv_cache_bytes() // per_block)
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(self.device)
+        self._profile_forward()
+        peak = torch.cuda.max_memory_allocated(self.device)
+        return kv_cache.gpu_blocks_from_profile(peak, c.gpu_memory_utilization, per_block, self.device)
+
+    @torch.inference_mode()
+    def _profile_forward(self) -> None:
+        """The largest step the scheduler can produce, with no cache yet: its peak memory is
+        what the cache must leave free."""
+        c = self.config
+        remaining = c.max_num_batched_tokens
+        while remaining > 0:
+            n = min(remaining, c.max_model_len)
+            ids = torch.zeros(n, dtype=torch.int64, device=self.device)
+            hidden = self.model(ids, torch.arange(n, device=self.device))
+            remaining -= n
+        logits = self.model.compute_logits(hidden[-1:].expand(c.max_num_seqs, -1))
+        if logits is not None:
+            logits.softmax(dim=-1)
+        torch.cuda.synchronize(self.device)
+
+    def initialize_cache(self, num_blocks: int) -> None:
+        self.num_blocks = num_blocks
+        c = self.config
+        self.kv_caches = kv_cache.allocate_kv_cache(self.model, num_blocks, c.block_size, c.kv_cache_torch_dtype,
+                                                    self.device)
+        if self.device.type == "cuda" and not c.enforce_eager:
+            self.graphs = DecodeGraphs(self.model, c.max_num_seqs, c.max_model_len, c.block_size, self.device,
+                                       c.attention_backend)
+            self.graphs.capture()
+
+    def execute(self, step: StepInput) -> StepOutput:
+        return self.collect(self.launch(step))
+
+    @torch.inference_mode()
+    def launch(self, step: StepInput) -> PendingStep:
+        """Enqueue the step's device work and return without waiting for it: the engine does
+        its host-side work for the previous step meanwhile."""
+        for seq_id in step.finished_seq_ids:
+            self.sampling.remove(seq_id)
+        for new in step.new_sequences:
+            self.sampling.add(new)
+        if not step.chunks:
+            return PendingStep.empty()
+        inp = build_model_input(step, self.config.block_size, self.device, self.config.attention_backend)
+        self._fill_pending_tokens(step, inp)
+        prompt_logprobs = {}
+        if self.graphs is not None and self.graphs.fits(inp):
+            logits = self.graphs.run(inp)  # a decode step: every row samples
+        else:
+            with attention_metadata(inp.attention):
+                hidden = self.model(inp.input_ids, inp.positions)
+            prompt_logprobs = self._prompt_logprobs(step, inp, hidden)
+            if not inp.sampled_seq_ids:
+                return PendingStep.empty(prompt_logprobs)
+            logits = self.model.compute_logits(hidden[inp.logits_indices])
+        if not is_driver():
+            # The driver samples; this rank keeps its tokens for the next step's placeholders.
+            tokens = torch.empty(len(inp.sampled_seq_ids), dtype=torch.int64, device=self.device)
+            self._keep_last_tokens(inp, broadcast_from_driver(tokens))
+            return PendingStep.empty()
+        result = sample(logits, self.sampling.batch(inp.sampled_seq_ids, step.grammar), self.generator)
+        self._keep_last_tokens(inp, broadcast_from_driver(result.token_ids))
+        num_logprobs = [self.sampling.states[s].params.logprobs for s in inp.sampled_seq_ids]
+        return PendingStep.start(inp.sampled_seq_ids, num_logprobs, result, prompt_logprobs)
+
+    def collect(self, pending: PendingStep) -> StepOutput:
+        """Wait for a launched step's tokens and hand them over."""
+        output = pending.wait()
+        for seq_id, sampled in output.sampled.items():
+            state = self.sampling.states.get(seq_id)
+            if state is not None:
+                state.output_token_ids.append(sampled.token_id)
+        return output
+
+    def _keep_last_tokens(self, inp, tokens: torch.Tensor) -> None:
+        self._last_tokens = tokens
+        self._last_rows = {seq_id: row for row, seq_id in enumerate(inp.sampled_seq_ids)}
+
+    def _fill_pending_tokens(self, step: StepInput, inp) -> None:
+        """Tokens still being sampled by the previous step are taken from its device output."""
+        rows, positions = [], []
+        for i, chunk in enumerate(step.chunks):
+            if chunk.token_ids[-1] == PENDING_TOKEN:
+                rows.append(self._last_rows[chunk.seq_id])
+                positions.append(int(inp.query_start_loc[i + 1]) - 1)
+        if rows:
+            index = to_device(positions, self.device, torch.int64)
+            inp.input_ids.index_copy_(0, index, self._last_tokens[to_device(rows, self.device, torch.int64)])
+
+    def _prompt_logprobs(self, step: StepInput, inp, hidden: torch.Tensor) -> dict:
+        """For sequences that asked prompt_logprobs: the logprob of each prompt token given the
+        tokens before it, for the positions this chunk computed."""
+        result = {}
+        if not self.sampling.want_prompt_logprobs:
+            return result
+        for i, chunk in enumerate(step.chunks):
+            if chunk.seq_id not in self.sampling.want_prompt_logprobs:
+                continue
+            state = self.sampling.states[chunk.seq_id]
+            k = state.params.prompt_logprobs
+            prompt = state.prompt_token_ids
+            first, last = chunk.start_position, min(chunk.start_position + len(chunk.token_ids), len(prompt) - 1)
+            if k is None or first >= last:
+                continue
+            rows = hidden[int(inp.query_start_loc[i]):int(inp.query_start_loc[i]) + last - first]
+            logits = self.model.compute_logits(rows)
+            if logits is None:  # another rank than the driver: it took part in the gather
+                continue
+            logprobs = logits.log_softmax(dim=-1)
+            targets = torch.tensor(prompt[first + 1:last + 1], device=logprobs.device)
+            chosen = logprobs.gather(1, targets.unsqueeze(1)).squeeze(1)
+            ranks = (logprobs > chosen.unsqueeze(1)).sum(dim=-1) + 1
+            top_lp, top_ids = logprobs.topk(k, dim=-1) if k else (None, None)
+            entries = []
+            for j, t in enumerate(targets.tolist()):
+                entry = [(t, float(chosen[j]), int(ranks[j]))]
+                if k:
+                    entry += [(tid, lp, r + 1) for r, (tid, lp) in
+                              enumerate(zip(top_ids[j].tolist(), top_lp[j].tolist()))]
+                entries.append(entry)
+            result[chunk.seq_id] = entries
+        return result

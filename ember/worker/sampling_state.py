@@ -1,0 +1,91 @@
+"""What the sampler remembers per sequence between steps (its settings, seeded generator and
+tokens so far), and how a step's rows become one SamplingBatch."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from ember.sampling_params import SamplingParams
+from ember.worker.host_copy import to_device
+from ember.worker.sampler import SamplingBatch
+from ember.worker.step_input import GrammarBitmask, NewSequence
+
+
+@dataclass
+class SequenceSamplingState:
+    params: SamplingParams
+    prompt_token_ids: list[int]
+    generator: torch.Generator | None
+    output_token_ids: list[int] = field(default_factory=list)
+
+
+def _pad(rows: list[list[int]], fill: int) -> torch.Tensor:
+    width = max(1, max(len(r) for r in rows))
+    return torch.tensor([r + [fill] * (width - len(r)) for r in rows], dtype=torch.int64)
+
+
+class SamplingStates:
+    def __init__(self, device: torch.device, vocab_size: int):
+        self.device = device
+        self.vocab_size = vocab_size
+        self.states: dict[int, SequenceSamplingState] = {}
+        # Sequences that asked for prompt logprobs: the runner looks only at these.
+        self.want_prompt_logprobs: set[int] = set()
+
+    def add(self, new: NewSequence) -> None:
+        generator = None
+        if new.seed is not None:
+            generator = torch.Generator(device=self.device).manual_seed(new.seed)
+        self.states[new.seq_id] = SequenceSamplingState(new.params, list(new.prompt_token_ids), generator)
+        if new.params.prompt_logprobs is not None:
+            self.want_prompt_logprobs.add(new.seq_id)
+
+    def remove(self, seq_id: int) -> None:
+        self.states.pop(seq_id, None)
+        self.want_prompt_logprobs.discard(seq_id)
+
+    def record(self, seq_id: int, token_id: int) -> None:
+        self.states[seq_id].output_token_ids.append(token_id)
+
+    def batch(self, seq_ids: list[int], grammar: GrammarBitmask | None = None) -> SamplingBatch:
+        states = [self.states[s] for s in seq_ids]
+        params = [s.params for s in states]
+        dev, V = self.device, self.vocab_size
+
+        def column(values, dtype=torch.float32) -> torch.Tensor:
+            return to_device(values, dev, dtype)
+
+        b = SamplingBatch(
+            temperature=column([p.temperature if not p.greedy else 0.0 for p in params]),
+            top_k=column([p.normalized_top_k or V for p in params], torch.int64)
+            if any(0 < p.normalized_top_k < V for p in params) else None,
+            top_p=column([p.top_p for p in params]) if any(p.top_p < 1.0 for p in params) else None,
+            min_p=column([p.min_p for p in params]) if any(p.min_p > 0.0 for p in params) else None,
+            all_greedy=all(p.greedy for p in params),
+            all_temperature_one=all(p.temperature == 1.0 for p in params),
+            want_logprobs=any(p.logprobs is not None for p in params),
+            max_num_logprobs=max((p.logprobs or 0 for p in params), default=0),
+        )
+        if any(p.repetition_penalty != 1.0 or p.presence_penalty or p.frequency_penalty for p in params):
+            outputs = _pad([s.output_token_ids for s in states], V).to(dev)
+            counts = torch.zeros(len(states), V + 1, device=dev)
+            counts.scatter_add_(1, outputs, torch.ones_like(outputs, dtype=counts.dtype))
+            b.output_counts = counts[:, :V]
+            prompts = _pad([s.prompt_token_ids for s in states], V).to(dev)
+            mask = torch.zeros(len(states), V + 1, dtype=torch.bool, device=dev)
+            b.prompt_mask = mask.scatter_(1, prompts, True)[:, :V]
+            b.repetition_penalty = column([p.repetition_penalty for p in params])
+            b.presence_penalty = column([p.presence_penalty for p in params])
+            b.frequency_penalty = column([p.frequency_penalty for p in params])
+        banned = [(row, sorted(p.all_stop_token_ids)) for row, (p, s) in enumerate(zip(params, states))
+                  if len(s.output_token_ids) < p.min_tokens and p.all_stop_token_ids]
+        b.banned = [(row, [t for t in ids if t < V]) for row, ids in banned] or None
+        generators = {row: s.generator for row, s in enumerate(states) if s.generator is not None}
+        b.generators = generators or None
+        if grammar is not None:
+            row_of = {seq_id: row for row, seq_id in enumerate(seq_ids)}
+            rows = [row_of[s] for s in grammar.seq_ids]
+            b.bitmask_rows = column(rows, torch.int64)
+            b.token_bitmask = grammar.bitmask.to(dev, non_blocking=True)
+        return b

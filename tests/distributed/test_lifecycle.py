@@ -1,0 +1,76 @@
+"""Worker processes never outlive their engine: not after shutdown(), not when the engine's
+process is killed outright, not when loading fails."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ember import LLM
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
+    except FileNotFoundError:
+        return False
+
+
+def _wait_gone(pids: list[int], timeout: float = 15.0) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while any(map(_alive, pids)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return [p for p in pids if _alive(p)]
+
+
+def test_shutdown_stops_the_workers(checkpoints):
+    llm = LLM(checkpoints["llama"], tensor_parallel_size=2)
+    pids = llm.llm_engine.executor.worker_pids
+    assert len(pids) == 1 and all(map(_alive, pids))
+    llm.llm_engine.shutdown()
+    assert _wait_gone(pids, timeout=1.0) == []
+    llm.llm_engine.shutdown()  # twice is harmless
+
+
+_ENGINE_THEN_SLEEP = """
+import sys, time
+from ember import LLM
+llm = LLM(sys.argv[1], tensor_parallel_size=2)
+print(*llm.llm_engine.executor.worker_pids, flush=True)
+time.sleep(600)
+"""
+
+
+def test_workers_exit_when_the_engine_process_is_killed(checkpoints, tmp_path):
+    # A killed engine cannot remove its rendezvous directory: leave it under tmp_path.
+    engine = subprocess.Popen([sys.executable, "-c", _ENGINE_THEN_SLEEP, checkpoints["llama"]],
+                              stdout=subprocess.PIPE, text=True, env=dict(os.environ, TMPDIR=str(tmp_path)))
+    try:
+        pids = [int(p) for p in engine.stdout.readline().split()]
+        assert pids and all(map(_alive, pids))
+    finally:
+        engine.send_signal(signal.SIGKILL)
+        engine.wait()
+    assert _wait_gone(pids) == []
+
+
+def test_a_failed_load_stops_every_worker(checkpoints, tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for name in os.listdir(checkpoints["llama"]):
+        if not name.endswith(".safetensors"):
+            os.symlink(os.path.join(checkpoints["llama"], name), broken / name)
+    (broken / "model.safetensors").write_bytes(b"not a safetensors file")
+    children_before = _children()
+    with pytest.raises(Exception):
+        LLM(str(broken), tensor_parallel_size=2)
+    assert _wait_gone(sorted(_children() - children_before), timeout=1.0) == []
+
+
+def _children() -> set[int]:
+    pid = os.getpid()
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return {int(p) for p in f.read().split()}

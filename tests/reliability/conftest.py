@@ -1,0 +1,246 @@
+"""The reliability suite's servers: real `ember serve` processes on loopback ports, each with the
+flags its tests need, all started at once when the session begins so that their start-ups
+overlap (tests/server/launcher.py's machinery). Servers that a test ends (engine fault,
+SIGTERM, SIGINT) serve that test alone.
+
+Each test records its figures with `report(...)`; they are printed at the end of the run (and
+written as JSON to $EMBER_RELIABILITY_REPORT when set): docs/reliability.md quotes them."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+
+import httpx
+import pytest
+
+from tests.reliability.hostile import pickle_checkpoint, remote_code_checkpoint
+from tests.server.launcher import ServerProcess, serve_command
+from tests.tiny_models import build_tiny_checkpoint
+
+NAME = "tiny"
+API_KEY = "sk-ember-reliability-0123456789"
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+MAX_MODEL_LEN = 640
+# The guarded server's KV cache: 16 blocks of 16 tokens, less than max_model_len.
+GUARDED_KV_TOKENS = 256
+GUARDED_MAX_REQUEST_BYTES = 65536
+FUZZ_MAX_MODEL_LEN = 64
+FAULT_STEP = 40
+SIGINT_SHUTDOWN_TIMEOUT_S = 1.0
+
+_FIGURES: dict[str, dict] = {}
+
+
+@pytest.fixture(scope="session")
+def report():
+    """report(test_name, **figures): kept for the summary at the end of the run."""
+    def record(name: str, **figures) -> None:
+        _FIGURES.setdefault(name, {}).update(figures)
+    return record
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _FIGURES:
+        return
+    terminalreporter.section("reliability figures")
+    for name, figures in _FIGURES.items():
+        terminalreporter.write_line(f"{name}: " + ", ".join(f"{k}={v}" for k, v in figures.items()))
+    path = os.environ.get("EMBER_RELIABILITY_REPORT")
+    if path:
+        with open(path, "w") as f:
+            json.dump(_FIGURES, f, indent=2)
+
+
+class Server(ServerProcess):
+    """A ServerProcess that may speak HTTPS (`verify`: the CA file) and lists its children."""
+
+    def __init__(self, command, log_path, env=None, tls: tuple[str, str] | None = None):
+        extra = ["--ssl-keyfile", tls[0], "--ssl-certfile", tls[1]] if tls else []
+        super().__init__([*command, *extra], log_path, env)
+        self.verify: str | bool = True
+        if tls:
+            self.url = self.url.replace("http://", "https://")
+            self.verify = tls[1]
+
+    def wait_ready(self, timeout: float = 180.0) -> "Server":
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()[-5000:]}")
+            try:
+                if httpx.get(self.url + "/health", timeout=1.0, verify=self.verify).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError(f"server not healthy after {timeout} s:\n{self.log()[-5000:]}")
+
+    def children(self) -> list[int]:
+        """Pids of this server's child processes (the chat template sandbox, executor workers)."""
+        return children_of(self.proc.pid)
+
+    def wait_exit(self, timeout: float) -> int:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"server still running after {timeout} s:\n{self.log()[-3000:]}") from None
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(entry))
+    return found
+
+
+def cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline") as f:
+            return f.read().replace("\0", " ")
+    except OSError:
+        return ""
+
+
+def workers_of(server: "Server") -> dict[str, list[int]]:
+    """The server's children by kind: the chat template sandbox and tensor-parallel ranks."""
+    kids = server.children()
+    return {"sandbox": [p for p in kids if "ember_template_sandbox" in cmdline(p)],
+            "rank": [p for p in kids if "ember.executor.mp_worker" in cmdline(p)]}
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def self_signed_certificate(directory: str) -> tuple[str, str] | None:
+    """(key file, certificate file) for 127.0.0.1, made with openssl or `cryptography`."""
+    key, cert = os.path.join(directory, "key.pem"), os.path.join(directory, "cert.pem")
+    if shutil.which("openssl"):
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+                        "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                       check=True, capture_output=True)
+        return key, cert
+    try:
+        import datetime
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+        from cryptography.x509.oid import NameOID
+    except ImportError:
+        return None
+    import ipaddress
+
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(private.public_key())
+                   .serial_number(x509.random_serial_number()).not_valid_before(now)
+                   .not_valid_after(now + datetime.timedelta(days=1))
+                   .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                                  critical=False)
+                   .sign(private, hashes.SHA256()))
+    with open(key, "wb") as f:
+        f.write(private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                                      serialization.NoEncryption()))
+    with open(cert, "wb") as f:
+        f.write(certificate.public_bytes(serialization.Encoding.PEM))
+    return key, cert
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory) -> str:
+    return build_tiny_checkpoint(str(tmp_path_factory.mktemp("reliability-llama")), "llama",
+                                 max_position_embeddings=MAX_MODEL_LEN)
+
+
+@pytest.fixture(scope="session")
+def long_checkpoint(tmp_path_factory) -> str:
+    """The same weights with a 4,096-token context: requests that outlast a short shutdown timeout."""
+    return build_tiny_checkpoint(str(tmp_path_factory.mktemp("reliability-long")), "llama",
+                                 max_position_embeddings=4096)
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory):
+    return self_signed_certificate(str(tmp_path_factory.mktemp("tls")))
+
+
+@pytest.fixture(scope="session")
+def hostile(checkpoint, tmp_path_factory) -> dict:
+    """Checkpoints that try to run code, and the marker file each would leave."""
+    root = tmp_path_factory.mktemp("hostile")
+    markers = {"remote_code": str(root / "remote_code_ran"), "pickle": str(root / "pickle_ran")}
+    return {"markers": markers,
+            "remote_code": remote_code_checkpoint(checkpoint, str(root / "remote_code"), markers["remote_code"]),
+            "pickle": pickle_checkpoint(checkpoint, str(root / "pickle"), markers["pickle"])}
+
+
+@pytest.fixture(scope="session")
+def servers(checkpoint, long_checkpoint, certificate, hostile, tmp_path_factory):
+    logs = tmp_path_factory.mktemp("reliability-logs")
+
+    def start(name: str, *flags: str, model: str = checkpoint, env: dict | None = None, tls=None) -> Server:
+        return Server(serve_command(model, "--served-model-name", NAME, *flags), str(logs / f"{name}.log"), env, tls)
+
+    started = {
+        # Admission, security, hostile templates: behind a key, trusting request templates,
+        # a small body limit and a KV cache smaller than max_model_len.
+        "guarded": start("guarded", "--api-key", API_KEY, "--trust-request-chat-template",
+                         "--max-request-bytes", str(GUARDED_MAX_REQUEST_BYTES),
+                         "--num-gpu-blocks-override", str(GUARDED_KV_TOKENS // 16)),
+        # Schemathesis: short contexts and small n keep every generated request cheap.
+        "fuzz": start("fuzz", "--api-key", API_KEY, "--max-model-len", str(FUZZ_MAX_MODEL_LEN), "--max-n", "4",
+                      "--max-queued-requests", "64", "--trust-request-chat-template", "--disable-log-requests"),
+        "storm": start("storm", "--disable-log-requests"),
+        "overload": start("overload", "--max-num-seqs", "2", "--max-queued-requests", "4", "--disable-log-requests"),
+        # Tensor parallel over 2 CPU ranks: a worker process that must not outlive the server.
+        "fault": start("fault", "-tp", "2", env={"EMBER_TEST_FAIL_AT_STEP": str(FAULT_STEP)}),
+        "sigterm": start("sigterm", "-tp", "2", "--disable-log-requests"),
+        "sigkill": start("sigkill", "-tp", "2", "--disable-log-requests"),
+        "sigint": start("sigint", "--shutdown-timeout", str(SIGINT_SHUTDOWN_TIMEOUT_S), "--disable-log-requests",
+                        model=long_checkpoint),
+    }
+    if certificate is not None:
+        started["tls"] = start("tls", "--api-key", API_KEY, tls=certificate)
+    started["remote_code"] = start("remote_code", "--trust-remote-code", model=hostile["remote_code"])
+    started["pickle"] = start("pickle", model=hostile["pickle"])
+    yield started
+    for server in started.values():
+        server.stop()
+
+
+def _server(name: str):
+    @pytest.fixture(scope="session")
+    def fixture(servers) -> Server:
+        if name not in servers:
+            pytest.skip(f"no {name} server (see conftest.py)")
+        return servers[name].wait_ready()
+    return fixture
+
+
+guarded_server = _server("guarded")
+fuzz_server = _server("fuzz")
+storm_server = _server("storm")
+overload_server = _server("overload")
+fault_server = _server("fault")
+sigterm_server = _server("sigterm")
+sigint_server = _server("sigint")
+sigkill_server = _server("sigkill")
+tls_server = _server("tls")
+remote_code_server = _server("remote_code")

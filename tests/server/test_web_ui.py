@@ -1,0 +1,43 @@
+"""The chat page at / (ember/entrypoints/web/index.html, when present), built in-process."""
+import pytest
+from starlette.testclient import TestClient
+
+from ember.config import EngineConfig
+from ember.engine.async_engine import AsyncLLM
+from ember.engine.llm_engine import LLMEngine
+from ember.entrypoints.openai import api_server
+from ember.entrypoints.openai.metrics import ServerMetrics
+from ember.entrypoints.openai.serving import ServingContext
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_checkpoint):
+    return LLMEngine(EngineConfig(model=tiny_checkpoint, served_model_name=["tiny"]))
+
+
+@pytest.fixture
+def web_dir(tmp_path, monkeypatch):
+    (tmp_path / "index.html").write_text("<html>chat</html>")
+    (tmp_path / "app.js").write_text("console.log('hi')")
+    monkeypatch.setattr(api_server, "WEB_DIR", tmp_path)
+    return tmp_path
+
+
+def client_for(engine, **options) -> TestClient:
+    llm = AsyncLLM(engine, log_stats=False)
+    return TestClient(api_server.build_app(ServingContext.for_engine(llm), ServerMetrics("tiny"), **options))
+
+
+def test_page_and_its_files_are_served_and_public(engine, web_dir):
+    with client_for(engine, api_key="secret") as http:
+        assert http.get("/").text == "<html>chat</html>"
+        assert http.get("/app.js").text == "console.log('hi')"
+        assert http.get("/v1/models").status_code == 401
+        assert http.get("/missing.js").status_code == 401  # not a file of the page: the key is needed
+        assert http.get("/v1/models", headers={"Authorization": "Bearer secret"}).status_code == 200
+
+
+def test_disable_web_ui_leaves_the_root_free(engine, web_dir):
+    with client_for(engine, web_ui=False) as http:
+        response = http.get("/")
+        assert response.status_code == 404 and response.json()["error"]["code"] == 404
