@@ -34,8 +34,11 @@ class ModelRunner:
         start = time.perf_counter()
         self.model = load_model(config.model_path, config.hf_config, config.torch_dtype, config.device,
                                 config.max_model_len, config.load_format, config.seed, config.quant_config)
-        logger.info("Loaded %s (%s, %s) in %.1f s", config.model, config.torch_dtype, self.device,
-                    time.perf_counter() - start)
+        # The weights' own size shows what quantization saves (a 7B int4 model takes ~4 GiB, not ~15).
+        weight_bytes = sum(t.numel() * t.element_size()
+                           for t in (*self.model.parameters(), *self.model.buffers()))
+        logger.info("Loaded %s (%s, %s) in %.1f s: weights take %.2f GiB", config.model, config.torch_dtype,
+                    self.device, time.perf_counter() - start, weight_bytes / 2**30)
         self.vocab_size = config.hf_config.vocab_size
         self.sampling = SamplingStates(self.device, self.vocab_size)
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
