@@ -381,7 +381,7 @@
   }
 
   function stop() {
-    if (active) {}
+    if (active) active.controller.abort();
   }
 
   function newChat() {
