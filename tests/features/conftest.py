@@ -3,7 +3,7 @@ their start-ups overlap:
 - `tools`: the preference model (preference_model.py) with --enable-auto-tool-choice
   --tool-call-parser hermes and the test chat template;
 - `reasoning`: the same with the seed's `--enable-reasoning-parser --reasoning-parser deepseek_r1`;
-- `qwen3`: the same with `--reasoning-parser qwen3`;
+- `qwen3`: the same with vLLM 0.8's `--enable-reasoning --reasoning-parser qwen3`;
 - `smol`: `ember serve` with no model (the embedded SmolLM2-135M-Instruct).
 The tiny servers answer prompts holding a trigger of scripts.py with the scripted text."""
 from __future__ import annotations
@@ -41,7 +41,8 @@ def feature_servers(preference_checkpoint, tmp_path_factory):
         "tools": ServerProcess(serve_command(*tiny, *HERMES), str(work / "tools.log"), env),
         "reasoning": ServerProcess(serve_command(*tiny, *HERMES, "--enable-reasoning-parser", "--reasoning-parser",
                                                  "deepseek_r1"), str(work / "reasoning.log"), env),
-        "qwen3": ServerProcess(serve_command(*tiny, "--reasoning-parser", "qwen3"), str(work / "qwen3.log"), env),
+        "qwen3": ServerProcess(serve_command(*tiny, "--enable-reasoning", "--reasoning-parser", "qwen3"),
+                               str(work / "qwen3.log"), env),
         "smol": ServerProcess(serve_command(*HERMES, "--max-model-len", "2048", "--disable-log-requests"),
                               str(work / "smol.log")),
     }
@@ -67,8 +68,13 @@ def tools_client(tools_server):
 
 
 @pytest.fixture(scope="session")
-def reasoning_client(feature_servers):
-    return _client(feature_servers["reasoning"].wait_ready())
+def reasoning_server(feature_servers) -> ServerProcess:
+    return feature_servers["reasoning"].wait_ready()
+
+
+@pytest.fixture(scope="session")
+def reasoning_client(reasoning_server):
+    return _client(reasoning_server)
 
 
 @pytest.fixture(scope="session")

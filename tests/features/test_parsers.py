@@ -2,13 +2,14 @@
 non-streaming answer of the same text."""
 from __future__ import annotations
 
+import argparse
 import json
 import random
 
 import pytest
 
 from ember.entrypoints.openai.chat_parsing import ChoiceParser, ToolPlan, plan_tools
-from ember.entrypoints.openai.cli_args import ChatFeatures
+from ember.entrypoints.openai.cli_args import ChatFeatures, chat_features, make_arg_parser
 from ember.entrypoints.openai.errors import OpenAIError
 from ember.entrypoints.openai.reasoning import REASONING_PARSERS, prompt_thinking_state
 from ember.entrypoints.openai.tool_parsers import HermesToolParser, NamedToolCall, RequiredToolCalls
@@ -129,6 +130,15 @@ def test_prompt_thinking_state():
     assert prompt_thinking_state("x<|im_start|>assistant\n<think>\n\n</think>\n\n", None) == "closed"
     assert prompt_thinking_state("x<|im_start|>assistant\n", {"enable_thinking": False}) == "closed"
     assert prompt_thinking_state("x<|im_start|>assistant\n<think>\n", {"enable_thinking": True}) == "open"
+
+
+@pytest.mark.parametrize("flags", [[], ["--enable-reasoning"], ["--enable-reasoning-parser"]])
+def test_reasoning_flag_spellings(flags):
+    # vLLM's current spelling, vLLM 0.8's and seed 004's: the same server.
+    args = make_arg_parser(argparse.ArgumentParser()).parse_args(
+        ["--model", "m", *flags, "--reasoning-parser", "deepseek_r1", "--enable-auto-tool-choice",
+         "--tool-call-parser", "hermes"])
+    assert chat_features(args) == ChatFeatures(True, "hermes", "deepseek_r1")
 
 
 def test_tool_choice_plans():

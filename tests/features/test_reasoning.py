@@ -1,7 +1,9 @@
-"""Reasoning parsers against running servers: <think>...</think> into reasoning_content, streamed
-and not; an answer that starts thinking without the opening tag; enable_thinking false passed to
-the template (then everything is content); reasoning followed by a tool call; and a JSON schema
-that constrains only the text after </think>."""
+"""Reasoning parsers against running servers (deepseek_r1 started with the seed's
+--enable-reasoning-parser, qwen3 with vLLM 0.8's --enable-reasoning): <think>...</think> into
+reasoning_content, streamed and not; an answer that starts thinking without the opening tag,
+alone or after a template that opened the block; enable_thinking false passed to the template
+(then everything is content); reasoning followed by a tool call; and a JSON schema that
+constrains only the text after </think>."""
 from __future__ import annotations
 
 import json
@@ -12,8 +14,11 @@ import pytest
 from tests.features.conftest import MODEL
 from tests.features.scripts import SCRIPTS, WEATHER_ARGS
 from tests.features.test_tools import TOOLS
+from tests.tiny_models import smollm2_tokenizer
 
 NO_THINKING = {"chat_template_kwargs": {"enable_thinking": False}}
+# The test template's stand-in for R1 distills' templates: the prompt ends with "<think>\n".
+OPEN_THINK = {"chat_template_kwargs": {"open_think": True}}
 POINT = {"type": "object", "properties": {"x": {"type": "integer", "minimum": 1, "maximum": 9},
                                           "label": {"type": "string", "enum": ["near", "far"]}},
          "required": ["x", "label"]}
@@ -60,10 +65,27 @@ def test_deepseek_r1_splits_reasoning(reasoning_client, trigger, reasoning, cont
 
 
 def test_enable_thinking_false_makes_everything_content(reasoning_client):
-    choice = ask(reasoning_client, "SCRIPT:no_thinking", extra_body=NO_THINKING).choices[0]
-    assert split(choice.message) == (None, SCRIPTS["SCRIPT:no_thinking"])
+    out = ask(reasoning_client, "SCRIPT:no_thinking", extra_body=NO_THINKING)
+    assert split(out.choices[0].message) == (None, SCRIPTS["SCRIPT:no_thinking"])
+    # The template got the switch: it wrote the empty, closed think block into the prompt.
+    thinking_on = ask(reasoning_client, "SCRIPT:no_thinking").usage.prompt_tokens
+    closed_block = len(smollm2_tokenizer().encode("<think>\n\n</think>\n\n", add_special_tokens=False))
+    assert out.usage.prompt_tokens == thinking_on + closed_block
     r, c, _, _ = streamed(reasoning_client, "SCRIPT:no_thinking", extra_body=NO_THINKING)
     assert (r, c) == ("", SCRIPTS["SCRIPT:no_thinking"])
+
+
+@pytest.mark.parametrize("server", ["deepseek_r1", "qwen3"])
+def test_a_prompt_that_opened_the_thinking(reasoning_client, qwen3_client, server):
+    # Output without <think> is reasoning up to </think>: for qwen3 too, since the prompt opened it.
+    client = reasoning_client if server == "deepseek_r1" else qwen3_client
+    expected = ("The user wants a greeting.\n", "\n\nHello!")
+    assert split(ask(client, "SCRIPT:no_open_tag", extra_body=OPEN_THINK).choices[0].message) == expected
+    r, c, order, finish = streamed(client, "SCRIPT:no_open_tag", extra_body=OPEN_THINK)
+    assert (r, c, finish) == (*expected, "stop") and order[-1] == "content"
+    if server == "qwen3":  # without the opened block, qwen3 reads no reasoning into it
+        assert split(ask(client, "SCRIPT:no_open_tag").choices[0].message) == \
+            (None, SCRIPTS["SCRIPT:no_open_tag"])
 
 
 def test_reasoning_then_a_tool_call(reasoning_client):

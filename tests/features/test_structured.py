@@ -143,11 +143,17 @@ def test_ebnf_grammar_is_honoured(tools_client, field):
 ])
 def test_bad_constraints_are_400s(tools_server, body, needle):
     for route, base in (("/v1/chat/completions", {"messages": MESSAGES}), ("/v1/completions", {"prompt": "hi"})):
-        response = httpx.post(tools_server.url + route, json={"model": MODEL, "max_tokens": 5, **base, **body})
-        assert response.status_code == 400, response.text
-        assert needle in response.json()["error"]["message"]
+        for stream in (False, True):  # a stream is refused before it starts
+            response = httpx.post(tools_server.url + route,
+                                  json={"model": MODEL, "max_tokens": 5, "stream": stream, **base, **body})
+            assert response.status_code == 400, response.text
+            error = response.json()["error"]  # OpenAI's error shape
+            assert needle in error["message"]
+            assert (error["type"], error["code"]) == ("BadRequestError", 400)
+            assert error["param"] in body, error
 
 
 def test_the_openai_client_sees_a_bad_request(tools_client):
-    with pytest.raises(openai.BadRequestError, match="Invalid JSON schema"):
+    with pytest.raises(openai.BadRequestError, match="Invalid JSON schema") as raised:
         chat(tools_client, extra_body={"guided_json": {"type": "foo"}})
+    assert raised.value.status_code == 400 and raised.value.param == "guided_json"

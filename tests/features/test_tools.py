@@ -161,6 +161,10 @@ def test_bad_tool_requests_are_400s(tools_client, tools_server):
         ask(tools_client, "", tools=openai.NOT_GIVEN, tool_choice="required")
     with pytest.raises(openai.BadRequestError, match="cannot be combined"):
         ask(tools_client, "", tool_choice="required", response_format={"type": "json_object"})
+    bad_schema = [{"type": "function", "function": {"name": "f", "parameters": {"type": "foo"}}}]
+    with pytest.raises(openai.BadRequestError, match="tools: .*Invalid JSON schema") as raised:
+        ask(tools_client, "", tools=bad_schema, tool_choice="required")
+    assert raised.value.param == "tools"
     body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function"}]}
     response = httpx.post(tools_server.url + "/v1/chat/completions", json=body)
     assert response.status_code == 400 and "tools[0]" in response.json()["error"]["message"]

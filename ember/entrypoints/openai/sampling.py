@@ -84,9 +84,10 @@ def _response_format(fmt: dict[str, Any]) -> dict[str, Any] | None:
                       param="response_format")
 
 
-async def compile_structured(llm, params: list[SamplingParams]) -> None:
+async def compile_structured(llm, params: list[SamplingParams], from_tools: bool = False) -> None:
     """Compile the grammars off the event loop before the engine sees the requests (its compile
-    is then a cache hit); an invalid constraint is a 400 now."""
+    is then a cache hit); an invalid constraint is a 400 now. `from_tools`: the constraint is
+    tool_choice's, built from the tools' parameter schemas, so the error names `tools`."""
     seen = set()
     for p in params:
         if p.guided_decoding is not None and id(p.guided_decoding) not in seen:
@@ -94,6 +95,8 @@ async def compile_structured(llm, params: list[SamplingParams]) -> None:
             try:
                 await asyncio.to_thread(llm.engine.structured.compile, p)
             except ValueError as e:
+                if from_tools:
+                    raise OpenAIError(f"tools: a function's parameters: {e}", param="tools") from None
                 raise OpenAIError(str(e), param=_param_of(p.guided_decoding)) from None
 
 

@@ -52,9 +52,10 @@ async def create_chat_completion(ctx: ServingContext, request: ChatCompletionReq
     params = ctx.sampling_params(request, prompt, request.max_completion_tokens or request.max_tokens, num_top)
     prompt_state = prompt_thinking_state(text, request.chat_template_kwargs)
     params = _constrain(params, plan, ctx.chat_features.reasoning_parser is not None and prompt_state != "closed")
-    if (scripted := scripted_output(text)) is not None:  # test-only: see ember/structured/scripted.py
+    scripted = scripted_output(text)
+    if scripted is not None:  # test-only: see ember/structured/scripted.py
         params = with_constraint(params, scripted)
-    await compile_structured(ctx.llm, [params])
+    await compile_structured(ctx.llm, [params], from_tools=plan.guided is not None and scripted is None)
     chat_id = f"chatcmpl-{uuid.uuid4().hex}"
     streams = await ctx.submit(chat_id, [prompt], [params])
     shape = _Shape(ctx, request, model, chat_id, plan, prompt_state)
