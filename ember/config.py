@@ -84,8 +84,6 @@ class EngineConfig:
         self.torch_dtype = self._resolve_dtype()
         self.quant_config = resolve_quantization(self.quantization, self.hf_config,
                                                  split_gguf(self.model_path)[0], self.load_format)
-        if self.quant_config is not None and self.tensor_parallel_size > 1:
-            raise ValueError("Quantized checkpoints with tensor_parallel_size > 1 are not supported yet.")
         self.kv_cache_torch_dtype = kv_cache_torch_dtype(self.kv_cache_dtype, self.torch_dtype)
         check_fp8_support(self.quant_config, self.kv_cache_torch_dtype, self.device)
         self.distributed_executor_backend = choose_backend(

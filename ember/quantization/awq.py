@@ -54,10 +54,12 @@ class AWQLinearMethod(IntLinearMethod):
 
     def create_weights(self, layer, dtype: torch.dtype, device) -> None:
         k, n, groups = layer.in_features, layer.out_features, self.num_groups(layer)
-        packed = dict(output_dim=1, rows_per_index=_PER_WORD, packed=True)
+        packed = dict(output_dim=1, rows_per_index=_PER_WORD, packed=True, input_dim=0)
+        grouped = dict(input_dim=0, features_per_index=self.checkpoint_group_size())
         add_param(layer, "qweight", torch.zeros(k, n // _PER_WORD, dtype=torch.int32, device=device), **packed)
-        add_param(layer, "qzeros", torch.zeros(groups, n // _PER_WORD, dtype=torch.int32, device=device), **packed)
-        add_param(layer, "scales", torch.zeros(groups, n, dtype=dtype, device=device), output_dim=1)
+        add_param(layer, "qzeros", torch.zeros(groups, n // _PER_WORD, dtype=torch.int32, device=device),
+                  **{**packed, **grouped})
+        add_param(layer, "scales", torch.zeros(groups, n, dtype=dtype, device=device), output_dim=1, **grouped)
 
     def process_weights_after_loading(self, layer) -> None:
         codes = unpack_int32(layer.qweight, _BITS, dim=1, order=AWQ_ORDER)

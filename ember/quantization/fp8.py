@@ -53,7 +53,8 @@ class FP8LinearMethod:
 
     def create_weights(self, layer, dtype: torch.dtype, device) -> None:
         n, k = layer.out_features, layer.in_features
-        add_param(layer, "weight", torch.zeros(n, k, dtype=torch.float8_e4m3fn, device=device), output_dim=0)
+        add_param(layer, "weight", torch.zeros(n, k, dtype=torch.float8_e4m3fn, device=device), output_dim=0,
+                  input_dim=1)
         scalar = dict(output_dim=0, per_part=True)
         if self.config.block_size is None:
             add_param(layer, "weight_scale", torch.zeros(len(output_parts(layer)), device=device), **scalar)
@@ -61,7 +62,7 @@ class FP8LinearMethod:
             bn, bk = self.config.block_size
             rows = sum(-(-size // bn) for _, size in output_parts(layer))
             add_param(layer, "weight_scale_inv", torch.zeros(rows, -(-k // bk), device=device),
-                      output_dim=0, rows_per_index=bn)
+                      output_dim=0, rows_per_index=bn, input_dim=1, features_per_index=bk)
         if self.config.static_activations:
             add_param(layer, "input_scale", torch.zeros(len(output_parts(layer)), device=device), **scalar)
 
@@ -82,9 +83,8 @@ class FP8LinearMethod:
                        scale=scale.float().contiguous(), scale_row=torch.cat(rows).to(torch.int32))
 
     def apply(self, layer, x: torch.Tensor) -> torch.Tensor:
+        """x @ W^T without the bias: the layer adds it (after the all-reduce when row-parallel)."""
         rows = x.reshape(-1, x.shape[-1])
         gemm = fp8_gemm if use_triton(rows) else fp8_gemm_ref
         out = gemm(rows, layer.weight, layer.scale, layer.scale_row, self.block_k(layer))
-        if layer.bias is not None:
-            out = out + layer.bias
         return out.reshape(*x.shape[:-1], out.shape[-1])

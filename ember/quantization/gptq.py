@@ -61,15 +61,18 @@ class GPTQLinearMethod(IntLinearMethod):
         k, n, per_word = layer.in_features, layer.out_features, 32 // self.bits
         if k % per_word:
             raise ValueError(f"GPTQ needs input features in multiples of {per_word}, got {k}")
-        groups = self.num_groups(layer)
+        groups, group = self.num_groups(layer), self.checkpoint_group_size()
         add_param(layer, "qweight", torch.zeros(k // per_word, n, dtype=torch.int32, device=device),
-                  output_dim=1)
+                  output_dim=1, input_dim=0, features_per_index=per_word)
         add_param(layer, "qzeros", torch.zeros(groups, n // per_word, dtype=torch.int32, device=device),
-                  output_dim=1, rows_per_index=per_word, packed=True)
-        add_param(layer, "scales", torch.zeros(groups, n, dtype=dtype, device=device), output_dim=1)
+                  output_dim=1, rows_per_index=per_word, packed=True, input_dim=0, features_per_index=group)
+        add_param(layer, "scales", torch.zeros(groups, n, dtype=dtype, device=device), output_dim=1,
+                  input_dim=0, features_per_index=group)
         # q, k and v (gate and up) share their input, so GPTQ gives them one act-order and one
-        # g_idx: each part's copy overwrites an equal one.
-        add_param(layer, "g_idx", self._sequential_groups(layer, device), has_default=True)
+        # g_idx: each part's copy overwrites an equal one. Its values are the checkpoint's
+        # group numbers: a row-parallel rank's start at its first group (see below).
+        add_param(layer, "g_idx", self._sequential_groups(layer, device) + self.first_group(layer),
+                  input_dim=0, has_default=True)
 
     def _sequential_groups(self, layer, device) -> torch.Tensor:
         return torch.arange(layer.in_features, dtype=torch.int32, device=device) // self.group_size_of(layer)
@@ -78,10 +81,16 @@ class GPTQLinearMethod(IntLinearMethod):
         codes = unpack_int32(layer.qweight, self.bits, dim=0)
         zeros = unpack_int32(layer.qzeros, self.bits, dim=1) + self.zero_offset
         sequential = self._sequential_groups(layer, codes.device)
+        g_idx = layer.g_idx - self.first_group(layer)
         perm = None
-        if not torch.equal(layer.g_idx, sequential):
-            perm = torch.argsort(layer.g_idx, stable=True)
-            if not torch.equal(layer.g_idx[perm], sequential):
+        if not torch.equal(g_idx, sequential):
+            if layer.in_features != layer.full_in_features:
+                # Act-order mixes groups from the whole input into each rank's slice of it.
+                raise ValueError("GPTQ act-order (desc_act) checkpoints cannot split the input features of "
+                                 f"{type(layer).__name__} over tensor-parallel ranks: run them with "
+                                 "tensor_parallel_size=1.")
+            perm = torch.argsort(g_idx, stable=True)
+            if not torch.equal(g_idx[perm], sequential):
                 raise ValueError("GPTQ g_idx with groups of unequal sizes is not supported")
             codes = codes[perm]
         self.set_kernel_weights(layer, codes, zeros, layer.scales, perm, remove=("qzeros", "g_idx"))

@@ -24,6 +24,15 @@ class IntLinearMethod:
     def num_groups(self, layer) -> int:
         return -(-layer.in_features // self.group_size_of(layer))
 
+    def checkpoint_group_size(self) -> int | None:
+        """Input features per index of the checkpoint's group tensors; None: one group for the
+        whole input, which every tensor-parallel rank keeps."""
+        return None if self.group_size == -1 else self.group_size
+
+    def first_group(self, layer) -> int:
+        """The checkpoint's number of this rank's first group (0 unless a row-parallel rank)."""
+        return 0 if self.group_size == -1 else layer.input_start // self.group_size
+
     def set_kernel_weights(self, layer, codes: torch.Tensor, zeros: torch.Tensor, scales: torch.Tensor,
                            perm: torch.Tensor | None, remove: tuple[str, ...]) -> None:
         """codes [K, N] (rows in `perm` order), zeros and scales [G, N]: the kernel's layout
@@ -33,10 +42,9 @@ class IntLinearMethod:
                        scales=scales.contiguous(), zeros=zeros.to(scales.dtype).contiguous(), perm=perm)
 
     def apply(self, layer, x: torch.Tensor) -> torch.Tensor:
+        """x @ W^T without the bias: the layer adds it (after the all-reduce when row-parallel)."""
         rows = x.reshape(-1, x.shape[-1])
         gemm = int_gemm if use_triton(rows) else int_gemm_ref
         out = gemm(rows, layer.qweight, layer.scales, layer.zeros, self.bits, self.group_size_of(layer),
                    getattr(layer, "perm", None))
-        if layer.bias is not None:
-            out = out + layer.bias
         return out.reshape(*x.shape[:-1], out.shape[-1])

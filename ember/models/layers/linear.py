@@ -35,6 +35,9 @@ class Linear(nn.Module):
     def __init__(self, in_features: int, out_features: int, bias: bool = False):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
+        # Where this rank's input features lie among the checkpoint's (split only by
+        # RowParallelLinear): quantized tensors index the input dimension too.
+        self.input_start, self.full_in_features = 0, in_features
         # None: a dense weight. Otherwise the quantization method whose tensors replace it
         # (create_weights / process_weights_after_loading / apply, see ember.quantization).
         self.quant_method = None
@@ -55,9 +58,10 @@ class Linear(nn.Module):
         param.data.copy_(loaded)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.quant_method is not None:
-            return self.quant_method.apply(self, x)
-        return F.linear(x, self.weight, self.bias)
+        if self.quant_method is None:
+            return F.linear(x, self.weight, self.bias)
+        out = self.quant_method.apply(self, x)
+        return out if self.bias is None else out + self.bias
 
 
 def _even_share(rows: int, what: str) -> tuple[int, int]:
@@ -74,17 +78,19 @@ class RowParallelLinear(Linear):
     def __init__(self, in_features: int, out_features: int, bias: bool = False):
         super().__init__(shard_size(in_features, "the input features of a row-parallel layer"),
                          out_features, bias)
+        self.input_start, self.full_in_features = tp_rank() * self.in_features, in_features
         self.weight.weight_loader = self.load_columns
 
-    @staticmethod
-    def load_columns(param: nn.Parameter, loaded: torch.Tensor, shard_id=None) -> None:
-        size = param.shape[1]
-        Linear.load_full(param, loaded.narrow(1, tp_rank() * size, size))
+    def load_columns(self, param: nn.Parameter, loaded: torch.Tensor, shard_id=None) -> None:
+        if loaded.shape[1] != self.full_in_features:
+            raise ValueError(f"weight shape {tuple(loaded.shape)} does not match {self.full_in_features} input features")
+        Linear.load_full(param, loaded.narrow(1, self.input_start, self.in_features))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if tp_size() == 1:
             return super().forward(x)
-        out = all_reduce(F.linear(x, self.weight))
+        partial = F.linear(x, self.weight) if self.quant_method is None else self.quant_method.apply(self, x)
+        out = all_reduce(partial)
         return out if self.bias is None else out + self.bias
 
 
