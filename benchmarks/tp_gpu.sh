@@ -5,7 +5,8 @@
 #      throughput of each and the token-for-token comparison. Record both in docs/benchmarks.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PY:-.venv/bin/python}
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # benchmarks/*.py import ember from the checkout
+PY=${PY:-python}
 OUT=${OUT:-${TMPDIR:-/tmp}/ember-tp}
 mkdir -p "$OUT"
 nvidia-smi -L
