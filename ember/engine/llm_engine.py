@@ -213,10 +213,8 @@ class LLMEngine:
         return _LaunchedStep(step.num_tokens, pending, self.scheduler.advance())
 
     def _complete(self, launched: _LaunchedStep) -> list[RequestOutput]:
-        waited = time.monotonic()
         result = self.executor.collect(launched.pending)
         now = time.monotonic()
-        self.stats.device_wait_seconds += now - waited
         touched: dict[str, Request] = {}
         for seq_id, entries in result.prompt_logprobs.items():
             seq = self.scheduler.by_id.get(seq_id)

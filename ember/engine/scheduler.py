@@ -29,9 +29,6 @@ class Scheduler:
         self.waiting.append(seq)
         self.by_id[seq.seq_id] = seq
 
-    def has_work(self) -> bool:
-        return bool(self.waiting or self.running or self._finished_ids)
-
     def schedule(self) -> StepInput:
         budget = self.max_num_batched_tokens
         scheduled: list[tuple[Sequence, int]] = []

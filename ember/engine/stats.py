@@ -8,10 +8,6 @@ from dataclasses import dataclass, field
 class EngineStats:
     prompt_tokens_total: int = 0      # tokens run through the model as prompt (incl. recompute)
     generation_tokens_total: int = 0
-    requests_finished_total: int = 0
-    # Time the host spent waiting for the device's tokens: near zero means the host is the
-    # bottleneck, not the GPU.
-    device_wait_seconds: float = 0.0
     finished_by_reason: dict = field(default_factory=dict)
     # Per finished request: (time to first token, end-to-end latency), for histograms; drained by readers.
     latencies: list[tuple[float | None, float]] = field(default_factory=list)
@@ -26,7 +22,6 @@ class EngineStats:
         self._interval_generation += num_sampled
 
     def record_finished(self, request, now: float) -> None:
-        self.requests_finished_total += 1
         for s in request.seqs:
             self.finished_by_reason[s.finish_reason] = self.finished_by_reason.get(s.finish_reason, 0) + 1
         first = min((s.first_token_time for s in request.seqs if s.first_token_time), default=None)

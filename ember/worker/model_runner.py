@@ -87,9 +87,6 @@ class ModelRunner:
                                        c.attention_backend)
             self.graphs.capture()
 
-    def execute(self, step: StepInput) -> StepOutput:
-        return self.collect(self.launch(step))
-
     @torch.inference_mode()
     def launch(self, step: StepInput) -> PendingStep:
         """Enqueue the step's device work and return without waiting for it: the engine does

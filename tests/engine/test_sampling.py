@@ -1,5 +1,4 @@
 """Sampling behaviour: seeds, n, stops, min_tokens, penalties and logprobs, on a tiny model."""
-import math
 
 import pytest
 import torch

@@ -45,7 +45,6 @@ class ReasoningSplit:
     reasoning: str    # the reasoning that may be shown so far
     content: str      # the content that may be shown so far
     thinking: bool    # the output has (or may have) a reasoning part
-    ended: bool       # the reasoning part is over; later text is content
 
 
 class ReasoningParser:
@@ -56,27 +55,23 @@ class ReasoningParser:
     def __init__(self, prompt_state: str | None = None):
         self.prompt_state = prompt_state
 
-    @property
-    def reasoning_closed_in_prompt(self) -> bool:
-        return self.prompt_state == "closed"
-
     def split(self, text: str, final: bool) -> ReasoningSplit:
         if self.prompt_state == "closed":
-            return ReasoningSplit("", text, False, True)
+            return ReasoningSplit("", text, False)
         if text.startswith(THINK_START):
             body = text[len(THINK_START):]
         elif not final and THINK_START.startswith(text):
-            return ReasoningSplit("", "", True, False)  # maybe the opening tag: wait
+            return ReasoningSplit("", "", True)  # maybe the opening tag: wait
         elif self.implicit_start or self.prompt_state == "open":
             body = text
         else:
-            return ReasoningSplit("", text, False, True)
+            return ReasoningSplit("", text, False)
         end = body.find(THINK_END)
         if end >= 0:
-            return ReasoningSplit(body[:end], body[end + len(THINK_END):], True, True)
+            return ReasoningSplit(body[:end], body[end + len(THINK_END):], True)
         if final:
-            return ReasoningSplit(body, "", True, False)  # cut off while thinking
-        return ReasoningSplit(body[:len(body) - partial_suffix(body, THINK_END)], "", True, False)
+            return ReasoningSplit(body, "", True)  # cut off while thinking
+        return ReasoningSplit(body[:len(body) - partial_suffix(body, THINK_END)], "", True)
 
 
 class DeepSeekR1ReasoningParser(ReasoningParser):
