@@ -61,3 +61,16 @@ def test_prefix_cache_hits_keep_greedy_equal(tiny_model):
     assert sum(o.num_cached_tokens for o in outs) >= 12 * 32  # later requests reuse the system prompt
     bm = llm.llm_engine.block_manager
     assert bm.num_free_blocks == bm.num_blocks
+
+
+@pytest.mark.parametrize("async_scheduling", [False, True], ids=["sync", "overlapped"])
+def test_everything_at_once_keeps_greedy_equal(tiny_model, async_scheduling):
+    """Batching, chunked prefill, prefix cache hits and preemption in the same run."""
+    system = [random.Random(11).randrange(3, 49000) for _ in range(40)]
+    prompts = _prompts(2, system)
+    expected = hf_greedy(tiny_model, prompts, MAX_NEW)
+    got, engine = _ember_greedy(tiny_model, prompts, num_gpu_blocks_override=20, max_num_batched_tokens=32,
+                                max_num_seqs=16, async_scheduling=async_scheduling)
+    assert engine.scheduler.num_preemptions > 0
+    assert engine.block_manager.prefix_hits > 0
+    assert got == expected
