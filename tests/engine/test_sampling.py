@@ -168,6 +168,14 @@ def test_prompt_longer_than_max_model_len_is_rejected_and_others_still_run(llm):
     assert bm.num_free_blocks == bm.num_blocks
 
 
+def test_max_tokens_beyond_the_context_stops_at_max_model_len(llm):
+    """Seed 004 asks max_tokens=32768 offline: generation runs to the end of the context."""
+    limit = llm.llm_engine.config.max_model_len
+    out = llm.generate(_ids([[5] * (limit - 12)]), SamplingParams(max_tokens=32768, ignore_eos=True),
+                       use_tqdm=False)[0].outputs[0]
+    assert len(out.token_ids) == 12 and out.finish_reason == "length"
+
+
 def test_unknown_engine_argument_is_rejected(tiny_llama):
     with pytest.raises(TypeError, match="no_such_flag"):
         LLM(tiny_llama, no_such_flag=1)

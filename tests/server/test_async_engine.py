@@ -45,7 +45,7 @@ def test_generate_streams_cumulative_outputs_matching_the_offline_engine(llm, ti
 def test_invalid_request_raises_value_error_and_the_loop_goes_on(llm):
     async def run():
         with pytest.raises(ValueError, match="maximum context length"):
-            await llm.add_request("bad", "Hello", SamplingParams(max_tokens=100_000))
+            await llm.add_request("bad", "Hello " * 2000, SamplingParams(max_tokens=2))
         return [o async for o in llm.generate("Hello", SamplingParams(max_tokens=2, **GREEDY), "good")]
 
     assert asyncio.run(run())[-1].finished
