@@ -6,6 +6,7 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import zipfile
 from contextlib import nullcontext
 from typing import Iterator
 
@@ -45,8 +46,10 @@ def iter_checkpoint(path: str, hf_config=None) -> Iterator[tuple[str, torch.Tens
     if not files:
         raise FileNotFoundError(f"No *.safetensors, *.bin or .gguf weights found in {path}")
     for file in files:
-        # weights_only: a checkpoint must never run code while loading.
-        state = torch.load(file, map_location="cpu", weights_only=True)
+        # weights_only: a checkpoint must never run code while loading. mmap: like safetensors,
+        # a tensor's pages are read when a loader touches them, so a tensor-parallel rank reads
+        # little more than its slice (the legacy non-zip format cannot be mapped).
+        state = torch.load(file, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(file))
         yield from state.items()
 
 
