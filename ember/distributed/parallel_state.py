@@ -3,20 +3,45 @@ builds its shard of the model; the layers read it while they are built. A single
 never sets it and reads rank 0 of 1, so the same model code serves both."""
 from __future__ import annotations
 
+import time
+from typing import Callable
+
 import torch.distributed as dist
 
 _rank = 0
 _size = 1
+# As long as torch.distributed's own default wait (gloo's), for ranks still loading a large model.
+RANKS_ARRIVAL_TIMEOUT_S = 1800.0
 
 
-def init_tensor_parallel(rank: int, world_size: int, init_method: str, backend: str) -> None:
-    """Join the process group of all ranks: NCCL between GPUs, gloo on the CPU."""
+def init_tensor_parallel(rank: int, world_size: int, init_method: str, backend: str,
+                         watch: Callable[[], None] | None = None) -> None:
+    """Join the process group of all ranks: NCCL between GPUs, gloo on the CPU. `watch` is
+    called while waiting for the other ranks and raises if one of them has failed: the wait
+    inside torch.distributed would only end at its timeout (30 minutes on gloo)."""
     global _rank, _size
     if dist.is_initialized():
         raise RuntimeError("torch.distributed is already initialized in this process: one "
                            "tensor-parallel engine per process (shut the previous one down first).")
-    dist.init_process_group(backend, init_method=init_method, rank=rank, world_size=world_size)
+    store, rank, world_size = next(dist.rendezvous(init_method, rank, world_size))
+    _wait_for_all_ranks(store, world_size, watch)
+    dist.init_process_group(backend, store=store, rank=rank, world_size=world_size)
     _rank, _size = rank, world_size
+
+
+def _wait_for_all_ranks(store, world_size: int, watch: Callable[[], None] | None) -> None:
+    """A barrier of our own before torch.distributed's: it can be left when `watch` raises,
+    which leaves no half-made process group behind."""
+    deadline = time.monotonic() + RANKS_ARRIVAL_TIMEOUT_S
+    arrived = store.add("ember/ranks_arrived", 1)
+    while arrived < world_size:
+        if watch is not None:
+            watch()
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"Only {arrived} of {world_size} tensor-parallel ranks arrived within "
+                               f"{RANKS_ARRIVAL_TIMEOUT_S:.0f} s.")
+        time.sleep(0.02)
+        arrived = store.add("ember/ranks_arrived", 0)
 
 
 def destroy_tensor_parallel() -> None:

@@ -19,7 +19,8 @@ class DistributedExecutor:
         self.driver: Worker | None = None
         try:
             init_method, driver_device = self._start_workers()
-            self.driver = Worker(config, RankSpec(0, config.tensor_parallel_size, init_method, driver_device))
+            self.driver = Worker(config, RankSpec(0, config.tensor_parallel_size, init_method, driver_device),
+                                 watch=self._raise_if_failed)
             self._replies()  # every worker has loaded its shard
         except BaseException:
             self.shutdown()

@@ -161,9 +161,11 @@ class RayExecutor(DistributedExecutor):
     def _raise_if_failed(self) -> None:
         import ray
 
-        if not self._unchecked:
-            return
-        done, self._unchecked = ray.wait(self._unchecked, num_returns=len(self._unchecked), timeout=0)
+        done = []
+        if self._unchecked:
+            done, self._unchecked = ray.wait(self._unchecked, num_returns=len(self._unchecked), timeout=0)
+        if self._awaited:  # replies to come (at start-up): look without taking them from _replies
+            done += ray.wait(self._awaited, num_returns=len(self._awaited), timeout=0)[0]
         try:
             ray.get(done)
         except ray.exceptions.RayError as e:

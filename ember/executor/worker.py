@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import os
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -25,7 +26,8 @@ class RankSpec:
 
 
 class Worker:
-    def __init__(self, config: EngineConfig, spec: RankSpec):
+    def __init__(self, config: EngineConfig, spec: RankSpec, watch: Callable[[], None] | None = None):
+        """`watch`: raises if another rank has failed (the driver's view of its workers)."""
         config = copy.copy(config)  # not dataclasses.replace: that would resolve the model again
         config.device = spec.device
         if not os.path.exists(config.model_path):  # on another host: the checkpoint is fetched here too
@@ -37,7 +39,7 @@ class Worker:
             # CPU ranks share the host's cores; more threads than cores only make them wait.
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // spec.world_size))
         init_tensor_parallel(spec.rank, spec.world_size, spec.init_method,
-                             "nccl" if device.type == "cuda" else "gloo")
+                             "nccl" if device.type == "cuda" else "gloo", watch)
         try:
             self.runner = ModelRunner(config)
         except BaseException:

@@ -1,5 +1,6 @@
 """Worker processes never outlive their engine: not after shutdown(), not when the engine's
-process is killed outright, not when loading fails."""
+process is killed outright, not when loading fails; and a worker that dies before joining the
+process group fails the engine at once instead of leaving it waiting."""
 import os
 import signal
 import subprocess
@@ -68,6 +69,19 @@ def test_a_failed_load_stops_every_worker(checkpoints, tmp_path):
     with pytest.raises(Exception):
         LLM(str(broken), tensor_parallel_size=2)
     assert _wait_gone(sorted(_children() - children_before), timeout=1.0) == []
+
+
+def test_a_worker_that_dies_before_joining_fails_the_engine_at_once(checkpoints, tmp_path, monkeypatch):
+    # Each worker "interpreter" takes its call, then exits without ever joining the process
+    # group (as one that crashes on start-up would); torch.distributed alone would wait 30 min.
+    crashing = tmp_path / "crashing-python"
+    crashing.write_text("#!/bin/sh\nsleep 0.5\nexit 3\n")
+    crashing.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(crashing))
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match="worker rank 1 exited \\(exit code 3\\)"):
+        LLM(checkpoints["llama"], tensor_parallel_size=2)
+    assert time.monotonic() - start < 20
 
 
 def _children() -> set[int]:
