@@ -7,11 +7,7 @@ Changed: the model name, the port and max_tokens (the test model's context is 1,
 The model's answers are scripted (scripts.py)."""
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import shutil
-import subprocess
 
 import jsonschema
 import pytest
@@ -19,6 +15,7 @@ from pydantic import BaseModel
 
 from tests.features.conftest import MODEL
 from tests.features.scripts import GUIDE_ANSWER, GUIDE_CALLS, GUIDE_QUESTION, SEED_ANSWER, SEED_THOUGHT
+from tests.seed_snippets import SEED_CLIENT_PREAMBLE, run_curl, run_python
 
 # Seed 004, blocks [4]-[7], verbatim.
 THINKING_CURL = """curl http://localhost:8000/v1/chat/completions -H "Content-Type: application/json" -d '{
@@ -32,17 +29,7 @@ THINKING_CURL = """curl http://localhost:8000/v1/chat/completions -H "Content-Ty
   "max_tokens": 32768
 }'"""
 
-THINKING_PYTHON = '''
-from openai import OpenAI
-# Set OpenAI's API key and API base to use vLLM's API server.
-openai_api_key = "EMPTY"
-openai_api_base = "http://localhost:8000/v1"
-
-client = OpenAI(
-    api_key=openai_api_key,
-    base_url=openai_api_base,
-)
-
+THINKING_PYTHON = SEED_CLIENT_PREAMBLE + '''
 chat_response = client.chat.completions.create(
     model="Qwen/Qwen3-8B",
     messages=[
@@ -69,17 +56,7 @@ NON_THINKING_CURL = """curl http://localhost:8000/v1/chat/completions -H "Conten
   "chat_template_kwargs": {"enable_thinking": false}
 }'"""
 
-NON_THINKING_PYTHON = '''
-from openai import OpenAI
-# Set OpenAI's API key and API base to use vLLM's API server.
-openai_api_key = "EMPTY"
-openai_api_base = "http://localhost:8000/v1"
-
-client = OpenAI(
-    api_key=openai_api_key,
-    base_url=openai_api_base,
-)
-
+NON_THINKING_PYTHON = SEED_CLIENT_PREAMBLE + '''
 chat_response = client.chat.completions.create(
     model="Qwen/Qwen3-8B",
     messages=[
@@ -95,26 +72,18 @@ print("Chat response:", chat_response)
 '''
 
 
-def adapt(snippet: str, url: str) -> str:
-    snippet = snippet.replace('"Qwen/Qwen3-8B"', f'"{MODEL}"').replace("http://localhost:8000", url)
-    return snippet.replace("32768", "200").replace("8192", "200")
+# The test model's context is 1,024 tokens.
+CHANGES = {'"Qwen/Qwen3-8B"': f'"{MODEL}"', "32768": "200", "8192": "200"}
 
 
-def run_curl(snippet: str, url: str) -> dict:
-    if shutil.which("curl") is None:
-        pytest.skip("curl is not installed")
-    result = subprocess.run(["bash", "-c", adapt(snippet, url) + " --silent --show-error"], capture_output=True,
-                            text=True, timeout=120, check=True)
-    return json.loads(result.stdout)
+def curl(snippet: str, url: str) -> dict:
+    return run_curl(snippet, url, CHANGES)
 
 
-def run_python(snippet: str, url: str):
+def python(snippet: str, url: str):
     """What the snippet printed, and its chat_response."""
-    scope: dict = {}
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        exec(compile(adapt(snippet, url), "<seed>", "exec"), scope)
-    return out.getvalue(), scope["chat_response"]
+    printed, scope = run_python(snippet, url, CHANGES)
+    return printed, scope["chat_response"]
 
 
 @pytest.fixture(scope="module")
@@ -123,13 +92,13 @@ def url(reasoning_server) -> str:
 
 
 def test_thinking_mode(url):
-    message = run_curl(THINKING_CURL, url)["choices"][0]["message"]
+    message = curl(THINKING_CURL, url)["choices"][0]["message"]
     assert (message["reasoning_content"], message["content"]) == (SEED_THOUGHT, "\n\n" + SEED_ANSWER)
     # Today's openai client refuses top_k as a keyword before sending anything (SEEDS.md);
     # a user moves it to extra_body.
     with pytest.raises(TypeError, match="top_k"):
-        run_python(THINKING_PYTHON, url)
-    printed, response = run_python(THINKING_PYTHON.replace("top_k=20,", 'extra_body={"top_k": 20},'), url)
+        python(THINKING_PYTHON, url)
+    printed, response = python(THINKING_PYTHON.replace("top_k=20,", 'extra_body={"top_k": 20},'), url)
     assert printed.startswith("Chat response: ChatCompletion(")
     message = response.choices[0].message
     assert (message.reasoning_content, message.content) == (SEED_THOUGHT, "\n\n" + SEED_ANSWER)
@@ -138,11 +107,11 @@ def test_thinking_mode(url):
 def test_non_thinking_mode(url):
     # The scripted answer without a <think> block comes only when the template closed the
     # block: enable_thinking reached it. All of it is content, even with deepseek_r1.
-    message = run_curl(NON_THINKING_CURL, url)["choices"][0]["message"]
+    message = curl(NON_THINKING_CURL, url)["choices"][0]["message"]
     assert (message.get("reasoning_content"), message["content"]) == (None, SEED_ANSWER)
     snippet = NON_THINKING_PYTHON.replace("    top_k=20,\n", "").replace(
         '"chat_template_kwargs"', '"top_k": 20, "chat_template_kwargs"')
-    printed, response = run_python(snippet, url)
+    printed, response = python(snippet, url)
     assert printed.startswith("Chat response: ChatCompletion(")
     message = response.choices[0].message
     assert (getattr(message, "reasoning_content", None), message.content) == (None, SEED_ANSWER)

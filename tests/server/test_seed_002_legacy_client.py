@@ -60,8 +60,7 @@ print("equal:", len(streamed), "characters")
 
 @pytest.fixture(scope="module")
 def qwen_v1_server(tmp_path_factory):
-    if not os.path.isdir(LEGACY_OPENAI):
-        pytest.skip(f"the legacy openai client is not installed in {LEGACY_OPENAI} (make test installs it)")
+    assert os.path.isdir(LEGACY_OPENAI), f"the legacy openai client is not in {LEGACY_OPENAI}: run `make test`"
     model = build_qwen_v1_checkpoint(str(tmp_path_factory.mktemp("qwen_v1")))
     log = str(tmp_path_factory.mktemp("logs") / "qwen_v1.log")
     server = ServerProcess(["-m", "ember.entrypoints.openai.api_server", "--model", model, "--trust-remote-code",

@@ -1,13 +1,6 @@
 """The seed documents' server examples (000 and 003), run as written with only the model name
 (and the port) changed."""
-import contextlib
-import io
-import json
-import shutil
-import subprocess
-
-import pytest
-
+from tests.seed_snippets import SEED_CLIENT_PREAMBLE, run_curl, run_python
 from tests.server.conftest import TINY_NAME
 
 SEED_000_CURL = """curl http://localhost:8000/v1/chat/completions -H "Content-Type: application/json" -d '{
@@ -22,17 +15,7 @@ SEED_000_CURL = """curl http://localhost:8000/v1/chat/completions -H "Content-Ty
   "max_tokens": 512
 }'"""
 
-SEED_000_PYTHON = '''
-from openai import OpenAI
-# Set OpenAI's API key and API base to use vLLM's API server.
-openai_api_key = "EMPTY"
-openai_api_base = "http://localhost:8000/v1"
-
-client = OpenAI(
-    api_key=openai_api_key,
-    base_url=openai_api_base,
-)
-
+SEED_000_PYTHON = SEED_CLIENT_PREAMBLE + '''
 chat_response = client.chat.completions.create(
     model="Qwen/Qwen2.5-7B-Instruct",
     messages=[
@@ -89,44 +72,34 @@ SEED_003_CURL_CHAT = """curl http://localhost:8000/v1/chat/completions \\
 }'"""
 
 
-def adapt(snippet: str, url: str) -> str:
-    for name in ("Qwen/Qwen2.5-7B-Instruct", "Qwen2-7B-Instruct"):
-        snippet = snippet.replace(f'"{name}"', f'"{TINY_NAME}"')
-    return snippet.replace("http://localhost:8000", url)
+CHANGES = {f'"{name}"': f'"{TINY_NAME}"' for name in ("Qwen/Qwen2.5-7B-Instruct", "Qwen2-7B-Instruct")}
 
 
-def run_curl(snippet: str, url: str) -> dict:
-    if shutil.which("curl") is None:
-        pytest.skip("curl is not installed")
-    result = subprocess.run(["bash", "-c", adapt(snippet, url) + " --silent --show-error"], capture_output=True,
-                            text=True, timeout=120, check=True)
-    return json.loads(result.stdout)
+def curl(snippet: str, url: str) -> dict:
+    return run_curl(snippet, url, CHANGES)
 
 
-def run_python(snippet: str, url: str) -> str:
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        exec(compile(adapt(snippet, url), "<seed>", "exec"), {})
-    return out.getvalue()
+def python(snippet: str, url: str) -> str:
+    return run_python(snippet, url, CHANGES)[0]
 
 
 def test_seed_000_curl_chat(tiny_server):
-    body = run_curl(SEED_000_CURL, tiny_server.url)
+    body = curl(SEED_000_CURL, tiny_server.url)
     assert body["object"] == "chat.completion" and body["choices"][0]["message"]["role"] == "assistant"
     assert 0 < body["usage"]["completion_tokens"] <= 512
 
 
 def test_seed_000_python_client(tiny_server):
-    printed = run_python(SEED_000_PYTHON, tiny_server.url)
+    printed = python(SEED_000_PYTHON, tiny_server.url)
     assert printed.startswith("Chat response: ChatCompletion(id='chatcmpl-")
     assert "ChatCompletionMessage(content=" in printed and "usage=CompletionUsage(" in printed
 
 
 def test_seed_003_models_and_completions(tiny_server):
-    models = run_curl(SEED_003_CURL_MODELS, tiny_server.url)
+    models = curl(SEED_003_CURL_MODELS, tiny_server.url)
     card = models["data"][0]
     assert set(card) >= {"id", "object", "created", "owned_by", "root", "parent", "permission", "max_model_len"}
-    body = run_curl(SEED_003_CURL_COMPLETIONS, tiny_server.url)
+    body = curl(SEED_003_CURL_COMPLETIONS, tiny_server.url)
     choice = body["choices"][0]
     assert body["object"] == "text_completion" and body["id"].startswith("cmpl-")
     assert set(choice) >= {"index", "text", "logprobs", "finish_reason", "stop_reason"}
@@ -134,7 +107,7 @@ def test_seed_003_models_and_completions(tiny_server):
 
 
 def test_seed_003_python_client_and_curl_chat(tiny_server):
-    printed = run_python(SEED_003_PYTHON_CHAT, tiny_server.url)
+    printed = python(SEED_003_PYTHON_CHAT, tiny_server.url)
     assert printed.startswith("ChatCompletionMessage(content=") and "role='assistant'" in printed
-    body = run_curl(SEED_003_CURL_CHAT, tiny_server.url)
+    body = curl(SEED_003_CURL_CHAT, tiny_server.url)
     assert body["choices"][0]["finish_reason"] in ("stop", "length") and body["usage"]["prompt_tokens"] > 0
