@@ -59,8 +59,14 @@ class Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.quant_method is None:
-            return F.linear(x, self.weight, self.bias)
-        out = self.quant_method.apply(self, x)
+            return F.linear(x, self.weight, self.bias)  # the bias fused into the GEMM
+        return self._add_bias(self._product(x))
+
+    def _product(self, x: torch.Tensor) -> torch.Tensor:
+        """x @ W^T without the bias."""
+        return F.linear(x, self.weight) if self.quant_method is None else self.quant_method.apply(self, x)
+
+    def _add_bias(self, out: torch.Tensor) -> torch.Tensor:
         return out if self.bias is None else out + self.bias
 
 
@@ -89,9 +95,7 @@ class RowParallelLinear(Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if tp_size() == 1:
             return super().forward(x)
-        partial = F.linear(x, self.weight) if self.quant_method is None else self.quant_method.apply(self, x)
-        out = all_reduce(partial)
-        return out if self.bias is None else out + self.bias
+        return self._add_bias(all_reduce(self._product(x)))
 
 
 class FusedLinear(Linear):
