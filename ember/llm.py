@@ -6,9 +6,12 @@ from typing import Any, Sequence as Seq
 
 from tqdm.auto import tqdm
 
+from ember import beam_search as _beam_search
+from ember.beam_search import BeamSearchOutput, BeamSearchParams
 from ember.config import EngineConfig
 from ember.engine.llm_engine import LLMEngine
 from ember.outputs import RequestOutput
+from ember.request_checks import check_prompt, check_token_fields
 from ember.sampling_params import SamplingParams
 from ember.tokenizer import read_chat_template, render_chat
 
@@ -47,7 +50,23 @@ class LLM:
             params = list(sampling_params)
             if len(params) != len(prompts):
                 raise ValueError(f"Got {len(params)} sampling_params for {len(prompts)} prompts.")
+        vocab_size = self.llm_engine.config.hf_config.vocab_size
+        for i, prompt in enumerate(prompts):
+            check_prompt(prompt, i)
+        for p in {id(p): p for p in params}.values():
+            check_token_fields(p, vocab_size)
         return self._run(prompts, params, use_tqdm)
+
+    def beam_search(self, prompts: Seq[Prompt], params: BeamSearchParams, lora_request: Any = None,
+                    use_tqdm: bool = False, concurrency_limit: int | None = None) -> list[BeamSearchOutput]:
+        """vLLM's LLM.beam_search: for each prompt, the params.beam_width best continuations
+        (see ember/beam_search.py)."""
+        if lora_request is not None:
+            raise ValueError("lora_request: Ember serves no LoRA adapters.")
+        prompts = _as_prompt_list(prompts)
+        for i, prompt in enumerate(prompts):
+            check_prompt(prompt, i)
+        return _beam_search.run_offline(self, prompts, params, use_tqdm, concurrency_limit)
 
     def chat(self, messages: list[dict] | list[list[dict]], sampling_params=None, use_tqdm: bool = True,
              chat_template: str | None = None, add_generation_prompt: bool = True,

@@ -40,6 +40,11 @@ class SamplingParams:
     guided_decoding: GuidedDecodingParams | None = None
     # vLLM's newer spelling of guided_decoding; either may be given.
     structured_outputs: GuidedDecodingParams | None = None
+    # Sampling restricted to these token ids (vLLM's field); None: the whole vocabulary.
+    allowed_token_ids: list[int] | None = None
+    # token id -> a value added to its logit before sampling (OpenAI's logit_bias; vLLM's
+    # SamplingParams field, keys as ints; string keys of ints are accepted).
+    logit_bias: dict[int, float] | None = None
     # Token ids the engine treats as end-of-sequence besides stop_token_ids (from
     # generation_config.json); filled in by the engine, not by users.
     _eos_token_ids: list[int] = field(default_factory=list, repr=False)
@@ -54,6 +59,7 @@ class SamplingParams:
         if self.best_of is None:
             self.best_of = self.n
         self._structured_output()
+        self._token_lists()
         self._validate()
 
     def _structured_output(self) -> None:
@@ -66,6 +72,32 @@ class SamplingParams:
         if spec is not None and not isinstance(spec, GuidedDecodingParams):
             raise ValueError(f"guided_decoding must be a GuidedDecodingParams, got {type(spec).__name__}.")
         self.guided_decoding = self.structured_outputs = spec
+
+    def _token_lists(self) -> None:
+        """allowed_token_ids and logit_bias: token ids as ints (the vocabulary bound is checked
+        where it is known: the server, LLM.generate)."""
+        if self.allowed_token_ids is not None:
+            ids = list(self.allowed_token_ids)
+            if not ids:
+                raise ValueError("allowed_token_ids must not be empty (leave it out to allow every token).")
+            bad = next((t for t in ids if not isinstance(t, int) or isinstance(t, bool) or t < 0), None)
+            if bad is not None:
+                raise ValueError(f"allowed_token_ids must hold non-negative integers, got {bad!r}.")
+            self.allowed_token_ids = ids
+        if self.logit_bias is not None:
+            bias = {}
+            for key, value in dict(self.logit_bias).items():
+                try:
+                    token = int(key)
+                except (TypeError, ValueError):
+                    raise ValueError(f"logit_bias keys must be token ids, got {key!r}.") from None
+                if token < 0:
+                    raise ValueError(f"logit_bias keys must be non-negative token ids, got {key!r}.")
+                if not isinstance(value, (int, float)) or isinstance(value, bool) or value != value \
+                        or abs(value) == float("inf"):
+                    raise ValueError(f"logit_bias[{key!r}] must be a finite number, got {value!r}.")
+                bias[token] = float(value)
+            self.logit_bias = bias or None
 
     def _validate(self) -> None:
         def bad(name: str, why: str):
@@ -135,3 +167,32 @@ class SamplingParams:
     @classmethod
     def field_names(cls) -> list[str]:
         return [f.name for f in fields(cls) if not f.name.startswith("_")]
+
+
+@dataclass
+class BeamSearchParams:
+    """vLLM's BeamSearchParams, for LLM.beam_search (see ember/beam_search.py)."""
+    beam_width: int
+    max_tokens: int
+    ignore_eos: bool = False
+    temperature: float = 0.0
+    length_penalty: float = 1.0
+    # vLLM's field; beam search stops on end-of-sequence tokens and max_tokens only, so there
+    # is never a stop string to include.
+    include_stop_str_in_output: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.beam_width, int) or self.beam_width < 1:
+            raise ValueError(f"beam_width must be an integer >= 1, got {self.beam_width!r}.")
+        if not isinstance(self.max_tokens, int) or self.max_tokens < 1:
+            raise ValueError(f"max_tokens must be an integer >= 1, got {self.max_tokens!r}.")
+        if not self.temperature >= 0.0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature!r}.")
+        if self.include_stop_str_in_output:
+            raise ValueError("include_stop_str_in_output: beam search has no stop strings (it ends on "
+                             "end-of-sequence tokens and max_tokens).")
+
+    def step_params(self) -> SamplingParams:
+        """What each step asks of the engine: one token, and the candidates' logprobs."""
+        return SamplingParams(n=1, max_tokens=1, temperature=self.temperature, logprobs=2 * self.beam_width,
+                              ignore_eos=True, detokenize=False)

@@ -1,5 +1,5 @@
 """Token sampling for a batch, on the device the logits are on: grammar bitmasks (structured
-output), min_tokens bans, repetition / presence / frequency penalties, temperature, top-k,
+output), allowed_token_ids, min_tokens bans, logit_bias, repetition / presence / frequency penalties, temperature, top-k,
 top-p, min-p, greedy rows, per-request seeded generators, and log-probabilities of the raw
 model distribution."""
 from __future__ import annotations
@@ -31,6 +31,11 @@ class SamplingBatch:
     # Structured output: packed allowed-token bitmask (int32 [K, ceil(V / 32)]) of rows `bitmask_rows`.
     bitmask_rows: torch.Tensor | None = None
     token_bitmask: torch.Tensor | None = None
+    # allowed_token_ids: rows restricted, and the (row, token id) pairs they allow.
+    restricted_rows: torch.Tensor | None = None    # [R] int64
+    allowed: tuple[torch.Tensor, torch.Tensor] | None = None  # ([M] rows, [M] token ids)
+    # logit_bias: (rows, token ids, values), each [B].
+    logit_bias: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
 
 @dataclass
@@ -53,6 +58,23 @@ def apply_token_bitmask(logits: torch.Tensor, rows: torch.Tensor, bitmask: torch
     allowed = ((packed >> shifts) & 1).bool().flatten(1)[:, :vocab]
     logits = logits.clone()
     logits[rows] = logits[rows].masked_fill(~allowed, float("-inf"))
+    return logits
+
+
+def apply_allowed_and_bias(logits: torch.Tensor, b: SamplingBatch) -> torch.Tensor:
+    """allowed_token_ids: every other token of a restricted row gets -inf; logit_bias: added
+    to the biased tokens' logits (vLLM's order: the allow-list first, then the biases)."""
+    if b.allowed is None and b.logit_bias is None:
+        return logits
+    logits = logits.clone()
+    if b.allowed is not None:
+        forbidden = torch.zeros_like(logits, dtype=torch.bool)
+        forbidden[b.restricted_rows] = True
+        forbidden[b.allowed] = False
+        logits.masked_fill_(forbidden, float("-inf"))
+    if b.logit_bias is not None:
+        rows, ids, values = b.logit_bias
+        logits.index_put_((rows, ids), values, accumulate=True)
     return logits
 
 
@@ -103,6 +125,7 @@ def sample(logits: torch.Tensor, b: SamplingBatch, generator: torch.Generator | 
         logits = logits.clone()
         for row, ids in b.banned:
             logits[row, ids] = float("-inf")
+    logits = apply_allowed_and_bias(logits, b)
     logits = apply_penalties(logits, b)
     greedy = logits.argmax(dim=-1)
     if b.all_greedy:

@@ -18,6 +18,10 @@ class SequenceSamplingState:
     prompt_token_ids: list[int]
     generator: torch.Generator | None
     output_token_ids: list[int] = field(default_factory=list)
+    # allowed_token_ids and logit_bias as device tensors, made once per sequence.
+    allowed_ids: torch.Tensor | None = None
+    bias_ids: torch.Tensor | None = None
+    bias_values: torch.Tensor | None = None
 
 
 def _pad(rows: list[list[int]], fill: int) -> torch.Tensor:
@@ -37,7 +41,16 @@ class SamplingStates:
         generator = None
         if new.seed is not None:
             generator = torch.Generator(device=self.device).manual_seed(new.seed)
-        self.states[new.seq_id] = SequenceSamplingState(new.params, list(new.prompt_token_ids), generator)
+        state = SequenceSamplingState(new.params, list(new.prompt_token_ids), generator)
+        # Ids beyond the logits are dropped here: the front ends refuse them with a clear error first.
+        if new.params.allowed_token_ids is not None:
+            state.allowed_ids = to_device([t for t in new.params.allowed_token_ids if t < self.vocab_size],
+                                          self.device, torch.int64)
+        if new.params.logit_bias:
+            bias = {t: v for t, v in new.params.logit_bias.items() if t < self.vocab_size}
+            state.bias_ids = to_device(list(bias), self.device, torch.int64)
+            state.bias_values = to_device(list(bias.values()), self.device, torch.float32)
+        self.states[new.seq_id] = state
         if new.params.prompt_logprobs is not None:
             self.want_prompt_logprobs.add(new.seq_id)
 
@@ -81,6 +94,7 @@ class SamplingStates:
         banned = [(row, sorted(p.all_stop_token_ids)) for row, (p, s) in enumerate(zip(params, states))
                   if len(s.output_token_ids) < p.min_tokens and p.all_stop_token_ids]
         b.banned = [(row, [t for t in ids if t < V]) for row, ids in banned] or None
+        _token_lists(b, states)
         generators = {row: s.generator for row, s in enumerate(states) if s.generator is not None}
         b.generators = generators or None
         if grammar is not None:
@@ -89,3 +103,22 @@ class SamplingStates:
             b.bitmask_rows = column(rows, torch.int64)
             b.token_bitmask = grammar.bitmask.to(dev, non_blocking=True)
         return b
+
+
+def _token_lists(b: SamplingBatch, states: list[SequenceSamplingState]) -> None:
+    """allowed_token_ids and logit_bias of the rows that have them, as flat (row, id) tensors."""
+    restricted = [(row, s.allowed_ids) for row, s in enumerate(states) if s.allowed_ids is not None]
+    if restricted:
+        rows = [row for row, _ in restricted]
+        ids = [ids for _, ids in restricted]
+        device = ids[0].device
+        b.restricted_rows = to_device(rows, device, torch.int64)
+        counts = to_device([len(i) for i in ids], device, torch.int64)
+        b.allowed = (b.restricted_rows.repeat_interleave(counts), torch.cat(ids))
+    biased = [(row, s) for row, s in enumerate(states) if s.bias_ids is not None]
+    if biased:
+        device = biased[0][1].bias_ids.device
+        counts = to_device([len(s.bias_ids) for _, s in biased], device, torch.int64)
+        rows = to_device([row for row, _ in biased], device, torch.int64)
+        b.logit_bias = (rows.repeat_interleave(counts), torch.cat([s.bias_ids for _, s in biased]),
+                        torch.cat([s.bias_values for _, s in biased]))
