@@ -45,9 +45,15 @@ def _wait_for_all_ranks(store, world_size: int, watch: Callable[[], None] | None
 
 
 def destroy_tensor_parallel() -> None:
+    """Leave the process group without waiting for the other ranks. A graceful destroy on NCCL
+    (finalize, then destroy) waits for every rank, and hangs for good once one has exited; an
+    abort releases this rank's communicators alone, so the ranks may leave in any order, or
+    not at all (a killed worker); collectives still in flight (an engine that failed mid-step)
+    end with it. A torch without the abort destroys instead."""
     global _rank, _size
     if _size > 1 and dist.is_initialized():
-        dist.destroy_process_group()
+        leave = getattr(dist.distributed_c10d, "_abort_process_group", None) or dist.destroy_process_group
+        leave()
     _rank, _size = 0, 1
 
 

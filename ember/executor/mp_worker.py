@@ -1,14 +1,14 @@
 """A worker process of the mp backend (`python -m ember.executor.mp_worker FD`): one rank's
 Worker, driven by calls that arrive on the inherited socket FD. It exits when told to, when
-the socket closes, or when its parent (the engine process) is gone."""
+the socket closes, or when its parent (the engine process) is gone, whatever it is doing."""
 from __future__ import annotations
 
 import logging
 import os
+import select
 import signal
 import sys
 import threading
-import time
 import traceback
 from multiprocessing.connection import Connection
 
@@ -17,12 +17,17 @@ from ember.executor.worker import Worker
 PARENT_POLL_S = 1.0
 
 
-def _exit_with_parent(parent: int) -> None:
-    """A parent killed outright never closes anything gracefully: watch for it."""
-    while True:
-        time.sleep(PARENT_POLL_S)
-        if os.getppid() != parent:
-            os._exit(1)
+def _exit_with_engine(fd: int, parent: int) -> None:
+    """The engine process killed outright (SIGKILL, OOM) says nothing: the kernel closes its
+    end of the socket, which this end sees as a hang-up at once, even while the main thread is
+    stuck in a collective that will never complete. The parent check covers an engine whose
+    socket lives on in a process it forked. Not PR_SET_PDEATHSIG: that fires when the *thread*
+    that started the worker ends, and the engine may start its executor on a passing thread."""
+    hangup = select.poll()
+    hangup.register(fd, select.POLLHUP | getattr(select, "POLLRDHUP", 0))
+    while not hangup.poll(PARENT_POLL_S * 1000) and os.getppid() == parent:
+        pass
+    os._exit(1)
 
 
 def _serve(conn: Connection) -> int:
@@ -55,8 +60,9 @@ def _serve(conn: Connection) -> int:
 def main() -> None:
     # Ctrl-C in a terminal reaches the whole process group: the engine decides what stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
-    code = _serve(Connection(int(sys.argv[1])))
+    conn = Connection(int(sys.argv[1]))  # open to the end: the watch must see only the engine hang up
+    threading.Thread(target=_exit_with_engine, args=(conn.fileno(), os.getppid()), daemon=True).start()
+    code = _serve(conn)
     sys.stdout.flush()
     sys.stderr.flush()
     # At once, skipping the interpreter's slow teardown of torch: after a failure, the other

@@ -7,10 +7,12 @@ socket pair that it inherits: nothing listens on the network, and nothing but th
 reach the channel that carries the (pickled) calls. The ranks' process group meets through a
 file store in a private temporary directory.
 
-Workers end with the engine: shutdown() asks them to exit and kills those that do not; at
-interpreter exit or when the executor is garbage-collected the same happens; and a worker
-whose engine process dies (even by SIGKILL) sees its socket close or its parent change and
-exits by itself."""
+Workers end with the engine: shutdown() asks them to exit, leaves the process group at the
+same time (every rank aborts its own communicators, so none waits for another: on NCCL a
+rank that waited for an exited one would wait for ever), and kills the workers still there
+STOP_TIMEOUT_S later; at interpreter exit or when the executor is garbage-collected the same
+happens; and a worker whose engine process dies (even by SIGKILL) sees its socket hang up or
+its parent change and exits by itself."""
 from __future__ import annotations
 
 import os
@@ -20,6 +22,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 import weakref
 from multiprocessing.connection import Connection
 from typing import Any
@@ -30,7 +33,8 @@ from ember.distributed.parallel_state import destroy_tensor_parallel
 from ember.executor.distributed import DistributedExecutor
 from ember.executor.worker import RankSpec
 
-STOP_TIMEOUT_S = 10.0
+# A worker asked to stop leaves at once: one still there after this is stuck, and killed.
+STOP_TIMEOUT_S = 3.0
 
 
 class WorkerProcess:
@@ -77,9 +81,9 @@ class WorkerProcess:
         except OSError:
             pass  # already gone
 
-    def wait_or_kill(self) -> None:
+    def wait_or_kill(self, deadline: float) -> None:
         try:
-            self.proc.wait(STOP_TIMEOUT_S)
+            self.proc.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
@@ -87,12 +91,13 @@ class WorkerProcess:
 
 
 def _stop_processes(workers: list[WorkerProcess], tmpdir: str) -> None:
-    for w in workers:  # ask all first, so that they leave together
-        w.ask_to_stop()
     for w in workers:
-        w.wait_or_kill()
+        w.ask_to_stop()
+    destroy_tensor_parallel()  # while they leave too: no rank waits for another
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    for w in workers:
+        w.wait_or_kill(deadline)
     shutil.rmtree(tmpdir, ignore_errors=True)
-    destroy_tensor_parallel()
 
 
 class MultiprocExecutor(DistributedExecutor):

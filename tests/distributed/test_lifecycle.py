@@ -1,8 +1,10 @@
 """Worker processes never outlive their engine: not after shutdown(), not when the engine's
-process is killed outright, not when loading fails; and a worker that dies before joining the
-process group fails the engine at once instead of leaving it waiting."""
+process is killed outright, not when loading fails; a process that ran a tensor-parallel LLM
+exits promptly after its last request, without calling shutdown(); and a worker that dies
+before joining the process group fails the engine at once instead of leaving it waiting."""
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -10,29 +12,15 @@ import time
 import pytest
 
 from ember import LLM
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
-    except FileNotFoundError:
-        return False
-
-
-def _wait_gone(pids: list[int], timeout: float = 15.0) -> list[int]:
-    deadline = time.monotonic() + timeout
-    while any(map(_alive, pids)) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    return [p for p in pids if _alive(p)]
+from tests.distributed.processes import alive, generate_then_exit, wait_gone
 
 
 def test_shutdown_stops_the_workers(checkpoints):
     llm = LLM(checkpoints["llama"], tensor_parallel_size=2)
     pids = llm.llm_engine.executor.worker_pids
-    assert len(pids) == 1 and all(map(_alive, pids))
+    assert len(pids) == 1 and all(map(alive, pids))
     llm.llm_engine.shutdown()
-    assert _wait_gone(pids, timeout=1.0) == []
+    assert wait_gone(pids, timeout=1.0) == []
     llm.llm_engine.shutdown()  # twice is harmless
 
 
@@ -51,11 +39,45 @@ def test_workers_exit_when_the_engine_process_is_killed(checkpoints, tmp_path):
                               stdout=subprocess.PIPE, text=True, env=dict(os.environ, TMPDIR=str(tmp_path)))
     try:
         pids = [int(p) for p in engine.stdout.readline().split()]
-        assert pids and all(map(_alive, pids))
+        assert pids and all(map(alive, pids))
     finally:
         engine.send_signal(signal.SIGKILL)
         engine.wait()
-    assert _wait_gone(pids) == []
+    assert wait_gone(pids, timeout=5.0) == []
+
+
+_STUCK_WORKER = """
+import os, sys, threading, time
+from ember.executor.mp_worker import _exit_with_engine
+threading.Thread(target=_exit_with_engine, args=(int(sys.argv[1]), os.getppid()), daemon=True).start()
+print("watching", flush=True)
+time.sleep(600)  # as a main thread stuck in a collective whose other ranks are gone
+"""
+
+
+def test_a_stuck_worker_exits_as_soon_as_its_engine_hangs_up():
+    ours, theirs = socket.socketpair()
+    worker = subprocess.Popen([sys.executable, "-c", _STUCK_WORKER, str(theirs.fileno())],
+                              pass_fds=[theirs.fileno()], stdout=subprocess.PIPE, text=True)
+    theirs.close()
+    try:
+        assert worker.stdout.readline().strip() == "watching"
+        ours.close()  # what the kernel does for an engine process killed outright
+        hung_up = time.monotonic()
+        assert worker.wait(timeout=5) == 1
+        assert time.monotonic() - hung_up < 1.0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+
+
+def test_a_process_that_ran_an_llm_exits_within_5_s_of_its_last_request(checkpoints):
+    run = generate_then_exit(checkpoints["llama"], {})
+    assert run.returncode == 0, run.output
+    assert run.workers  # rank 1 ran in a worker process
+    assert run.seconds < 5, run.output
+    assert run.left == []
 
 
 def test_a_failed_load_stops_every_worker(checkpoints, tmp_path):
@@ -68,7 +90,7 @@ def test_a_failed_load_stops_every_worker(checkpoints, tmp_path):
     children_before = _children()
     with pytest.raises(Exception):
         LLM(str(broken), tensor_parallel_size=2)
-    assert _wait_gone(sorted(_children() - children_before), timeout=1.0) == []
+    assert wait_gone(sorted(_children() - children_before), timeout=1.0) == []
 
 
 def test_a_worker_that_dies_before_joining_fails_the_engine_at_once(checkpoints, tmp_path, monkeypatch):
