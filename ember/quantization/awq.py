@@ -44,13 +44,13 @@ class AWQConfig:
             raise ValueError(f"AWQ group_size must be -1 or positive, got {group_size}.")
         return cls(group_size, tuple(d.get("modules_to_not_convert") or ()))
 
-    def linear_method(self) -> "AWQLinearMethod":
-        return AWQLinearMethod(self.group_size)
+    def linear_method(self, device="cpu") -> "AWQLinearMethod":
+        return AWQLinearMethod(self.group_size, device)
 
 
 class AWQLinearMethod(IntLinearMethod):
-    def __init__(self, group_size: int):
-        super().__init__(_BITS, group_size)
+    def __init__(self, group_size: int, device="cpu"):
+        super().__init__(_BITS, group_size, device)
 
     def create_weights(self, layer, dtype: torch.dtype, device) -> None:
         k, n, groups = layer.in_features, layer.out_features, self.num_groups(layer)

@@ -10,18 +10,38 @@ A fused layer's parts (q/k/v, gate/up) each bring their own scales: per-tensor o
 block-wise their own rows of blocks (a part's last row of blocks is partial when its rows are
 not a multiple of bn), so no part is requantized.
 
-Ember runs FP8 as W8A16: weights stay fp8 in memory and are widened to the activation dtype in
-the GEMM's tile loop; activations are not quantized, so a static input_scale is read and unused
-(the result is at least as accurate as the W8A8 the scale was calibrated for)."""
+How it runs, chosen when the model is built:
+- on a GPU with fp8 tensor cores (compute capability >= 8.9, where cuBLAS's row-wise scaled
+  GEMM runs): W8A8, activations quantized on the fly per token (per token and 1x128 group for
+  block-wise weights), as vLLM does; a static input_scale is read and unused (dynamic scales
+  fit each token);
+- elsewhere: W8A16, the fp8 weight widened to the activation dtype in the GEMM's tile loop
+  (Triton on a GPU, plain torch on the CPU). gemm_paths.FP8_PATHS may send some M to this
+  path on fp8 GPUs too.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
 
+from ember.kernels.quant_fp8_act import quantize_fp8
 from ember.kernels.quant_fp8_gemm import fp8_gemm, fp8_gemm_ref
+from ember.kernels.quant_fp8_scaled_mm import scaled_mm_blockwise, scaled_mm_recipes, scaled_mm_rowwise
+from ember.kernels.quant_fp8_w8a8_gemm import fp8_w8a8_gemm
 from ember.models.layers.dispatch import use_triton
+from ember.quantization.gemm_paths import FP8_PATHS, path_for
+from ember.quantization.int_linear import runs_triton
 from ember.quantization.params import add_param, output_parts, replace_params
+
+# cuBLAS's block-wise recipe: 1x128 activation groups, 128x128 weight blocks.
+_CUBLAS_BLOCK = (128, 128)
+
+
+def has_fp8_tensor_cores(device) -> bool:
+    device = torch.device(device)
+    return runs_triton(device) and torch.cuda.get_device_capability(device) >= (8, 9) and \
+        "rowwise" in scaled_mm_recipes(str(device))
 
 
 @dataclass(frozen=True)
@@ -43,11 +63,13 @@ class FP8Config:
         exclusions = tuple(d.get("ignored_layers") or ()) + tuple(d.get("modules_to_not_convert") or ())
         return cls(tuple(block) if block else None, scheme == "static", exclusions)
 
-    def linear_method(self) -> "FP8LinearMethod":
-        return FP8LinearMethod(self)
+    def linear_method(self, device="cpu") -> "FP8LinearMethod":
+        return (FP8W8A8LinearMethod if has_fp8_tensor_cores(device) else FP8LinearMethod)(self)
 
 
 class FP8LinearMethod:
+    """W8A16: the fp8 weight widened in the tile loop (Triton), or dequantized (CPU)."""
+
     def __init__(self, config: FP8Config):
         self.config = config
 
@@ -87,4 +109,40 @@ class FP8LinearMethod:
         rows = x.reshape(-1, x.shape[-1])
         gemm = fp8_gemm if use_triton(rows) else fp8_gemm_ref
         out = gemm(rows, layer.weight, layer.scale, layer.scale_row, self.block_k(layer))
+        return out.reshape(*x.shape[:-1], out.shape[-1])
+
+
+class FP8W8A8LinearMethod(FP8LinearMethod):
+    """W8A8 on fp8 tensor cores: activations quantized per token (and per block_k group for
+    block-wise weights) at every call; per-row weight scales go to cuBLAS's row-wise GEMM,
+    128x128 blocks to its block-wise GEMM where this torch runs it and the layer's blocks are
+    regular (no fused part ends in a partial block), else to the Triton W8A8 kernel."""
+
+    def process_weights_after_loading(self, layer) -> None:
+        super().process_weights_after_loading(layer)
+        n, k = layer.weight.shape
+        block = self.config.block_size
+        if block is None:
+            # One scale per output row, for the row-wise recipe.
+            replace_params(layer, row_scale=layer.scale[layer.scale_row.long(), 0][None, :].contiguous())
+            self.kernel = "rowwise"
+            return
+        regular = torch.equal(layer.scale_row.long(), torch.arange(n, device=layer.scale_row.device) // block[0])
+        cublas = tuple(block) == _CUBLAS_BLOCK and regular and n % block[0] == 0 and k % block[1] == 0 and \
+            "blockwise" in scaled_mm_recipes(str(layer.weight.device))
+        self.kernel = "blockwise" if cublas else "triton"
+
+    def apply(self, layer, x: torch.Tensor) -> torch.Tensor:
+        rows = x.reshape(-1, x.shape[-1])
+        if path_for(FP8_PATHS, rows.shape[0]) == "w8a16":
+            return super().apply(layer, x)
+        rows = rows.contiguous()
+        group = None if self.config.block_size is None else self.config.block_size[1]
+        a, a_scale = quantize_fp8(rows, group, column_major_scales=self.kernel == "blockwise")
+        if self.kernel == "rowwise":
+            out = scaled_mm_rowwise(a, a_scale, layer.weight, layer.row_scale, x.dtype)
+        elif self.kernel == "blockwise":
+            out = scaled_mm_blockwise(a, a_scale, layer.weight, layer.scale, x.dtype)
+        else:
+            out = fp8_w8a8_gemm(a, a_scale, layer.weight, layer.scale, layer.scale_row, self.block_k(layer), x.dtype)
         return out.reshape(*x.shape[:-1], out.shape[-1])

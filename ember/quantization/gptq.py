@@ -48,13 +48,13 @@ class GPTQConfig:
                              "lm_head are not supported.")
         return cls(bits, group_size, _ZERO_OFFSET[checkpoint_format])
 
-    def linear_method(self) -> "GPTQLinearMethod":
-        return GPTQLinearMethod(self)
+    def linear_method(self, device="cpu") -> "GPTQLinearMethod":
+        return GPTQLinearMethod(self, device)
 
 
 class GPTQLinearMethod(IntLinearMethod):
-    def __init__(self, config: GPTQConfig):
-        super().__init__(config.bits, config.group_size)
+    def __init__(self, config: GPTQConfig, device="cpu"):
+        super().__init__(config.bits, config.group_size, device)
         self.zero_offset = config.zero_offset
 
     def create_weights(self, layer, dtype: torch.dtype, device) -> None:

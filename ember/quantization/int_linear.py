@@ -1,22 +1,35 @@
 """What GPTQ and AWQ layers share once loaded: their codes, zero points and scales converted
 into the one layout the int GEMM reads (ember/kernels/quant_int_gemm.py), still packed, and the
-forward pass through that kernel on the GPU or its dequantize-then-matmul reference elsewhere."""
+forward pass. Chosen when the model is built, by device:
+- GPU: the words shuffled into strips at load; per call, the path of gemm_paths.INT_PATHS for
+  the call's M (the fused decode kernel, the tiled kernel, or dequantize-then-cuBLAS);
+- elsewhere: the checkpoint layout, dequantized and multiplied in plain torch."""
 from __future__ import annotations
 
 import torch
 
-from ember.kernels.quant_int_gemm import int_gemm, int_gemm_ref
+from ember.kernels import triton_available
+from ember.kernels.quant_int_gemm import (DECODE_TILES, TILED_TILES, dequantize_int_strips, int_gemm,
+                                          int_gemm_ref, to_strips)
 from ember.kernels.quant_packing import pack_int32
-from ember.models.layers.dispatch import use_triton
+from ember.quantization.gemm_paths import INT_PATHS, path_for
 from ember.quantization.params import replace_params
+
+# Output columns per strip of the GPU layout: a multiple of every kernel tile's BLOCK_N.
+STRIP = 128
+
+
+def runs_triton(device) -> bool:
+    return torch.device(device).type == "cuda" and triton_available()
 
 
 class IntLinearMethod:
     """Base of the GPTQ and AWQ methods: `bits` per weight, `group_size` input features per
     scale and zero point (-1: the whole input)."""
 
-    def __init__(self, bits: int, group_size: int):
+    def __init__(self, bits: int, group_size: int, device="cpu"):
         self.bits, self.group_size = bits, group_size
+        self.on_gpu = runs_triton(device)
 
     def group_size_of(self, layer) -> int:
         return layer.in_features if self.group_size == -1 else self.group_size
@@ -37,14 +50,25 @@ class IntLinearMethod:
                            perm: torch.Tensor | None, remove: tuple[str, ...]) -> None:
         """codes [K, N] (rows in `perm` order), zeros and scales [G, N]: the kernel's layout
         replaces the checkpoint's tensors named in `remove`."""
-        replace_params(layer, **dict.fromkeys(remove),
-                       qweight=pack_int32(codes, self.bits, dim=0),
+        qweight = pack_int32(codes, self.bits, dim=0)
+        if self.on_gpu:
+            qweight = to_strips(qweight, STRIP)
+        replace_params(layer, **dict.fromkeys(remove), qweight=qweight,
                        scales=scales.contiguous(), zeros=zeros.to(scales.dtype).contiguous(), perm=perm)
 
     def apply(self, layer, x: torch.Tensor) -> torch.Tensor:
         """x @ W^T without the bias: the layer adds it (after the all-reduce when row-parallel)."""
         rows = x.reshape(-1, x.shape[-1])
-        gemm = int_gemm if use_triton(rows) else int_gemm_ref
-        out = gemm(rows, layer.qweight, layer.scales, layer.zeros, self.bits, self.group_size_of(layer),
-                   getattr(layer, "perm", None))
+        perm = getattr(layer, "perm", None)
+        if not self.on_gpu:
+            out = int_gemm_ref(rows, layer.qweight, layer.scales, layer.zeros, self.bits, self.group_size_of(layer),
+                               perm)
+            return out.reshape(*x.shape[:-1], out.shape[-1])
+        rows = rows[:, perm] if perm is not None else rows.contiguous()
+        args = (layer.qweight, layer.scales, layer.zeros, self.bits, self.group_size_of(layer))
+        path = path_for(INT_PATHS, rows.shape[0])
+        if path == "dequant":
+            out = rows @ dequantize_int_strips(*args)
+        else:
+            out = int_gemm(rows, *args, DECODE_TILES if path == "decode" else TILED_TILES)
         return out.reshape(*x.shape[:-1], out.shape[-1])

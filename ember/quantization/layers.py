@@ -22,7 +22,7 @@ def install_quantization(model: nn.Module, quant_config, dtype: torch.dtype, dev
             layer.weight.weight_loader = placeholder.weight_loader
             continue
         del layer.weight
-        layer.quant_method = quant_config.linear_method()
+        layer.quant_method = quant_config.linear_method(device)
         layer.quant_method.create_weights(layer, dtype, device)
 
 

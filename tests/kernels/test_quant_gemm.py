@@ -1,29 +1,55 @@
-"""The quantized GEMM kernels (int4/int8 with groups and act-order, FP8 with per-tensor and
-block scales) against their plain-torch references."""
+"""The quantized GEMM kernels against their plain-torch references: the int4/int8 kernel
+(decode and tiled tiles, strip-shuffled words, groups, act-order) and its dequantizer, and the
+W8A16 FP8 kernel (per-tensor and block scales)."""
 import pytest
 import torch
 
 from ember.kernels.quant_fp8_gemm import fp8_gemm, fp8_gemm_ref
-from ember.kernels.quant_int_gemm import int_gemm, int_gemm_ref
+from ember.kernels.quant_int_gemm import (DECODE_TILES, TILED_TILES, dequantize_int, dequantize_int_strips,
+                                          int_gemm, int_gemm_ref, to_strips)
 from ember.kernels.quant_packing import pack_int32
 
-K, N = 128, 96  # N is not a multiple of the 64-wide tiles: masked edges
+K, N = 256, 96  # N is not a multiple of the strips: padded words, masked edges
 
 
-@pytest.mark.parametrize("m", [1, 33])
-@pytest.mark.parametrize("group_size, act_order", [(32, False), (64, True), (K, False)],
-                         ids=["g32", "g64-act-order", "per-channel"])
-@pytest.mark.parametrize("bits", [4, 8])
-def test_int_gemm(device, dtype, bits, group_size, act_order, m):
+def _int_weights(device, dtype, bits, group_size):
     groups = K // group_size
     qweight = pack_int32(torch.randint(0, 2 ** bits, (K, N)), bits, dim=0).to(device)
     scales = (torch.rand(groups, N) * 0.02 / 2 ** (bits - 4)).to(device, dtype)
     zeros = torch.randint(0, 2 ** bits, (groups, N)).to(device, dtype)
+    return qweight, scales, zeros
+
+
+def test_strips_hold_each_column_contiguously():
+    qweight = torch.arange(4 * 5, dtype=torch.int32).reshape(4, 5)
+    strips = to_strips(qweight, 2)
+    assert strips.shape == (3, 4, 2)
+    assert strips[1].tolist() == qweight[:, 2:4].tolist()
+    assert strips[2, :, 0].tolist() == qweight[:, 4].tolist() and not strips[2, :, 1].any()
+
+
+@pytest.mark.parametrize("m", [1, 33])
+@pytest.mark.parametrize("tiles", [DECODE_TILES, TILED_TILES], ids=["decode", "tiled"])
+@pytest.mark.parametrize("group_size, act_order", [(32, False), (64, True), (128, False), (K, False)],
+                         ids=["g32", "g64-act-order", "g128", "per-channel"])
+@pytest.mark.parametrize("bits", [4, 8])
+def test_int_gemm(device, dtype, bits, group_size, act_order, tiles, m):
+    qweight, scales, zeros = _int_weights(device, dtype, bits, group_size)
     perm = torch.randperm(K).to(device) if act_order else None
     x = torch.randn(m, K, device=device).to(dtype)
-    out = int_gemm(x, qweight, scales, zeros, bits, group_size, perm)
+    # The caller hands the kernel the activations' columns in the weight's (sorted) row order.
+    rows = x[:, perm] if act_order else x
+    out = int_gemm(rows, to_strips(qweight, 128), scales, zeros, bits, group_size, tiles)
     ref = int_gemm_ref(x.float(), qweight, scales.float(), zeros.float(), bits, group_size, perm)
     torch.testing.assert_close(out.float(), ref, atol=2e-2, rtol=2e-2)
+
+
+@pytest.mark.parametrize("bits, group_size", [(4, 32), (4, K), (8, 64)])
+def test_dequantize_int_strips(device, dtype, bits, group_size):
+    qweight, scales, zeros = _int_weights(device, dtype, bits, group_size)
+    got = dequantize_int_strips(to_strips(qweight, 64), scales, zeros, bits, group_size)
+    assert got.dtype == dtype
+    torch.testing.assert_close(got, dequantize_int(qweight, scales, zeros, bits, group_size), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("m", [1, 20])
@@ -40,6 +66,6 @@ def test_fp8_gemm(device, dtype, block_k, m):
 
 def test_empty_batch(device):
     x = torch.empty(0, K, device=device)
-    qweight = torch.zeros(K // 8, N, dtype=torch.int32, device=device)
+    qweight = torch.zeros(1, K // 8, 128, dtype=torch.int32, device=device)
     scales = torch.ones(1, N, device=device)
-    assert int_gemm(x, qweight, scales, scales, 4, K).shape == (0, N)
+    assert int_gemm(x, qweight, scales, scales, 4, K, DECODE_TILES).shape == (0, N)
