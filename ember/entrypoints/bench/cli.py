@@ -1,4 +1,4 @@
-"""`ember bench {throughput,latency}`. The main `ember` CLI calls `register(subparsers)`; each
+"""`ember bench {throughput,latency,serve}`. The main `ember` CLI calls `register(subparsers)`; each
 subcommand sets `func`, which the caller runs as `args.func(args)`. Runs standalone too:
 `python -m ember.entrypoints.bench.cli throughput ...`."""
 from __future__ import annotations
@@ -6,19 +6,20 @@ from __future__ import annotations
 import argparse
 import functools
 
-from ember.entrypoints.bench import latency, throughput
+from ember.entrypoints.bench import latency, serve, throughput
 
 
 def register(subparsers) -> argparse.ArgumentParser:
-    bench = subparsers.add_parser("bench", help="Benchmark Ember (or transformers) offline.",
-                                  description="Benchmark Ember (or transformers) offline.")
+    bench = subparsers.add_parser("bench", help="Benchmark Ember (or transformers) offline, or a server.",
+                                  description="Benchmark Ember (or transformers) offline, or a server.")
     add_subcommands(bench)
     return bench
 
 
 def add_subcommands(parser: argparse.ArgumentParser) -> None:
-    commands = parser.add_subparsers(dest="bench_command", metavar="{throughput,latency}", required=True)
-    for name, module in (("throughput", throughput), ("latency", latency)):
+    commands = parser.add_subparsers(dest="bench_command", metavar="{throughput,latency,serve}",
+                                      required=True)
+    for name, module in (("throughput", throughput), ("latency", latency), ("serve", serve)):
         module.add_parser(commands).set_defaults(func=functools.partial(_run, name, module.main))
 
 
@@ -33,7 +34,8 @@ def _run(name: str, main, args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="ember bench", description="Benchmark Ember (or transformers) offline.")
+    parser = argparse.ArgumentParser(prog="ember bench",
+                                     description="Benchmark Ember (or transformers) offline, or a server.")
     add_subcommands(parser)
     args = parser.parse_args(argv)
     args.func(args)
