@@ -1,16 +1,74 @@
 #!/usr/bin/env bash
-# Issue 9's 2-GPU measurement, for a host with 2 GPUs (the device tool's nvidia-h200-x2):
-#   1. the tensor-parallel tests on the GPUs (NCCL, CUDA graphs on each rank);
-#   2. rand7b, greedy, at TP=1 then TP=2 (each in its own process, so the GPUs start empty):
-#      throughput of each and the token-for-token comparison. Record both in docs/benchmarks.md.
-set -euo pipefail
+# Issue 18's 2-GPU measurement, for a host with 2 GPUs (the device tool's nvidia-h200-x2), in
+# one call of about 9 minutes at most: every step runs under `timeout`, and the script prints
+# each step's exit code and time, then which ember processes and GPU processes are left.
+#   1. the tensor-parallel GPU tests: shutdown first (a TP=2 LLM process exits within 5 s of its
+#      last request; `ember serve -tp 2` exits 0 after SIGTERM; needs fastapi and uvicorn, else
+#      skipped), then TP=2 greedy tokens equal to TP=1 (NCCL, CUDA graphs on each rank);
+#   2. rand7b, greedy, TP=1 then TP=2, each in its own process: throughput and the token-for-
+#      token comparison (NUM_PROMPTS=N takes the first N of the 128 requests);
+#   3. batch-1 latency (7B shape, 64 in / 256 out, 2 warm-up + 5 iterations), TP=1 then TP=2.
+# Everything goes to $OUT/tp_gpu.log; the JSON results beside it. Record in docs/benchmarks.md.
+set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # benchmarks/*.py import ember from the checkout
-PY=${PY:-python}
+export PYTHONUNBUFFERED=1
+# NVLink multicast stays off (the device README: it can take the host's GPUs down).
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+PY=${PY:-python3}
 OUT=${OUT:-${TMPDIR:-/tmp}/ember-tp}
+NUM_PROMPTS=${NUM_PROMPTS:-128}
 mkdir -p "$OUT"
-nvidia-smi -L
-$PY -m pytest -q tests/distributed/test_tensor_parallel_gpu.py
-$PY benchmarks/tp_rand7b.py --tp 1 --out "$OUT/tp1.json" 2>&1 | tee "$OUT/tp1.log"
-$PY benchmarks/tp_rand7b.py --tp 2 --out "$OUT/tp2.json" 2>&1 | tee "$OUT/tp2.log"
-$PY benchmarks/tp_rand7b.py --compare "$OUT/tp1.json" "$OUT/tp2.json" | tee "$OUT/compare.log"
+LOG="$OUT/tp_gpu.log"
+STEPS=$(mktemp -d)
+: > "$LOG"
+SUMMARY=()
+
+left_behind() {
+  local workers="" gpu c args
+  for c in /proc/[0-9]*/cmdline; do
+    args=$(tr '\0' ' ' < "$c" 2>/dev/null) || continue
+    case $args in *ember.executor.mp_worker*|*ember.entrypoints*) workers+="${c//[!0-9]/} $args; ";; esac
+  done
+  gpu=$(nvidia-smi --query-compute-apps=pid,process_name,used_memory --format=csv,noheader 2>/dev/null || true)
+  echo "    ember processes left: ${workers:-none}"
+  echo "    GPU processes left: ${gpu:-none}"
+}
+
+# step NAME LIMIT_S COMMAND...: runs COMMAND under `timeout`, its output into the log, then
+# prints the tail, the exit code and time, and what is left running.
+step() {
+  local name=$1 limit=$2 start=$SECONDS code
+  shift 2
+  echo "=== $name (limit ${limit} s): $*" | tee -a "$LOG"
+  timeout -k 5 "$limit" "$@" > "$STEPS/$name.log" 2>&1
+  code=$?
+  cat "$STEPS/$name.log" >> "$LOG"
+  tail -n 12 "$STEPS/$name.log"
+  local verdict="exit $code after $((SECONDS - start)) s"
+  [ "$code" = 124 ] || [ "$code" = 137 ] && verdict="$verdict (TIMED OUT)"
+  echo "=== $name: $verdict" | tee -a "$LOG"
+  left_behind | tee -a "$LOG"
+  SUMMARY+=("$name: $verdict")
+}
+
+nvidia-smi -L | tee -a "$LOG"
+$PY -c 'import torch, torch.distributed as d; print("torch", torch.__version__, "cuda", torch.version.cuda,
+"nccl", torch.cuda.nccl.version(), "gpus", torch.cuda.device_count(),
+"abort", hasattr(d.distributed_c10d, "_abort_process_group"))' 2>&1 | tee -a "$LOG"
+
+TESTS=tests/distributed/test_tensor_parallel_gpu.py
+step shutdown_tests 140 $PY -m pytest -v -s -p no:cacheprovider -o faulthandler_timeout=100 "$TESTS" -k exits
+step greedy_tests 100 $PY -m pytest -v -s -p no:cacheprovider -o faulthandler_timeout=80 "$TESTS" -k greedy
+step rand7b_tp1 85 $PY benchmarks/tp_rand7b.py --tp 1 --num-prompts "$NUM_PROMPTS" --out "$OUT/rand7b_tp1.json"
+step rand7b_tp2 85 $PY benchmarks/tp_rand7b.py --tp 2 --num-prompts "$NUM_PROMPTS" --out "$OUT/rand7b_tp2.json"
+step rand7b_compare 10 $PY benchmarks/tp_rand7b.py --compare "$OUT/rand7b_tp1.json" "$OUT/rand7b_tp2.json"
+LATENCY=(-m ember.entrypoints.cli bench latency --model qwen2.5-7b --batch-size 1 --input-len 64 --output-len 256
+         --num-iters-warmup 2 --num-iters 5 --max-num-seqs 8)
+step latency_tp1 55 $PY "${LATENCY[@]}" -tp 1 --output-json "$OUT/latency_tp1.json"
+step latency_tp2 55 $PY "${LATENCY[@]}" -tp 2 --output-json "$OUT/latency_tp2.json"
+
+echo "=== summary" | tee -a "$LOG"
+printf '%s\n' "${SUMMARY[@]}" | tee -a "$LOG"
+grep -h -E "^(TP=|Throughput:|Output throughput|Avg time per output token|Avg latency)|exit code .* after" \
+  "$STEPS"/*.log | tee -a "$LOG"

@@ -1,7 +1,8 @@
 """Tensor parallelism on the rand7b workload (BENCHMARKS.md: 128 requests, 100..1024 tokens in
 and out, the Qwen2.5-7B shape with random weights), greedy so that tensor-parallel sizes can be
 compared token for token. `--tp N --out F` runs it and prints the throughput in `ember bench`'s
-format; `--compare A B` compares two runs. benchmarks/tp_gpu.sh runs TP=1 and TP=2."""
+format and how long the engine took to shut down; `--num-prompts N` takes the first N requests;
+`--compare A B` compares two runs. benchmarks/tp_gpu.sh runs TP=1 and TP=2."""
 from __future__ import annotations
 
 import argparse
@@ -12,8 +13,8 @@ from ember import LLM, SamplingParams
 from ember.entrypoints.bench.workloads import WORKLOADS, shape_dir, workload_requests
 
 
-def run(tp: int, out: str) -> None:
-    requests = workload_requests("rand7b")
+def run(tp: int, out: str, num_prompts: int | None) -> None:
+    requests = workload_requests("rand7b", num_prompts)
     llm = LLM(shape_dir(WORKLOADS["rand7b"].shape), tensor_parallel_size=tp, load_format="dummy",
               skip_tokenizer_init=True)
     prompts = [{"prompt_token_ids": p} for p, _ in requests]
@@ -22,9 +23,11 @@ def run(tp: int, out: str) -> None:
     outputs = llm.generate(prompts, params)
     seconds = time.perf_counter() - start
     llm.llm_engine.shutdown()
+    shutdown_seconds = time.perf_counter() - start - seconds
     tokens = [o.outputs[0].token_ids for o in outputs]
     total_in, total_out = sum(len(p) for p, _ in requests), sum(map(len, tokens))
-    print(f"TP={tp}: {seconds:.2f} s, startup {llm.llm_engine.startup_seconds:.1f} s")
+    print(f"TP={tp}: {len(requests)} requests in {seconds:.2f} s, startup {llm.llm_engine.startup_seconds:.1f} s, "
+          f"shutdown {shutdown_seconds:.2f} s")
     print(f"Throughput: {len(requests) / seconds:.2f} requests/s, {(total_in + total_out) / seconds:.2f} total "
           f"tokens/s, {total_out / seconds:.2f} output tokens/s")
     with open(out, "w") as f:
@@ -52,12 +55,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--tp", type=int)
     parser.add_argument("--out")
+    parser.add_argument("--num-prompts", type=int, default=None, help="the first N requests (default: all 128)")
     parser.add_argument("--compare", nargs=2, metavar=("A", "B"))
     args = parser.parse_args()
     if args.compare:
         compare(*args.compare)
     else:
-        run(args.tp, args.out)
+        run(args.tp, args.out, args.num_prompts)
 
 
 if __name__ == "__main__":
