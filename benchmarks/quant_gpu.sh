@@ -1,31 +1,65 @@
 #!/usr/bin/env bash
-# Issue 7's GPU measurement, for one GPU (the device tool's nvidia-h100-x1):
-#   1. the quantized-model tests on the GPU (Triton int4/int8/fp8 GEMMs against the reference);
-#   2. rand7b at bf16, with the fp8 (e5m2) KV cache, and with GPTQ int4 weights, each in its own
-#      process; each log states the weights' size and the KV cache's tokens.
-#   3. the GPU correctness and kernel tests, and the seed workload, as a regression check.
-# Everything printed goes to $OUT/run.log, the results to $OUT/*.json (the device tool returns
-# only a few files). Record the rows in docs/benchmarks.md.
+# Issue 17's GPU measurement, for one H200 (the device tool's nvidia-h200), in one call of at
+# most ~9.5 minutes (each step has its own timeout, so one hang costs only its step):
+#   1. every quantized GEMM path against bf16 cuBLAS on the 7B shapes at M = 1, 16, 256, 4096
+#      (benchmarks/quant_gemm_gpu.py): the fastest path per M, to set
+#      ember/quantization/gemm_paths.py's tables;
+#   2. the quantized-model GPU tests (prompt logprobs and greedy tokens of every format against
+#      its dequantized bf16 twin) and the quantized kernel tests on the GPU;
+#   3. rand7b throughput (the first $PROMPTS requests) and batch-1 latency (64 in / 256 out) for
+#      bf16, fp8, gptq and awq weights, each in its own process.
+# Everything printed goes to $OUT/run.log; the GEMM timings to $OUT/gemm.json and the bench
+# results to $OUT/bench.json (the device tool returns at most 8 files). Record the rows in
+# docs/benchmarks.md.
+#   OUT=$OUT bash benchmarks/quant_gpu.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
-PY=${PY:-python}
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+PY=${PY:-python3}
 OUT=${OUT:-${TMPDIR:-/tmp}/ember-quant}
-mkdir -p "$OUT"
-B="$PY -m ember.entrypoints.bench.cli"
-export PYTHONUNBUFFERED=1
+PROMPTS=${PROMPTS:-64}
+mkdir -p "$OUT/bench"
 exec > >(tee -a "$OUT/run.log") 2>&1
+B="$PY -m ember.entrypoints.bench.cli"
+
+step() {  # step NAME SECONDS COMMAND...: run with a time limit, say how it ended
+  local name=$1 limit=$2 start=$SECONDS
+  shift 2
+  echo "== $name (limit ${limit}s)"
+  timeout -k 5 "$limit" "$@"
+  echo "== $name: exit $? after $((SECONDS - start)) s"
+}
+
 nvidia-smi -L
-$PY -m pytest -q -s tests/quantization/test_gpu_quantized.py 2>&1 | grep -E "max abs|passed|failed|error" 
-for variant in bf16 fp8kv gptq; do
-  case $variant in
-    bf16) flags=() ;;
-    fp8kv) flags=(--kv-cache-dtype fp8_e5m2) ;;
-    gptq) flags=(--quantization gptq) ;;
-  esac
-  echo "== rand7b $variant"
-  $B throughput --workload rand7b --backend ember "${flags[@]}" --output-json "$OUT/rand7b-$variant.json" 2>&1 |
-    grep -E "weights take|KV cache:|Throughput|Error"
+$PY -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
+git log -1 --format='commit %h %s' 2>/dev/null
+step gemm 90 $PY benchmarks/quant_gemm_gpu.py --out "$OUT/gemm.json"
+step gpu-quantized-tests 100 $PY -m pytest -q -s -p no:cacheprovider tests/quantization/test_gpu_quantized.py
+step kernel-tests 60 $PY -m pytest -q -x -p no:cacheprovider tests/kernels/test_quant_gemm.py \
+  tests/kernels/test_quant_fp8_w8a8.py tests/kernels/test_quant_linear_paths.py
+for q in bf16 fp8 gptq awq; do
+  flags=()
+  [ "$q" != bf16 ] && flags=(--quantization "$q")
+  step "throughput-$q" 45 $B throughput --workload rand7b --num-prompts "$PROMPTS" --backend ember "${flags[@]}" \
+    --output-json "$OUT/bench/throughput-$q.json"
 done
-echo "== seed"
-$B throughput --workload seed --backend ember --output-json "$OUT/seed.json" 2>&1 | grep -E "Throughput|Error"
-$PY -m pytest -q tests/gpu tests/kernels 2>&1 | tail -5
+for q in bf16 fp8 gptq awq; do
+  flags=()
+  [ "$q" != bf16 ] && flags=(--quantization "$q")
+  step "latency-$q" 35 $B latency --batch-size 1 --input-len 64 --output-len 256 --num-iters-warmup 1 \
+    --num-iters 3 "${flags[@]}" --output-json "$OUT/bench/latency-$q.json"
+done
+# One file of all bench results, and the rows against bf16.
+$PY - "$OUT" <<'PY'
+import glob, json, os, sys
+out = sys.argv[1]
+runs = {os.path.basename(p)[:-5]: json.load(open(p)) for p in sorted(glob.glob(f"{out}/bench/*.json"))}
+json.dump(runs, open(f"{out}/bench.json", "w"), indent=1)
+for kind, key, better in (("throughput", "output_tokens_per_second", "higher"), ("latency", "time_per_output_token_ms", "lower")):
+    base = runs.get(f"{kind}-bf16", {}).get(key)
+    for q in ("bf16", "fp8", "gptq", "awq"):
+        r = runs.get(f"{kind}-{q}")
+        value = r and r.get(key)
+        ratio = f"{value / base:.2f}x bf16" if value and base else "-"
+        print(f"{kind:10} {q:5} {key} = {value if value else 'missing'}  {ratio} ({better} is better)")
+PY

@@ -1,10 +1,13 @@
 """What GPTQ and AWQ layers share once loaded: their codes, zero points and scales converted
 into the one layout the int GEMM reads (ember/kernels/quant_int_gemm.py), still packed, and the
 forward pass. Chosen when the model is built, by device:
-- GPU: the words shuffled into strips at load; per call, the path of gemm_paths.INT_PATHS for
-  the call's M (the fused decode kernel, the tiled kernel, or dequantize-then-cuBLAS);
+- GPU (or Triton's CPU interpreter): the words shuffled into strips at load; per call, the
+  path of gemm_paths.INT_PATHS for the call's M (the fused decode kernel, the tiled kernel,
+  or dequantize-then-cuBLAS);
 - elsewhere: the checkpoint layout, dequantized and multiplied in plain torch."""
 from __future__ import annotations
+
+import os
 
 import torch
 
@@ -20,7 +23,9 @@ STRIP = 128
 
 
 def runs_triton(device) -> bool:
-    return torch.device(device).type == "cuda" and triton_available()
+    """Triton kernels on `device`: a GPU, or the CPU under Triton's interpreter (kernel tests)."""
+    on_device = torch.device(device).type == "cuda" or os.environ.get("TRITON_INTERPRET", "0") == "1"
+    return on_device and triton_available()
 
 
 class IntLinearMethod:
@@ -29,7 +34,7 @@ class IntLinearMethod:
 
     def __init__(self, bits: int, group_size: int, device="cpu"):
         self.bits, self.group_size = bits, group_size
-        self.on_gpu = runs_triton(device)
+        self.triton = runs_triton(device)
 
     def group_size_of(self, layer) -> int:
         return layer.in_features if self.group_size == -1 else self.group_size
@@ -51,7 +56,7 @@ class IntLinearMethod:
         """codes [K, N] (rows in `perm` order), zeros and scales [G, N]: the kernel's layout
         replaces the checkpoint's tensors named in `remove`."""
         qweight = pack_int32(codes, self.bits, dim=0)
-        if self.on_gpu:
+        if self.triton:
             qweight = to_strips(qweight, STRIP)
         replace_params(layer, **dict.fromkeys(remove), qweight=qweight,
                        scales=scales.contiguous(), zeros=zeros.to(scales.dtype).contiguous(), perm=perm)
@@ -60,7 +65,7 @@ class IntLinearMethod:
         """x @ W^T without the bias: the layer adds it (after the all-reduce when row-parallel)."""
         rows = x.reshape(-1, x.shape[-1])
         perm = getattr(layer, "perm", None)
-        if not self.on_gpu:
+        if not self.triton:
             out = int_gemm_ref(rows, layer.qweight, layer.scales, layer.zeros, self.bits, self.group_size_of(layer),
                                perm)
             return out.reshape(*x.shape[:-1], out.shape[-1])

@@ -1,0 +1,190 @@
+"""Time every quantized GEMM path against bf16 cuBLAS on the Qwen2.5-7B layer shapes, at
+M = 1, 16, 256 and 4096 rows, and print the fastest path per M: the measurements from which
+ember/quantization/gemm_paths.py's tables (and quant_int_gemm.py's tiles) are set.
+
+    PYTHONPATH=. python benchmarks/quant_gemm_gpu.py [--out results.json]
+
+Each timing is the median of CUDA-graph replays (the engine replays decode steps from graphs)
+over enough copies of the weights to exceed the L2 cache, so the weights come from memory as
+they do in a model. Every path is also checked against the dense product of its dequantized
+weight (relative error printed)."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import replace
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+import triton.testing  # noqa: E402
+
+from ember.kernels.quant_fp8_act import quantize_fp8  # noqa: E402
+from ember.kernels.quant_fp8_gemm import dequantize_fp8, fp8_gemm  # noqa: E402
+from ember.kernels.quant_fp8_scaled_mm import scaled_mm_blockwise, scaled_mm_recipes, scaled_mm_rowwise  # noqa: E402
+from ember.kernels.quant_fp8_w8a8_gemm import fp8_w8a8_gemm  # noqa: E402
+from ember.kernels.quant_int_gemm import (DECODE_TILES, TILED_TILES, dequantize_int,  # noqa: E402
+                                          dequantize_int_strips, int_gemm, to_strips)
+from ember.kernels.quant_packing import pack_int32  # noqa: E402
+from ember.quantization.gemm_paths import FP8_PATHS, INT_PATHS, path_for  # noqa: E402
+from ember.quantization.int_linear import STRIP  # noqa: E402
+
+DEV, DT = "cuda", torch.bfloat16
+SHAPES = {"qkv": (3584, 4608), "o": (3584, 3584), "gate_up": (3584, 37888), "down": (18944, 3584)}
+ROWS = (1, 16, 256, 4096)
+GROUP = 128
+L2_BYTES = 240 << 20  # several times the H200's 60 MB L2
+# Tile variants swept beside the defaults (name -> tiles).
+INT_VARIANTS = {
+    "decode": DECODE_TILES,
+    "decode-n128": replace(DECODE_TILES, block_n=128),
+    "decode-k128": replace(DECODE_TILES, block_k=128),
+    "decode-w8": replace(DECODE_TILES, num_warps=8),
+    "tiled": TILED_TILES,
+    "tiled-m128": replace(TILED_TILES, block_m=128, num_warps=8),
+    "tiled-m16": replace(TILED_TILES, block_m=16, block_n=64),
+}
+
+
+def median_ms(fn) -> float:
+    try:
+        return triton.testing.do_bench_cudagraph(fn, rep=20, return_mode="median")
+    except TypeError:  # older triton
+        return triton.testing.do_bench_cudagraph(fn, rep=20, quantiles=[0.5])[0]
+
+
+def rel_err(out, ref) -> float:
+    return ((out.float() - ref.float()).norm() / ref.float().norm()).item()
+
+
+def int_weights(k, n, bits):
+    codes = torch.randint(0, 2 ** bits, (k, n), device=DEV)
+    qweight = pack_int32(codes, bits, dim=0)
+    scales = (torch.rand(k // GROUP, n, device=DEV) * 0.02 / 2 ** (bits - 4)).to(DT)
+    zeros = torch.randint(0, 2 ** bits, (k // GROUP, n), device=DEV).to(DT)
+    return qweight, scales, zeros
+
+
+def fp8_weights(k, n, block):
+    weight = (torch.randn(n, k, device=DEV) * 100).to(torch.float8_e4m3fn)
+    if block is None:
+        return weight, torch.rand(1, 1, device=DEV) * 1e-3, torch.zeros(n, dtype=torch.int32, device=DEV), k
+    scale = torch.rand(n // 128, k // 128, device=DEV) * 1e-3
+    return weight, scale, (torch.arange(n, device=DEV) // 128).int(), 128
+
+
+def int_paths(k, n, bits):
+    """name -> (make(copy) -> fn(x), weight bytes, reference weight [K, N])."""
+    copies = [int_weights(k, n, bits) for _ in range(2)]
+    dense = dequantize_int(*copies[0], bits, GROUP)
+    packed = [(to_strips(q, STRIP), s, z) for q, s, z in copies]
+    paths = {name: (lambda w, t=tiles: (lambda x: int_gemm(x, *w, bits, GROUP, t)))
+             for name, tiles in INT_VARIANTS.items()
+             if bits == 4 or name in ("decode", "tiled")}
+    paths["dequant"] = lambda w: (lambda x: x @ dequantize_int_strips(*w, bits, GROUP))
+    nbytes = k * n * bits // 8 + 2 * 2 * (k // GROUP) * n
+    return paths, packed[0], lambda: (to_strips(int_weights(k, n, bits)[0], STRIP), *copies[0][1:]), nbytes, dense
+
+
+def fp8_paths(k, n, block):
+    weight, scale, scale_row, block_k = fp8_weights(k, n, block)
+    dense = dequantize_fp8(weight, scale, scale_row, block_k).T
+    recipes = scaled_mm_recipes(DEV)
+    group = None if block is None else block_k
+
+    def w8a8_triton(w):
+        return lambda x: fp8_w8a8_gemm(*quantize_fp8(x, group), w[0], w[1], w[2], block_k, x.dtype)
+
+    paths = {"w8a16": lambda w: (lambda x: fp8_gemm(x, w[0], w[1], w[2], block_k)), "w8a8-triton": w8a8_triton}
+    if block is None and "rowwise" in recipes:
+        row_scale = scale[scale_row.long(), 0][None, :].contiguous()
+        paths["w8a8-cublas"] = lambda w: (lambda x: scaled_mm_rowwise(*quantize_fp8(x), w[0], row_scale, x.dtype))
+    if block is not None and "blockwise" in recipes:
+        paths["w8a8-cublas"] = lambda w: (
+            lambda x: scaled_mm_blockwise(*quantize_fp8(x, 128, column_major_scales=True), w[0], w[1], x.dtype))
+    fresh = lambda: (fp8_weights(k, n, block)[0], scale, scale_row)  # noqa: E731
+    return paths, (weight, scale, scale_row), fresh, k * n, dense
+
+
+def bf16_paths(k, n):
+    weight = torch.randn(n, k, device=DEV, dtype=DT) * 0.02
+    return {"cublas": lambda w: (lambda x: F.linear(x, w[0]))}, (weight,), \
+        lambda: (torch.randn(n, k, device=DEV, dtype=DT) * 0.02,), 2 * k * n, weight.float().T
+
+
+FORMATS = {
+    "bf16": lambda k, n: bf16_paths(k, n),
+    "int4": lambda k, n: int_paths(k, n, 4),
+    "int8": lambda k, n: int_paths(k, n, 8),
+    "fp8": lambda k, n: fp8_paths(k, n, None),
+    "fp8-block": lambda k, n: fp8_paths(k, n, (128, 128)),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", default=None)
+    parser.add_argument("--formats", default=",".join(FORMATS))
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}, triton {triton.__version__}, "
+          f"cuBLAS scaled-GEMM recipes: {sorted(scaled_mm_recipes(DEV))}", flush=True)
+    results = []  # (format, shape, m, path, us, GB/s, rel err)
+    for fmt in args.formats.split(","):
+        for shape, (k, n) in SHAPES.items():
+            paths, first, fresh, nbytes, dense = FORMATS[fmt](k, n)
+            weights = [first] + [fresh() for _ in range(max(1, -(-L2_BYTES // nbytes)) - 1)]
+            for m in ROWS:
+                x = torch.randn(m, k, device=DEV, dtype=DT)
+                ref = x.float() @ dense.float()
+                for path, make in paths.items():
+                    fns = [make(w) for w in weights]
+                    try:
+                        err = rel_err(fns[0](x), ref)
+                        ms = median_ms(lambda: [fn(x) for fn in fns]) / len(fns)
+                    except Exception as e:  # a path that cannot run this shape is reported, not fatal
+                        print(f"{fmt:9} {shape:8} M={m:<5} {path:13} FAILED: {type(e).__name__}: {e}"[:300], flush=True)
+                        continue
+                    row = dict(format=fmt, shape=shape, m=m, path=path, us=ms * 1e3, gbps=nbytes / ms / 1e6, err=err)
+                    results.append(row)
+                    print(f"{fmt:9} {shape:8} M={m:<5} {path:13} {ms * 1e3:9.1f} us {row['gbps']:7.0f} GB/s "
+                          f"err {err:.1e}", flush=True)
+            del weights
+            torch.cuda.empty_cache()
+    summarize(results)
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(results, f, indent=1)
+
+
+def summarize(results) -> None:
+    """Per format and M: each path's time summed over the four shapes (one decoder layer's
+    GEMMs), the fastest, the table's current choice, and the ratio to bf16."""
+    layer = {}
+    for r in results:
+        key = (r["format"], r["m"], r["path"])
+        layer[key] = layer.get(key, 0.0) + r["us"]
+    bf16 = {m: t for (fmt, m, _), t in layer.items() if fmt == "bf16"}
+    tables = {"int4": INT_PATHS, "int8": INT_PATHS, "fp8": FP8_PATHS, "fp8-block": FP8_PATHS}
+    print("\nPer decoder layer (qkv + o + gate_up + down), us; fastest path per M:")
+    for fmt in dict.fromkeys(r["format"] for r in results):
+        for m in ROWS:
+            times = {p: t for (f, mm, p), t in layer.items() if f == fmt and mm == m}
+            if not times:
+                continue
+            best = min(times, key=times.get)
+            chosen = path_for(tables[fmt], m) if fmt in tables else "cublas"
+            if chosen == "w8a8":  # cuBLAS where it runs the scales, else the Triton kernel
+                chosen = "w8a8-cublas" if "w8a8-cublas" in times else "w8a8-triton"
+            chosen_time = times.get(chosen)
+            ratio = f"{times[best] / bf16[m]:.2f}x bf16" if m in bf16 else ""
+            print(f"{fmt:9} M={m:<5} fastest {best:13} {times[best]:9.1f} us {ratio:12} | table picks {chosen}"
+                  + (f" ({chosen_time:.1f} us)" if chosen_time else "") + " | "
+                  + " ".join(f"{p}={t:.0f}" for p, t in sorted(times.items(), key=lambda i: i[1])))
+
+
+if __name__ == "__main__":
+    main()
