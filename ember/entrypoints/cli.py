@@ -8,6 +8,7 @@ import importlib.util
 import sys
 
 from ember import __version__
+from ember.dependencies import MissingDependency, install_hint
 
 _COMMANDS = ["ember.entrypoints.commands.serve", "ember.entrypoints.commands.generate",
              "ember.entrypoints.commands.chat"]
@@ -34,7 +35,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args) or 0
+    try:
+        return args.func(args) or 0
+    except MissingDependency as e:
+        raise SystemExit(f"error: {e}") from None
+    except ModuleNotFoundError as e:  # an optional package a feature imported without asking first
+        if e.name is None or install_hint(e.name) is None:
+            raise
+        raise SystemExit(f"error: the `{e.name}` package is not installed: {install_hint(e.name)}") from None
 
 
 if __name__ == "__main__":

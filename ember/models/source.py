@@ -7,6 +7,8 @@ from __future__ import annotations
 import logging
 import os
 
+from ember.dependencies import require
+
 logger = logging.getLogger(__name__)
 
 # Only what loading needs: weights, configs, tokenizer files (tokenizer.json, merges/vocab .txt,
@@ -41,9 +43,7 @@ def hf_hub_download(repo_id: str, revision: str | None, download_dir: str | None
 
 def modelscope_snapshot(model_id: str, revision: str, cache_dir: str | None, patterns: list[str]) -> str:
     """The one call that reaches ModelScope (tests replace it): its local snapshot directory."""
-    try:
-        from modelscope import snapshot_download
-    except ImportError as e:
-        raise ImportError("EMBER_USE_MODELSCOPE is set but the `modelscope` package is not "
-                          "installed: pip install modelscope") from e
+    require("modelscope", "EMBER_USE_MODELSCOPE")
+    from modelscope import snapshot_download
+
     return snapshot_download(model_id, revision=revision, cache_dir=cache_dir, allow_file_pattern=patterns)

@@ -10,9 +10,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 
-import httpx
 import pytest
 
 from tests.reliability.hostile import pickle_checkpoint, remote_code_checkpoint
@@ -59,23 +57,9 @@ class Server(ServerProcess):
     def __init__(self, command, log_path, env=None, tls: tuple[str, str] | None = None):
         extra = ["--ssl-keyfile", tls[0], "--ssl-certfile", tls[1]] if tls else []
         super().__init__([*command, *extra], log_path, env)
-        self.verify: str | bool = True
         if tls:
-            self.url = self.url.replace("http://", "https://")
+            self.scheme = "https"
             self.verify = tls[1]
-
-    def wait_ready(self, timeout: float = 180.0) -> "Server":
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()[-5000:]}")
-            try:
-                if httpx.get(self.url + "/health", timeout=1.0, verify=self.verify).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError(f"server not healthy after {timeout} s:\n{self.log()[-5000:]}")
 
     def children(self) -> list[int]:
         """Pids of this server's child processes (the chat template sandbox, executor workers)."""

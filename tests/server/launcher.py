@@ -1,10 +1,12 @@
-"""Real `ember serve` processes on free loopback ports, for the server tests."""
+"""Real `ember serve` processes for the server tests. Each binds port 0 itself (no port handed
+over, so no race between servers starting at once) and the port is read back from uvicorn's
+"Uvicorn running on ..." log line."""
 from __future__ import annotations
 
 import ctypes
 import os
+import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,12 +14,7 @@ import time
 import httpx
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+_LISTENING = re.compile(r"Uvicorn running on https?://\S+:(\d+)")
 
 
 def _die_with_parent() -> None:
@@ -26,32 +23,58 @@ def _die_with_parent() -> None:
 
 
 class ServerProcess:
-    def __init__(self, command: list[str], log_path: str, env: dict | None = None):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+    scheme = "http"
+    verify: str | bool = True  # httpx's `verify`: a CA file for a server speaking HTTPS
+
+    def __init__(self, command: list[str], log_path: str, env: dict | None = None,
+                 python: str = sys.executable, cwd: str = REPO_ROOT):
+        self._port: int | None = None
         self.log_path = log_path
         self._log = open(log_path, "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, *command, "--host", "127.0.0.1", "--port", str(self.port)],
-            stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
+            [python, *command, "--host", "127.0.0.1", "--port", "0"],
+            stdout=self._log, stderr=subprocess.STDOUT, cwd=cwd,
             env={**os.environ, **(env or {})}, preexec_fn=_die_with_parent)
 
     def log(self) -> str:
         with open(self.log_path, errors="replace") as f:
             return f.read()
 
+    @property
+    def port(self) -> int:
+        """The port the server bound; waits for it to start listening."""
+        if self._port is None:
+            self._wait(180.0, lambda: self._port is not None)
+        return self._port
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://127.0.0.1:{self.port}"
+
     def wait_ready(self, timeout: float = 180.0) -> "ServerProcess":
+        self._wait(timeout, self._healthy)
+        return self
+
+    def _healthy(self) -> bool:
+        if self._port is None:
+            return False
+        try:
+            return httpx.get(self.url + "/health", timeout=1.0, verify=self.verify).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def _wait(self, timeout: float, done) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()[-5000:]}")
-            try:
-                if httpx.get(self.url + "/health", timeout=1.0).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError(f"server not healthy after {timeout} s:\n{self.log()[-5000:]}")
+            if self._port is None:
+                found = _LISTENING.search(self.log())
+                self._port = int(found.group(1)) if found else None
+            if done():
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"server not ready after {timeout} s:\n{self.log()[-5000:]}")
 
     def stop(self) -> None:
         if self.proc.poll() is None:
