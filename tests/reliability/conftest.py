@@ -157,7 +157,8 @@ def servers(checkpoint, long_checkpoint, certificate, hostile, tmp_path_factory)
     started = {
         # Admission, security, hostile templates: behind a key, trusting request templates,
         # a small body limit and a KV cache smaller than max_model_len.
-        "guarded": start("guarded", "--api-key", API_KEY, "--trust-request-chat-template",
+        # Request logging on: the key must be redacted from the logged prompts too.
+        "guarded": start("guarded", "--api-key", API_KEY, "--trust-request-chat-template", "--enable-log-requests",
                          "--max-request-bytes", str(GUARDED_MAX_REQUEST_BYTES),
                          "--num-gpu-blocks-override", str(GUARDED_KV_TOKENS // 16)),
         # Schemathesis: short contexts and small n keep every generated request cheap.

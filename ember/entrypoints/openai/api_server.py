@@ -144,14 +144,14 @@ def create_app(args: argparse.Namespace) -> FastAPI:
         raise
     if engine.tokenizer is not None:
         use_template_sandbox(engine.tokenizer, sandbox)
-    metrics = ServerMetrics(config.served_model_name[0])
+    metrics = ServerMetrics(config.served_model_name[0], vllm_names=args.vllm_metric_names)
     lifecycle = ServerLifecycle(args.shutdown_timeout)
     llm = AsyncLLM(engine, log_stats=not args.disable_log_stats, on_request_finished=metrics.on_request_finished,
                    max_queued_requests=args.max_queued_requests, on_dead=lifecycle.on_engine_dead)
     metrics.watch(llm)
     ctx = ServingContext.for_engine(llm, chat_template=chat_template,
                                     trust_request_chat_template=args.trust_request_chat_template,
-                                    log_requests=not args.disable_log_requests,
+                                    log_requests=args.enable_log_requests,
                                     chat_features=cli_args.chat_features(args), max_n=args.max_n)
     return build_app(ctx, metrics, api_key, web_ui=not args.disable_web_ui, lifecycle=lifecycle,
                      max_request_bytes=args.max_request_bytes, template_sandbox=sandbox)

@@ -38,8 +38,14 @@ def make_arg_parser(parser: argparse.ArgumentParser, model_option: bool = True) 
     group.add_argument("--chat-template", default=None, help="a Jinja chat template: a file path or the text")
     group.add_argument("--trust-request-chat-template", action="store_true",
                        help="accept a chat_template sent in a request body")
-    group.add_argument("--disable-log-requests", action="store_true")
+    group.add_argument("--enable-log-requests", action="store_true",
+                       help="log each request's prompt (clipped), token ids and sampling parameters at INFO")
+    group.add_argument("--disable-log-requests", action="store_true",
+                       help="older vLLM's switch; requests are not logged unless --enable-log-requests")
     group.add_argument("--disable-log-stats", action="store_true")
+    group.add_argument("--vllm-metric-names", action="store_true",
+                       help="/metrics also serves every series under vLLM's names (vllm:...), for dashboards "
+                            "built for vLLM")
     group.add_argument("--disable-web-ui", action="store_true", help="serve no chat page at /")
     limits = parser.add_argument_group("robustness")
     limits.add_argument("--max-queued-requests", type=_positive_int, default=DEFAULT_MAX_QUEUED_REQUESTS,

@@ -46,7 +46,7 @@ class ServingContext:
     max_new_tokens_default: int | None
     chat_template: str | None = None
     trust_request_chat_template: bool = False
-    log_requests: bool = True
+    log_requests: bool = False  # --enable-log-requests
     max_n: int = admission.DEFAULT_MAX_N
     max_queued_requests: int | None = admission.DEFAULT_MAX_QUEUED_REQUESTS
     # Tool-call and reasoning parsing (--enable-auto-tool-choice, --tool-call-parser, --reasoning-parser).
