@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from ember.kernels.quant_packing import AWQ_ORDER, unpack_int32
-from ember.quantization.int_linear import IntLinearMethod
+from ember.quantization.int_linear import IntLinearMethod, runs_triton
 from ember.quantization.params import add_param
 
 _BITS = 4
@@ -45,12 +45,12 @@ class AWQConfig:
         return cls(group_size, tuple(d.get("modules_to_not_convert") or ()))
 
     def linear_method(self, device="cpu") -> "AWQLinearMethod":
-        return AWQLinearMethod(self.group_size, device)
+        return AWQLinearMethod(self.group_size, triton=runs_triton(device))
 
 
 class AWQLinearMethod(IntLinearMethod):
-    def __init__(self, group_size: int, device="cpu"):
-        super().__init__(_BITS, group_size, device)
+    def __init__(self, group_size: int, triton: bool = False):
+        super().__init__(_BITS, group_size, triton)
 
     def create_weights(self, layer, dtype: torch.dtype, device) -> None:
         k, n, groups = layer.in_features, layer.out_features, self.num_groups(layer)

@@ -40,7 +40,7 @@ _CUBLAS_BLOCK = (128, 128)
 
 def has_fp8_tensor_cores(device) -> bool:
     device = torch.device(device)
-    return device.type == "cuda" and runs_triton(device) and torch.cuda.get_device_capability(device) >= (8, 9) and \
+    return runs_triton(device) and torch.cuda.get_device_capability(device) >= (8, 9) and \
         "rowwise" in scaled_mm_recipes(str(device))
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from ember.kernels.quant_packing import unpack_int32
-from ember.quantization.int_linear import IntLinearMethod
+from ember.quantization.int_linear import IntLinearMethod, runs_triton
 from ember.quantization.params import add_param
 
 _ZERO_OFFSET = {"gptq": 1, "gptq_v2": 0}
@@ -49,12 +49,12 @@ class GPTQConfig:
         return cls(bits, group_size, _ZERO_OFFSET[checkpoint_format])
 
     def linear_method(self, device="cpu") -> "GPTQLinearMethod":
-        return GPTQLinearMethod(self, device)
+        return GPTQLinearMethod(self, triton=runs_triton(device))
 
 
 class GPTQLinearMethod(IntLinearMethod):
-    def __init__(self, config: GPTQConfig, device="cpu"):
-        super().__init__(config.bits, config.group_size, device)
+    def __init__(self, config: GPTQConfig, triton: bool = False):
+        super().__init__(config.bits, config.group_size, triton)
         self.zero_offset = config.zero_offset
 
     def create_weights(self, layer, dtype: torch.dtype, device) -> None:

@@ -1,13 +1,10 @@
 """What GPTQ and AWQ layers share once loaded: their codes, zero points and scales converted
 into the one layout the int GEMM reads (ember/kernels/quant_int_gemm.py), still packed, and the
 forward pass. Chosen when the model is built, by device:
-- GPU (or Triton's CPU interpreter): the words shuffled into strips at load; per call, the
-  path of gemm_paths.INT_PATHS for the call's M (the fused decode kernel, the tiled kernel,
-  or dequantize-then-cuBLAS);
+- GPU: the words shuffled into strips at load; per call, the path of gemm_paths.INT_PATHS for
+  the call's M (the fused decode kernel, the tiled kernel, or dequantize-then-cuBLAS);
 - elsewhere: the checkpoint layout, dequantized and multiplied in plain torch."""
 from __future__ import annotations
-
-import os
 
 import torch
 
@@ -23,18 +20,16 @@ STRIP = 128
 
 
 def runs_triton(device) -> bool:
-    """Triton kernels on `device`: a GPU, or the CPU under Triton's interpreter (kernel tests)."""
-    on_device = torch.device(device).type == "cuda" or os.environ.get("TRITON_INTERPRET", "0") == "1"
-    return on_device and triton_available()
+    return torch.device(device).type == "cuda" and triton_available()
 
 
 class IntLinearMethod:
     """Base of the GPTQ and AWQ methods: `bits` per weight, `group_size` input features per
-    scale and zero point (-1: the whole input)."""
+    scale and zero point (-1: the whole input). `triton`: the GPU layout and kernels (True on
+    a GPU; the kernel tests also run them on the CPU under Triton's interpreter)."""
 
-    def __init__(self, bits: int, group_size: int, device="cpu"):
-        self.bits, self.group_size = bits, group_size
-        self.triton = runs_triton(device)
+    def __init__(self, bits: int, group_size: int, triton: bool = False):
+        self.bits, self.group_size, self.triton = bits, group_size, triton
 
     def group_size_of(self, layer) -> int:
         return layer.in_features if self.group_size == -1 else self.group_size

@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from ember.models.layers.linear import Linear
-from ember.quantization.awq import AWQConfig
+from ember.quantization.awq import AWQConfig, AWQLinearMethod
 from ember.quantization.fp8 import FP8Config, FP8W8A8LinearMethod
 from ember.quantization.gemm_paths import INT_PATHS, path_for
-from ember.quantization.gptq import GPTQConfig
+from ember.quantization.gptq import GPTQConfig, GPTQLinearMethod
 from tests.quantization import packers
 
 K, N = 256, 160
@@ -23,37 +23,39 @@ def _rows_per_path(table) -> dict[str, int]:
     return rows
 
 
-def _load(method, tensors: dict) -> Linear:
+def _load(method, tensors: dict, device) -> Linear:
     layer = Linear(K, N)
     del layer.weight
     layer.quant_method = method
-    method.create_weights(layer, torch.float32, "cpu")
+    method.create_weights(layer, torch.float32, device)
     for name, tensor in tensors.items():
         param = getattr(layer, name)
-        param.weight_loader(param, tensor.to(param.dtype))
+        param.weight_loader(param, tensor.to(device, param.dtype))
     method.process_weights_after_loading(layer)
     return layer
 
 
 INT_CASES = {
-    "gptq-int4-g128": (GPTQConfig(4, 128, 1), lambda w: packers.gptq(w, bits=4, group_size=128)),
-    "gptq-int4-g32-act-order": (GPTQConfig(4, 32, 1), lambda w: packers.gptq(w, bits=4, group_size=32, desc_act=True)),
-    "gptq-int8-per-channel-act-order": (GPTQConfig(8, -1, 1),
+    "gptq-int4-g128": (GPTQLinearMethod(GPTQConfig(4, 128, 1), triton=True),
+                       lambda w: packers.gptq(w, bits=4, group_size=128)),
+    "gptq-int4-g32-act-order": (GPTQLinearMethod(GPTQConfig(4, 32, 1), triton=True),
+                                lambda w: packers.gptq(w, bits=4, group_size=32, desc_act=True)),
+    "gptq-int8-per-channel-act-order": (GPTQLinearMethod(GPTQConfig(8, -1, 1), triton=True),
                                         lambda w: packers.gptq(w, bits=8, group_size=-1, desc_act=True, sym=False)),
-    "awq-g64": (AWQConfig(64), lambda w: packers.awq(w, group_size=64)),
+    "awq-g64": (AWQLinearMethod(64, triton=True), lambda w: packers.awq(w, group_size=64)),
 }
 
 
 @pytest.mark.parametrize("case", list(INT_CASES))
 def test_int_linear_every_path(device, case):
-    config, pack = INT_CASES[case]
+    method, pack = INT_CASES[case]
     tensors, dense = pack(torch.randn(N, K) * 0.05)
-    layer = _load(config.linear_method(device), tensors)
+    layer = _load(method, tensors, device)
     assert layer.qweight.dim() == 3  # shuffled into strips for the kernels
     for path, m in _rows_per_path(INT_PATHS).items():
         assert path_for(INT_PATHS, m) == path
-        x = torch.randn(m, K)
-        torch.testing.assert_close(layer(x), x @ dense.T, rtol=1e-4, atol=1e-4, msg=f"path {path}, M = {m}")
+        x = torch.randn(m, K, device=device)
+        torch.testing.assert_close(layer(x), x @ dense.T.to(device), rtol=1e-4, atol=1e-4, msg=f"path {path}, M = {m}")
 
 
 @pytest.mark.parametrize("block", [None, (128, 128), (48, 32)], ids=["per-tensor", "block128", "block48x32"])
@@ -61,9 +63,9 @@ def test_fp8_w8a8_linear(device, block):
     """Per-token dynamic activation scales: the error is the activations' e4m3 rounding."""
     weight = torch.randn(N, K) * 0.05
     tensors, dense = packers.fp8_per_tensor(weight) if block is None else packers.fp8_block(weight, block)
-    layer = _load(FP8W8A8LinearMethod(FP8Config(block, static_activations=False)), tensors)
+    layer = _load(FP8W8A8LinearMethod(FP8Config(block, static_activations=False)), tensors, device)
     for m in (1, 40):
-        x = torch.randn(m, K)
-        want = x @ dense.T
+        x = torch.randn(m, K, device=device)
+        want = x @ dense.T.to(device)
         error = (layer(x).float() - want).norm() / want.norm()
         assert error < 0.08, f"M = {m}: relative error {error:.3f}"
