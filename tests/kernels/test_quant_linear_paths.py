@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from ember.models.layers.linear import Linear
-from ember.quantization.awq import AWQConfig, AWQLinearMethod
+from ember.quantization.awq import AWQLinearMethod
 from ember.quantization.fp8 import FP8Config, FP8W8A8LinearMethod
 from ember.quantization.gemm_paths import INT_PATHS, path_for
 from ember.quantization.gptq import GPTQConfig, GPTQLinearMethod
