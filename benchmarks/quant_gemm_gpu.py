@@ -127,7 +127,7 @@ FORMATS = {
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default=None)
-    parser.add_argument("--formats", default=",".join(FORMATS))
+    parser.add_argument("--formats", default=",".join(FORMATS), help="comma-separated, in order of measurement")
     args = parser.parse_args()
     torch.manual_seed(0)
     print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}, triton {triton.__version__}, "
@@ -154,10 +154,11 @@ def main() -> None:
                           f"err {err:.1e}", flush=True)
             del weights
             torch.cuda.empty_cache()
-    summarize(results)
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(results, f, indent=1)
+        # After each format, so a run cut short by its time limit still leaves its findings.
+        summarize(results)
+        if args.out:
+            with open(args.out, "w") as f:
+                json.dump(results, f, indent=1)
 
 
 def summarize(results) -> None:

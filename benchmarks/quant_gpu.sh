@@ -33,20 +33,20 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, say how it ende
 nvidia-smi -L
 $PY -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
 git log -1 --format='commit %h %s' 2>/dev/null
-step gemm 90 $PY benchmarks/quant_gemm_gpu.py --out "$OUT/gemm.json"
+step gemm 120 $PY benchmarks/quant_gemm_gpu.py --formats bf16,int4,fp8,fp8-block,int8 --out "$OUT/gemm.json"
 step gpu-quantized-tests 100 $PY -m pytest -q -s -p no:cacheprovider tests/quantization/test_gpu_quantized.py
-step kernel-tests 60 $PY -m pytest -q -x -p no:cacheprovider tests/kernels/test_quant_gemm.py \
+step kernel-tests 60 $PY -m pytest -q -p no:cacheprovider tests/kernels/test_quant_gemm.py \
   tests/kernels/test_quant_fp8_w8a8.py tests/kernels/test_quant_linear_paths.py
 for q in bf16 fp8 gptq awq; do
   flags=()
   [ "$q" != bf16 ] && flags=(--quantization "$q")
-  step "throughput-$q" 45 $B throughput --workload rand7b --num-prompts "$PROMPTS" --backend ember "${flags[@]}" \
+  step "throughput-$q" 40 $B throughput --workload rand7b --num-prompts "$PROMPTS" --backend ember "${flags[@]}" \
     --output-json "$OUT/bench/throughput-$q.json"
 done
 for q in bf16 fp8 gptq awq; do
   flags=()
   [ "$q" != bf16 ] && flags=(--quantization "$q")
-  step "latency-$q" 35 $B latency --batch-size 1 --input-len 64 --output-len 256 --num-iters-warmup 1 \
+  step "latency-$q" 30 $B latency --batch-size 1 --input-len 64 --output-len 256 --num-iters-warmup 1 \
     --num-iters 3 "${flags[@]}" --output-json "$OUT/bench/latency-$q.json"
 done
 # One file of all bench results, and the rows against bf16.
