@@ -18,7 +18,8 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 PY=${PY:-python3}
 OUT=${OUT:-${TMPDIR:-/tmp}/ember-quant}
 PROMPTS=${PROMPTS:-64}
-mkdir -p "$OUT/bench"
+RUNS=$(mktemp -d)  # one JSON per bench run, gathered into $OUT/bench.json at the end
+mkdir -p "$OUT"
 exec > >(tee -a "$OUT/run.log") 2>&1
 B="$PY -m ember.entrypoints.bench.cli"
 
@@ -41,19 +42,19 @@ for q in bf16 fp8 gptq awq; do
   flags=()
   [ "$q" != bf16 ] && flags=(--quantization "$q")
   step "throughput-$q" 40 $B throughput --workload rand7b --num-prompts "$PROMPTS" --backend ember "${flags[@]}" \
-    --output-json "$OUT/bench/throughput-$q.json"
+    --output-json "$RUNS/throughput-$q.json"
 done
 for q in bf16 fp8 gptq awq; do
   flags=()
   [ "$q" != bf16 ] && flags=(--quantization "$q")
   step "latency-$q" 30 $B latency --batch-size 1 --input-len 64 --output-len 256 --num-iters-warmup 1 \
-    --num-iters 3 "${flags[@]}" --output-json "$OUT/bench/latency-$q.json"
+    --num-iters 3 "${flags[@]}" --output-json "$RUNS/latency-$q.json"
 done
 # One file of all bench results, and the rows against bf16.
-$PY - "$OUT" <<'PY'
+$PY - "$OUT" "$RUNS" <<'PY'
 import glob, json, os, sys
-out = sys.argv[1]
-runs = {os.path.basename(p)[:-5]: json.load(open(p)) for p in sorted(glob.glob(f"{out}/bench/*.json"))}
+out, runs_dir = sys.argv[1:]
+runs = {os.path.basename(p)[:-5]: json.load(open(p)) for p in sorted(glob.glob(f"{runs_dir}/*.json"))}
 json.dump(runs, open(f"{out}/bench.json", "w"), indent=1)
 for kind, key, better in (("throughput", "output_tokens_per_second", "higher"), ("latency", "time_per_output_token_ms", "lower")):
     base = runs.get(f"{kind}-bf16", {}).get(key)
