@@ -76,6 +76,13 @@ def test_throughput_sharegpt_dataset(tiny_config_with_tokenizer, capsys, tmp_pat
     assert result["workload"] == "dataset:sharegpt.json"
 
 
+def test_throughput_workload_ids_modulo_a_small_vocabulary(tiny_config_dir, capsys, tmp_path):
+    result, printed = run(capsys, tmp_path, "--model", tiny_config_dir, "--random-weights", "--workload", "seed",
+                          "--ids-modulo-vocab", "--num-prompts", "2")
+    check(result, printed, "ember", 2, 2 * 64, 2 * 128)
+    assert result["workload"] == "seed%1000"
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--workload", "seed", "--input-len", "4"], "--workload fixes the requests"),
     (["--input-len", "4"], "give --workload, --dataset"),

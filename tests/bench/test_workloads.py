@@ -4,7 +4,7 @@ import random
 import pytest
 
 from ember.entrypoints.bench.workloads import (WORKLOADS, check_output_lengths, random_requests, sharegpt_requests,
-                                               workload_requests)
+                                               workload_label, workload_requests)
 
 
 def documented_seed():
@@ -47,6 +47,14 @@ def test_random_requests_are_the_seed_case_on_a_qwen_vocab_and_stay_in_small_voc
 def test_workload_refuses_a_small_vocabulary():
     with pytest.raises(ValueError, match="vocabulary has 1000"):
         workload_requests("seed", vocab_size=1000)
+
+
+def test_workload_ids_modulo_a_small_vocabulary_keep_the_lengths():
+    folded = workload_requests("rand7b", 4, vocab_size=49152, ids_modulo_vocab=True)
+    assert folded == [([t % 49152 for t in p], o) for p, o in documented_mixed(4)]
+    assert workload_label("rand7b", 49152) == "rand7b%49152" and workload_label("rand7b") == "rand7b"
+    # A Qwen-sized vocabulary needs no folding: the flag changes nothing.
+    assert workload_requests("rand7b", 4, vocab_size=152064, ids_modulo_vocab=True) == documented_mixed(4)
 
 
 def test_check_output_lengths():

@@ -10,7 +10,7 @@ import os
 from datetime import datetime
 
 from ember.entrypoints.bench.workloads import (WORKLOADS, Request, random_requests, sharegpt_requests,
-                                               workload_requests)
+                                               workload_label, workload_requests)
 
 ENDPOINTS = ("/v1/completions", "/v1/chat/completions")
 # vLLM's defaults.
@@ -35,6 +35,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     reqs = parser.add_argument_group("requests: --workload, --dataset, or random prompts of token ids")
     reqs.add_argument("--workload", choices=[w for w in WORKLOADS if w != "seed"],
                       help="BENCHMARKS.md's mixed requests (100..1024 in / out): rand7b (128) or nano (256).")
+    reqs.add_argument("--ids-modulo-vocab", action="store_true",
+                      help="With --workload: each id taken modulo the vocabulary of --tokenizer (for a server "
+                           "whose vocabulary is under 150,000; `ember bench throughput --ids-modulo-vocab` "
+                           "makes the same requests).")
     reqs.add_argument("--dataset", default=None, help="ShareGPT-format JSON file.")
     reqs.add_argument("--sharegpt-output-len", type=int, default=None,
                       help="Output length of every --dataset request (default: the reply's length).")
@@ -123,7 +127,7 @@ def build_requests(args: argparse.Namespace, model: str, chat: bool) -> tuple[li
     """The requests as token ids and output lengths, a label for them, and the tokenizer when
     one was needed (a dataset, random ids drawn from its vocabulary, text for the chat endpoint)."""
     tokenizer = None
-    if chat or not args.workload:
+    if chat or not args.workload or args.ids_modulo_vocab:
         from ember.tokenizer import load_tokenizer
 
         name = args.tokenizer or model
@@ -132,9 +136,11 @@ def build_requests(args: argparse.Namespace, model: str, chat: bool) -> tuple[li
         except (OSError, ValueError) as e:
             raise ValueError(f"no tokenizer at {name!r} ({e}); give --tokenizer (a directory or hub id).") from e
     if args.workload:
-        requests = (workload_requests(args.workload, args.num_prompts) if tokenizer is None
-                    else workload_requests(args.workload, args.num_prompts, len(tokenizer)))
-        return requests, args.workload, tokenizer
+        if tokenizer is None:
+            return workload_requests(args.workload, args.num_prompts), args.workload, None
+        vocab = len(tokenizer)
+        requests = workload_requests(args.workload, args.num_prompts, vocab, args.ids_modulo_vocab)
+        return requests, workload_label(args.workload, vocab), tokenizer
     num = args.num_prompts or DEFAULT_NUM_PROMPTS
     if args.dataset:
         requests = sharegpt_requests(args.dataset, num, tokenizer, args.sharegpt_output_len, args.seed)

@@ -8,7 +8,7 @@ import os
 from ember.entrypoints.bench.backends import (add_model_arguments, load_backend, resolve_model, run_info,
                                               write_results)
 from ember.entrypoints.bench.workloads import (SHAPES, WORKLOADS, Request, random_requests, sharegpt_requests,
-                                               workload_requests)
+                                               workload_label, workload_requests)
 
 # vLLM's defaults: --num-prompts 1000; the static batch of hf_baseline.py (HFB).
 DEFAULT_NUM_PROMPTS = 1000
@@ -23,6 +23,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     reqs.add_argument("--workload", choices=list(WORKLOADS),
                       help="A fixed workload of BENCHMARKS.md (seed: 25 x 64/128; rand7b: 128 and nano: 256 "
                            "requests of 100..1024 in/out); its model shape is the default --model.")
+    reqs.add_argument("--ids-modulo-vocab", action="store_true",
+                      help="With --workload and a vocabulary under 150,000: each id taken modulo the vocabulary "
+                           "(same lengths; as `ember bench serve --ids-modulo-vocab` sends them).")
     reqs.add_argument("--dataset", default=None, help="ShareGPT-format JSON file.")
     reqs.add_argument("--input-len", type=int, default=None, help="Prompt length of random-id requests.")
     reqs.add_argument("--output-len", type=int, default=None,
@@ -49,7 +52,8 @@ def build_requests(args: argparse.Namespace, spec) -> tuple[list[Request], str]:
     """The requests and a label for them."""
     num = args.num_prompts
     if args.workload:
-        return workload_requests(args.workload, num, spec.vocab_size), args.workload
+        requests = workload_requests(args.workload, num, spec.vocab_size, args.ids_modulo_vocab)
+        return requests, workload_label(args.workload, spec.vocab_size)
     if args.dataset:
         from ember.tokenizer import load_tokenizer
 

@@ -56,13 +56,25 @@ WORKLOADS = {
 }
 
 
-def workload_requests(name: str, num: int | None = None, vocab_size: int = _ID_HIGH) -> list[Request]:
-    """The requests of workload `name`; `num` takes the first `num` of them."""
-    if vocab_size < _ID_HIGH:
+def workload_requests(name: str, num: int | None = None, vocab_size: int = _ID_HIGH,
+                      ids_modulo_vocab: bool = False) -> list[Request]:
+    """The requests of workload `name`; `num` takes the first `num` of them. `ids_modulo_vocab`
+    folds each id into a smaller vocabulary (id % vocab_size): the same lengths, other ids, for a
+    model whose real tokenizer is smaller than Qwen's (a server needs one)."""
+    if vocab_size < _ID_HIGH and not ids_modulo_vocab:
         raise ValueError(f"workload {name!r} draws token ids up to {_ID_HIGH - 1}, but the model's "
-                         f"vocabulary has {vocab_size}: use a Qwen-sized model, or --input-len.")
+                         f"vocabulary has {vocab_size}: use a Qwen-sized model, --ids-modulo-vocab, "
+                         f"or --input-len.")
     workload = WORKLOADS[name]
-    return workload.make(workload.num_requests if num is None else num)
+    requests = workload.make(workload.num_requests if num is None else num)
+    if vocab_size < _ID_HIGH:
+        requests = [([t % vocab_size for t in ids], output_len) for ids, output_len in requests]
+    return requests
+
+
+def workload_label(name: str, vocab_size: int = _ID_HIGH) -> str:
+    """`rand7b`, or `rand7b%49152` when its ids were folded into a smaller vocabulary."""
+    return name if vocab_size >= _ID_HIGH else f"{name}%{vocab_size}"
 
 
 def check_output_lengths(requests: list[Request], produced: list[int]) -> None:
