@@ -12,6 +12,7 @@ _rank = 0
 _size = 1
 # As long as torch.distributed's own default wait (gloo's), for ranks still loading a large model.
 RANKS_ARRIVAL_TIMEOUT_S = 1800.0
+_before_leaving: list[Callable[[], None]] = []
 
 
 def init_tensor_parallel(rank: int, world_size: int, init_method: str, backend: str,
@@ -44,6 +45,13 @@ def _wait_for_all_ranks(store, world_size: int, watch: Callable[[], None] | None
         arrived = store.add("ember/ranks_arrived", 0)
 
 
+def before_leaving(release: Callable[[], None]) -> None:
+    """Have `release` run when this rank leaves the group, before its communicators go. NCCL
+    (from 2.26) frees a communicator, even by abort, only once every CUDA graph that captured
+    its collectives is destroyed: until then it waits, for ever. So the graphs go first."""
+    _before_leaving.append(release)
+
+
 def destroy_tensor_parallel() -> None:
     """Leave the process group without waiting for the other ranks. A graceful destroy on NCCL
     (finalize, then destroy) waits for every rank, and hangs for good once one has exited; an
@@ -52,8 +60,11 @@ def destroy_tensor_parallel() -> None:
     end with it. A torch without the abort destroys instead."""
     global _rank, _size
     if _size > 1 and dist.is_initialized():
+        while _before_leaving:
+            _before_leaving.pop()()
         leave = getattr(dist.distributed_c10d, "_abort_process_group", None) or dist.destroy_process_group
         leave()
+    _before_leaving.clear()
     _rank, _size = 0, 1
 
 

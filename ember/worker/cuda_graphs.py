@@ -13,7 +13,7 @@ import time
 
 import torch
 
-from ember.distributed.parallel_state import is_driver
+from ember.distributed.parallel_state import before_leaving, is_driver, tp_size
 from ember.models.layers.attention import AttentionMetadata, attention_metadata
 from ember.worker.input_batch import ModelInput
 
@@ -58,6 +58,8 @@ class DecodeGraphs:
     @torch.inference_mode()
     def capture(self) -> None:
         start = time.perf_counter()
+        if tp_size() > 1:  # graphs holding the ranks' collectives must go before the process group
+            before_leaving(self.release)
         pool = torch.cuda.graph_pool_handle()
         for n in reversed(self.sizes):  # largest first, so smaller graphs reuse its memory
             for bound in self.context_bounds:
@@ -78,6 +80,11 @@ class DecodeGraphs:
         logits = self.model.compute_logits(hidden)
         if logits is not None:
             self.logits[:n].copy_(logits)
+
+    def release(self) -> None:
+        for graph in self.graphs.values():
+            graph.reset()
+        self.graphs.clear()
 
     def fits(self, inp: ModelInput) -> bool:
         meta = inp.attention
