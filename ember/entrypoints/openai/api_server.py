@@ -17,7 +17,10 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, Response
+from starlette.exceptions import HTTPException
+from starlette.routing import Match, Mount
 from starlette.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
 
 from ember import __version__
 from ember.chat_template_sandbox import TemplateSandbox
@@ -37,19 +40,35 @@ from ember.entrypoints.openai.serving import ServingContext
 from ember.entrypoints.openai.serving_chat import create_chat_completion
 from ember.entrypoints.openai.serving_completion import create_completion
 from ember.entrypoints.openai.serving_tokenization import detokenize, tokenize
+from ember.entrypoints.openai.surface_routes import ServerLoad, add_surface_routes
 from ember.tokenizer import read_chat_template, use_template_sandbox
 
 logger = logging.getLogger(__name__)
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 # Reachable without the API key: probes, and the chat page (which asks for the key itself).
-_PUBLIC_PATHS = {"/health", "/metrics", "/version"}
+_PUBLIC_PATHS = {"/health", "/metrics", "/version", "/load"}
+
+
+class _PageFiles(StaticFiles):
+    """The chat page's files. Their mount covers every path, so a method other than GET or HEAD
+    ends here both on a route of another method (405, as without the page) and on a path no
+    route has (404; StaticFiles alone would answer 405)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] not in ("GET", "HEAD"):
+            routes = [r for r in scope["app"].routes if not isinstance(r, Mount)]
+            if any(r.matches(scope)[0] == Match.PARTIAL for r in routes):
+                raise HTTPException(status_code=405, detail="Method Not Allowed")
+            raise HTTPException(status_code=404, detail="Not Found")
+        await super().__call__(scope, receive, send)
 
 
 def build_app(ctx: ServingContext, metrics: ServerMetrics, api_key: str | None = None,
               web_ui: bool = True, lifecycle: ServerLifecycle | None = None,
               max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
-              template_sandbox: TemplateSandbox | None = None) -> FastAPI:
+              template_sandbox: TemplateSandbox | None = None, load: ServerLoad | None = None,
+              tokenizer_info: bool = False, root_path: str | None = None) -> FastAPI:
     llm = ctx.llm
     lifecycle = lifecycle or ServerLifecycle()
     lifecycle.llm = llm
@@ -65,7 +84,9 @@ def build_app(ctx: ServingContext, metrics: ServerMetrics, api_key: str | None =
         logger.info("Engine stopped: %d requests left, %d KV cache blocks in use", len(llm.engine.requests),
                     bm.num_blocks - bm.num_free_blocks)
 
-    app = FastAPI(title="Ember", version=__version__, lifespan=lifespan)
+    # root_path (--root-path): routes answer both under the prefix and, behind a proxy that
+    # strips it, without.
+    app = FastAPI(title="Ember", version=__version__, lifespan=lifespan, root_path=root_path or "")
     app.state.ctx = ctx
     app.state.lifecycle = lifecycle
     app.state.on_reject = metrics.reject
@@ -109,6 +130,7 @@ def build_app(ctx: ServingContext, metrics: ServerMetrics, api_key: str | None =
     async def detokenize_route(request: DetokenizeRequest) -> Response:
         return Response(detokenize(ctx, request).model_dump_json(), media_type="application/json")
 
+    add_surface_routes(app, ctx, load or ServerLoad(enabled=False), tokenizer_info)
     public = set(_PUBLIC_PATHS)
     if web_ui and (WEB_DIR / "index.html").is_file():
         @app.get("/", include_in_schema=False)
@@ -116,8 +138,10 @@ def build_app(ctx: ServingContext, metrics: ServerMetrics, api_key: str | None =
             return FileResponse(WEB_DIR / "index.html")
 
         # The page's own files (scripts, styles) sit beside it, reachable by relative links.
-        app.mount("/", StaticFiles(directory=WEB_DIR), name="web")
+        app.mount("/", _PageFiles(directory=WEB_DIR), name="web")
         public |= {"/"} | {"/" + f.name for f in WEB_DIR.iterdir() if f.is_file() and f.suffix != ".py"}
+    if root_path:  # the router strips the prefix: the public routes stay public under it
+        public |= {root_path.rstrip("/") + p for p in public}
     # The last added runs first: the key is checked before anything else looks at a request.
     app.add_middleware(AdmissionMiddleware, lifecycle=lifecycle, max_request_bytes=max_request_bytes,
                        public_paths=public, on_reject=metrics.reject)
@@ -152,9 +176,12 @@ def create_app(args: argparse.Namespace) -> FastAPI:
     ctx = ServingContext.for_engine(llm, chat_template=chat_template,
                                     trust_request_chat_template=args.trust_request_chat_template,
                                     log_requests=args.enable_log_requests,
-                                    chat_features=cli_args.chat_features(args), max_n=args.max_n)
+                                    chat_features=cli_args.chat_features(args), max_n=args.max_n,
+                                    response_options=cli_args.response_options(args))
     return build_app(ctx, metrics, api_key, web_ui=not args.disable_web_ui, lifecycle=lifecycle,
-                     max_request_bytes=args.max_request_bytes, template_sandbox=sandbox)
+                     max_request_bytes=args.max_request_bytes, template_sandbox=sandbox,
+                     load=ServerLoad(enabled=args.enable_server_load_tracking),
+                     tokenizer_info=args.enable_tokenizer_info_endpoint, root_path=args.root_path)
 
 
 def api_key_of(args: argparse.Namespace) -> str | None:

@@ -20,6 +20,7 @@ from typing import Any, Callable
 from ember.entrypoints.openai.cli_args import ChatFeatures
 from ember.entrypoints.openai.errors import OpenAIError
 from ember.entrypoints.openai.reasoning import REASONING_PARSERS, ReasoningParser
+from ember.entrypoints.openai.tool_schema import required_calls_schema
 from ember.entrypoints.openai.tool_parsers import (TOOL_PARSERS, NamedToolCall, RequiredToolCalls,
                                                    ToolCallExtractor)
 from ember.structured.params import GuidedDecodingParams
@@ -51,10 +52,7 @@ def plan_tools(tools: list[dict] | None, tool_choice: Any, features: ChatFeature
                               "--tool-call-parser.", param="tool_choice")
         return ToolPlan(TOOL_PARSERS[features.tool_call_parser], None, True)
     if tool_choice == "required":
-        schema = {"type": "array", "minItems": 1, "items": {"anyOf": [
-            {"type": "object", "properties": {"name": {"type": "string", "enum": [name]}, "parameters": params},
-             "required": ["name", "parameters"]} for name, params in functions.items()]}}
-        return ToolPlan(RequiredToolCalls, GuidedDecodingParams(json=schema), True)
+        return ToolPlan(RequiredToolCalls, GuidedDecodingParams(json=required_calls_schema(functions)), True)
     name = _named_choice(tool_choice)
     if name not in functions:
         raise OpenAIError(f"tool_choice names the function {name!r}, which is not among the tools.",
@@ -115,7 +113,7 @@ class ChoiceParser:
         split = self.reasoning.split(text, final)
         new = split.reasoning[self._sent_reasoning:]
         if new:
-            out.append({"reasoning_content": new})
+            out.append({"reasoning": new, "reasoning_content": new})  # vLLM's newer name, and the older
             self._sent_reasoning = len(split.reasoning)
         return split.content
 

@@ -24,6 +24,20 @@ class ChatFeatures:
     reasoning_parser: str | None = None
 
 
+@dataclass(frozen=True)
+class ResponseOptions:
+    """What the response-shaping flags (vLLM's) turned on."""
+    return_tokens_as_token_ids: bool = False   # logprob tokens as "token_id:N" unless a request says otherwise
+    enable_force_include_usage: bool = False   # a usage chunk ends every stream
+    enable_prompt_tokens_details: bool = False  # usage.prompt_tokens_details.cached_tokens
+
+
+def response_options(args: argparse.Namespace) -> ResponseOptions:
+    return ResponseOptions(bool(getattr(args, "return_tokens_as_token_ids", False)),
+                           bool(getattr(args, "enable_force_include_usage", False)),
+                           bool(getattr(args, "enable_prompt_tokens_details", False)))
+
+
 def make_arg_parser(parser: argparse.ArgumentParser, model_option: bool = True) -> argparse.ArgumentParser:
     add_engine_args(parser, model_option)
     group = parser.add_argument_group("server")
@@ -68,6 +82,20 @@ def make_arg_parser(parser: argparse.ArgumentParser, model_option: bool = True) 
     chat.add_argument("--enable-reasoning", action="store_true",
                       help="older vLLM's switch for --reasoning-parser (which alone is enough)")
     chat.add_argument("--enable-reasoning-parser", action="store_true", help=argparse.SUPPRESS)
+    surface = parser.add_argument_group("responses and endpoints (vLLM's flags)")
+    surface.add_argument("--root-path", default=None,
+                         help="the path prefix a proxy serves this server under (FastAPI's root_path)")
+    surface.add_argument("--return-tokens-as-token-ids", action="store_true",
+                         help="write logprob tokens as 'token_id:N' (a request's return_tokens_as_token_ids wins)")
+    surface.add_argument("--enable-force-include-usage", action="store_true",
+                         help="end every stream with a usage chunk, as if stream_options.include_usage were set")
+    surface.add_argument("--enable-prompt-tokens-details", action="store_true",
+                         help="report usage.prompt_tokens_details.cached_tokens (prompt tokens served from the "
+                              "prefix cache)")
+    surface.add_argument("--enable-server-load-tracking", action="store_true",
+                         help="count the requests in flight, served at GET /load")
+    surface.add_argument("--enable-tokenizer-info-endpoint", action="store_true",
+                         help="serve GET /tokenizer_info (the tokenizer's configuration, chat template included)")
     return parser
 
 

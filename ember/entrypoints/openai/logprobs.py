@@ -1,5 +1,7 @@
 """The engine's logprobs (per token: {token id -> Logprob}, holding the chosen token and the
-top-k) in the two OpenAI shapes: the legacy completions one (parallel lists) and chat's."""
+top-k) in the two OpenAI shapes: the legacy completions one (parallel lists) and chat's.
+`as_ids` (vLLM's return_tokens_as_token_ids): each token written "token_id:N", which stays
+unambiguous where a token is not valid UTF-8 on its own."""
 from __future__ import annotations
 
 from ember.entrypoints.openai.protocol import (ChatTokenLogprob, ChatTokenLogprobs, CompletionLogprobs)
@@ -13,20 +15,23 @@ def _value(lp: Logprob) -> float:
     return max(lp.logprob, _FLOOR)
 
 
-def _token_text(token_id: int, entry: dict[int, Logprob] | None, tokenizer) -> str:
+def _token_text(token_id: int, entry: dict[int, Logprob] | None, tokenizer, as_ids: bool = False) -> str:
+    if as_ids:
+        return f"token_id:{token_id}"
     if entry is not None and token_id in entry and entry[token_id].decoded_token is not None:
         return entry[token_id].decoded_token
     return tokenizer.decode([token_id])
 
 
 def completion_logprobs(token_ids: list[int], entries: list[dict[int, Logprob] | None], tokenizer,
-                        text_offset: int = 0, into: CompletionLogprobs | None = None) -> CompletionLogprobs:
+                        text_offset: int = 0, into: CompletionLogprobs | None = None,
+                        as_ids: bool = False) -> CompletionLogprobs:
     """Append `token_ids` (with their entries; None where nothing precedes a prompt's first
     token) to `into`; offsets count characters from `text_offset`."""
     out = into if into is not None else CompletionLogprobs()
     offset = out.text_offset[-1] + len(out.tokens[-1]) if out.tokens else text_offset
     for token_id, entry in zip(token_ids, entries):
-        token = _token_text(token_id, entry, tokenizer)
+        token = _token_text(token_id, entry, tokenizer, as_ids)
         out.tokens.append(token)
         out.text_offset.append(offset)
         offset += len(token)
@@ -35,24 +40,24 @@ def completion_logprobs(token_ids: list[int], entries: list[dict[int, Logprob] |
             out.top_logprobs.append(None)
         else:
             out.token_logprobs.append(_value(entry[token_id]))
-            out.top_logprobs.append({_token_text(t, entry, tokenizer): _value(lp) for t, lp in entry.items()})
+            out.top_logprobs.append({_token_text(t, entry, tokenizer, as_ids): _value(lp) for t, lp in entry.items()})
     return out
 
 
 def chat_logprobs(token_ids: list[int], entries: list[dict[int, Logprob]], num_top: int,
-                  tokenizer) -> list[ChatTokenLogprobs]:
+                  tokenizer, as_ids: bool = False) -> list[ChatTokenLogprobs]:
     content = []
     for token_id, entry in zip(token_ids, entries):
         top = sorted((t for t, lp in entry.items() if lp.rank is not None and lp.rank <= num_top),
                      key=lambda t: entry[t].rank)
         content.append(ChatTokenLogprobs(
-            **_chat_token(token_id, entry, tokenizer),
-            top_logprobs=[ChatTokenLogprob(**_chat_token(t, entry, tokenizer)) for t in top]))
+            **_chat_token(token_id, entry, tokenizer, as_ids),
+            top_logprobs=[ChatTokenLogprob(**_chat_token(t, entry, tokenizer, as_ids)) for t in top]))
     return content
 
 
-def _chat_token(token_id: int, entry: dict[int, Logprob], tokenizer) -> dict:
-    text = _token_text(token_id, entry, tokenizer)
+def _chat_token(token_id: int, entry: dict[int, Logprob], tokenizer, as_ids: bool = False) -> dict:
+    text = _token_text(token_id, entry, tokenizer, as_ids)
     return {"token": text, "logprob": _value(entry[token_id]), "bytes": list(text.encode())}
 
 

@@ -19,6 +19,8 @@ class OpenAIModel(BaseModel):
 
 class StreamOptions(OpenAIModel):
     include_usage: bool | None = False
+    # vLLM's: usage (so far) in every chunk, when usage is included at all.
+    continuous_usage_stats: bool | None = False
 
 
 class SamplingRequest(OpenAIModel):
@@ -44,6 +46,14 @@ class SamplingRequest(OpenAIModel):
     spaces_between_special_tokens: bool | None = None
     include_stop_str_in_output: bool | None = None
     logit_bias: dict[str, float] | None = None
+    allowed_token_ids: list[int] | None = None
+    # Beam search (vLLM's): beam width best_of (or n), the n best beams returned.
+    use_beam_search: bool = False
+    length_penalty: float = 1.0
+    # vLLM's: prompt_token_ids and each choice's token_ids in the response; logprob tokens
+    # written "token_id:N" (None: the server's --return-tokens-as-token-ids).
+    return_token_ids: bool | None = None
+    return_tokens_as_token_ids: bool | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = None
@@ -63,8 +73,9 @@ class SamplingRequest(OpenAIModel):
 class CompletionRequest(SamplingRequest):
     prompt: str | list[str] | list[int] | list[list[int]]
     echo: bool = False
-    logprobs: int | None = Field(default=None, ge=0, le=MAX_LOGPROBS)
-    prompt_logprobs: int | None = Field(default=None, ge=0, le=MAX_LOGPROBS)
+    # -1 (vLLM: the whole vocabulary) is refused by name in field_support.py.
+    logprobs: int | None = Field(default=None, ge=-1, le=MAX_LOGPROBS)
+    prompt_logprobs: int | None = Field(default=None, ge=-1, le=MAX_LOGPROBS)
     suffix: str | None = None
     add_special_tokens: bool = True
 
@@ -80,13 +91,26 @@ class ChatMessage(OpenAIModel):
     name: str | None = None
     tool_calls: list[dict[str, Any]] | None = None
     tool_call_id: str | None = None
+    # An assistant turn's reasoning, under vLLM's newer name or the older one: both are
+    # filled, so templates reading either see it.
+    reasoning: str | None = None
+    reasoning_content: str | None = None
+
+    @model_validator(mode="after")
+    def _both_reasoning_names(self) -> "ChatMessage":
+        if self.reasoning is None:
+            self.reasoning = self.reasoning_content
+        elif self.reasoning_content is None:
+            self.reasoning_content = self.reasoning
+        return self
 
 
 class ChatCompletionRequest(SamplingRequest):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
     logprobs: bool = False
-    top_logprobs: int | None = Field(default=None, ge=0, le=MAX_LOGPROBS)
+    top_logprobs: int | None = Field(default=None, ge=-1, le=MAX_LOGPROBS)
+    prompt_logprobs: int | None = Field(default=None, ge=-1, le=MAX_LOGPROBS)
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
     chat_template: str | None = None
@@ -125,10 +149,16 @@ def _now() -> int:
     return int(time.time())
 
 
+class PromptTokenUsageInfo(BaseModel):
+    # Prompt tokens whose KV came from the prefix cache (--enable-prompt-tokens-details).
+    cached_tokens: int | None = None
+
+
 class UsageInfo(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
+    prompt_tokens_details: PromptTokenUsageInfo | None = None
 
 
 class CompletionLogprobs(BaseModel):
@@ -145,6 +175,9 @@ class CompletionChoice(BaseModel):
     finish_reason: str | None = None
     stop_reason: int | str | None = None
     prompt_logprobs: list[dict[int, dict[str, Any]] | None] | None = None
+    # return_token_ids (streamed: prompt_token_ids in a choice's first chunk, token_ids the new ones).
+    prompt_token_ids: list[int] | None = None
+    token_ids: list[int] | None = None
 
 
 class CompletionResponse(BaseModel):
@@ -173,7 +206,9 @@ class ChatChoiceLogprobs(BaseModel):
 class ChatResponseMessage(BaseModel):
     role: str = "assistant"
     content: str | None = None
-    # With --reasoning-parser: the text inside <think>...</think> (vLLM's field).
+    # With --reasoning-parser: the text inside <think>...</think>, under vLLM's newer name
+    # and its older one (the seeds read reasoning_content).
+    reasoning: str | None = None
     reasoning_content: str | None = None
     tool_calls: list[dict[str, Any]] | None = None
 
@@ -184,6 +219,7 @@ class ChatChoice(BaseModel):
     logprobs: ChatChoiceLogprobs | None = None
     finish_reason: str | None = None
     stop_reason: int | str | None = None
+    token_ids: list[int] | None = None  # return_token_ids
 
 
 class ChatCompletionResponse(BaseModel):
@@ -193,6 +229,9 @@ class ChatCompletionResponse(BaseModel):
     model: str
     choices: list[ChatChoice]
     usage: UsageInfo
+    # vLLM's: null unless asked for.
+    prompt_logprobs: list[dict[int, dict[str, Any]] | None] | None = None
+    prompt_token_ids: list[int] | None = None
 
 
 class ChatStreamChoice(BaseModel):
@@ -203,6 +242,7 @@ class ChatStreamChoice(BaseModel):
     logprobs: ChatChoiceLogprobs | None = None
     finish_reason: str | None = None
     stop_reason: int | str | None = None
+    token_ids: list[int] | None = None  # return_token_ids: the tokens new in this chunk
 
 
 class ChatCompletionChunk(BaseModel):
@@ -212,6 +252,7 @@ class ChatCompletionChunk(BaseModel):
     model: str
     choices: list[ChatStreamChoice]
     usage: UsageInfo | None = None
+    prompt_token_ids: list[int] | None = None  # return_token_ids: in the first chunk
 
 
 class ModelPermission(BaseModel):

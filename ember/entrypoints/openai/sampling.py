@@ -14,6 +14,7 @@ import asyncio
 from typing import Any
 
 from ember.entrypoints.openai.errors import OpenAIError
+from ember.entrypoints.openai.field_support import check_request
 from ember.entrypoints.openai.protocol import SamplingRequest
 from ember.entrypoints.sampling_args import sampling_params_with
 from ember.sampling_params import SamplingParams
@@ -23,15 +24,14 @@ from ember.structured.params import KINDS, GuidedDecodingParams
 _PASSED_THROUGH = ("n", "best_of", "temperature", "top_p", "top_k", "min_p", "repetition_penalty",
                    "presence_penalty", "frequency_penalty", "seed", "stop", "stop_token_ids",
                    "ignore_eos", "min_tokens", "skip_special_tokens", "spaces_between_special_tokens",
-                   "include_stop_str_in_output")
+                   "include_stop_str_in_output", "allowed_token_ids", "logit_bias")
 # vLLM's options of a structured_outputs object besides the constraint itself.
 _STRUCTURED_OPTIONS = ("backend", "disable_any_whitespace", "disable_additional_properties", "whitespace_pattern")
 
 
-def check_supported(request: SamplingRequest) -> None:
-    """Refuse, rather than silently ignore, what this server does not do yet."""
-    if request.logit_bias:
-        raise OpenAIError("logit_bias is not supported by Ember yet.", param="logit_bias")
+def check_supported(request: SamplingRequest, vocab_size: int) -> None:
+    """Refuse, rather than silently ignore, what this server does not do (field_support.py)."""
+    check_request(request, vocab_size)
 
 
 def structured_output(request: SamplingRequest) -> GuidedDecodingParams | None:

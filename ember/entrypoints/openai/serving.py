@@ -11,9 +11,9 @@ from fastapi import Request
 
 from ember.engine.async_engine import AsyncLLM, RequestStream
 from ember.entrypoints.openai import admission
-from ember.entrypoints.openai.cli_args import ChatFeatures
+from ember.entrypoints.openai.cli_args import ChatFeatures, ResponseOptions
 from ember.entrypoints.openai.errors import OpenAIError
-from ember.entrypoints.openai.protocol import SamplingRequest, UsageInfo
+from ember.entrypoints.openai.protocol import PromptTokenUsageInfo, SamplingRequest, UsageInfo
 from ember.entrypoints.openai.sampling import build_sampling_params, check_supported
 from ember.outputs import RequestOutput
 from ember.sampling_params import SamplingParams
@@ -51,6 +51,8 @@ class ServingContext:
     max_queued_requests: int | None = admission.DEFAULT_MAX_QUEUED_REQUESTS
     # Tool-call and reasoning parsing (--enable-auto-tool-choice, --tool-call-parser, --reasoning-parser).
     chat_features: ChatFeatures = ChatFeatures()
+    # --return-tokens-as-token-ids, --enable-force-include-usage, --enable-prompt-tokens-details.
+    response_options: ResponseOptions = ResponseOptions()
 
     @classmethod
     def for_engine(cls, llm: AsyncLLM, **options) -> "ServingContext":
@@ -84,7 +86,7 @@ class ServingContext:
 
     def sampling_params(self, request: SamplingRequest, prompt: EnginePrompt, max_tokens: int | None,
                         logprobs: int | None = None, prompt_logprobs: int | None = None) -> SamplingParams:
-        check_supported(request)
+        check_supported(request, self.vocab_size)
         admission.check_sampling_fields(request, self.max_n, self.vocab_size)
         admission.check_context(len(prompt.token_ids), max_tokens, self.max_model_len, self.kv_cache_tokens)
         return build_sampling_params(request, self.default_params, self.max_new_tokens_default,
@@ -163,7 +165,7 @@ async def final_outputs(raw_request: Request, streams: list[RequestStream]) -> l
         if not work.done():
             work.cancel()
             close_all(streams)
-    if work.cancelled():
+    if not work.done() or work.cancelled():  # cancelled above: it ends at its next await
         raise OpenAIError("The client disconnected.", 499)
     return work.result()
 
@@ -174,10 +176,13 @@ async def _disconnected(raw_request: Request) -> None:
         pass
 
 
-def usage_of(outputs: list[RequestOutput]) -> UsageInfo:
+def usage_of(outputs: list[RequestOutput], cached_tokens: bool = False) -> UsageInfo:
+    """`cached_tokens`: report prompt_tokens_details (--enable-prompt-tokens-details)."""
     prompt = sum(len(o.prompt_token_ids) for o in outputs)
     completion = sum(len(c.token_ids) for o in outputs for c in o.outputs)
-    return UsageInfo(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+    details = PromptTokenUsageInfo(cached_tokens=sum(o.num_cached_tokens for o in outputs)) if cached_tokens else None
+    return UsageInfo(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion,
+                     prompt_tokens_details=details)
 
 
 def _clip(ids: list[int]) -> str:
