@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import os
 import re
-import time
+
+import httpx
 
 from tests.server.launcher import metric
 from tests.web.chat import (GENERATED, RUNNING, chunk, fulfil_with, last_reply, open_chat, send, set_field,
@@ -14,7 +15,36 @@ from tests.web.chat import (GENERATED, RUNNING, chunk, fulfil_with, last_reply, 
 from tests.web.conftest import API_KEY, TINY_NAME
 
 
+# Hands the page each server-sent event of a chat stream on its own, a few milliseconds apart, as
+# a slow network would: the test then sees how the page renders a stream, however fast the server
+# generated it.
+PACE_EVENTS = r"""(() => {
+  const realFetch = window.fetch;
+  window.fetch = async (...args) => {
+    const response = await realFetch(...args);
+    if (!(response.headers.get("content-type") || "").includes("text/event-stream")) return response;
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder(), encoder = new TextEncoder();
+    let events = [];
+    const paced = new ReadableStream({
+      async pull(controller) {
+        while (!events.length) {
+          const { done, value } = await reader.read();
+          if (done) { controller.close(); return; }
+          events = decoder.decode(value, { stream: true }).split(/(?<=\n\n)/).filter(e => e);
+        }
+        await new Promise(resolve => setTimeout(resolve, 5));
+        controller.enqueue(encoder.encode(events.shift()));
+      },
+      cancel(reason) { return reader.cancel(reason); },
+    });
+    return new Response(paced, { status: response.status, headers: response.headers });
+  };
+})();"""
+
+
 def test_streamed_reply(page, tiny_server, artifacts):
+    page.add_init_script(PACE_EVENTS)
     open_chat(page, tiny_server)
     assert page.title() == "Ember chat"
     assert page.input_value("#model") == TINY_NAME
@@ -62,10 +92,14 @@ def test_stop_aborts_the_request_on_the_server(page, tiny_server):
     page.wait_for_function("document.querySelector('article.assistant .markdown').textContent.length > 20")
     assert wait_until(lambda: metric(tiny_server.url, RUNNING) == 1)
     page.click("#stop")
-    assert wait_until(lambda: metric(tiny_server.url, RUNNING) == 0, timeout=5), "the request still runs"
+    assert wait_until(lambda: metric(tiny_server.url, RUNNING) == 0), "the request still runs"
+    # Another request of 5 tokens: the engine steps on, and only those 5 tokens are added.
     generated = metric(tiny_server.url, GENERATED)
-    time.sleep(0.5)
-    assert metric(tiny_server.url, GENERATED) == generated, "tokens are still being generated"
+    more = httpx.post(tiny_server.url + "/v1/completions", timeout=60, json={
+        "model": TINY_NAME, "prompt": "More", "max_tokens": 5, "ignore_eos": True})
+    assert more.json()["usage"]["completion_tokens"] == 5, more.text
+    assert wait_until(lambda: metric(tiny_server.url, GENERATED) >= generated + 5)
+    assert metric(tiny_server.url, GENERATED) == generated + 5, "the stopped request still generates"
     wait_reply_done(page)
     assert last_reply(page).locator(".message-foot").inner_text().endswith("stopped")
     assert page.is_visible("#send") and not page.is_visible("#stop")
@@ -79,7 +113,7 @@ def test_stop_aborts_the_request_on_the_server(page, tiny_server):
     page.wait_for_function("document.querySelectorAll('article.assistant')[1].textContent.length > 60")
     assert wait_until(lambda: metric(tiny_server.url, RUNNING) == 1)
     page.keyboard.press("Escape")
-    assert wait_until(lambda: metric(tiny_server.url, RUNNING) == 0, timeout=5), "Escape left the request running"
+    assert wait_until(lambda: metric(tiny_server.url, RUNNING) == 0), "Escape left the request running"
     wait_reply_done(page, 2)
     assert last_reply(page).locator(".message-foot").inner_text().endswith("stopped")
 

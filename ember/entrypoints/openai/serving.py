@@ -84,10 +84,14 @@ class ServingContext:
             raise OpenAIError(f"Prompt token ids must be in [0, {self.vocab_size}).", param="prompt")
         return EnginePrompt(self.tokenizer.decode(ids), ids)
 
-    def sampling_params(self, request: SamplingRequest, prompt: EnginePrompt, max_tokens: int | None,
-                        logprobs: int | None = None, prompt_logprobs: int | None = None) -> SamplingParams:
+    def check_fields(self, request: SamplingRequest) -> None:
+        """The checks that need no prompt: run first, so that a bad field is a 400 at once, not
+        after rendering a chat template (the template sandbox may still be starting)."""
         check_supported(request, self.vocab_size)
         admission.check_sampling_fields(request, self.max_n, self.vocab_size)
+
+    def sampling_params(self, request: SamplingRequest, prompt: EnginePrompt, max_tokens: int | None,
+                        logprobs: int | None = None, prompt_logprobs: int | None = None) -> SamplingParams:
         admission.check_context(len(prompt.token_ids), max_tokens, self.max_model_len, self.kv_cache_tokens)
         return build_sampling_params(request, self.default_params, self.max_new_tokens_default,
                                      self.sequence_capacity - len(prompt.token_ids), max_tokens, logprobs,

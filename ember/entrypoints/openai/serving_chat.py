@@ -37,6 +37,7 @@ from ember.tokenizer import render_chat
 async def create_chat_completion(ctx: ServingContext, request: ChatCompletionRequest,
                                  raw_request: Request) -> Response:
     model = ctx.check_model(request.model)
+    ctx.check_fields(request)
     plan = plan_tools(request.tools, request.tool_choice, ctx.chat_features)
     if request.top_logprobs is not None and not request.logprobs:
         raise OpenAIError("top_logprobs needs logprobs set to true.", param="top_logprobs")

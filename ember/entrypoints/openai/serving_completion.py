@@ -24,6 +24,7 @@ from ember.outputs import CompletionOutput, RequestOutput
 
 async def create_completion(ctx: ServingContext, request: CompletionRequest, raw_request: Request) -> Response:
     model = ctx.check_model(request.model)
+    ctx.check_fields(request)
     if request.suffix is not None:
         raise OpenAIError("suffix is not supported: Ember serves no fill-in-the-middle models.", param="suffix")
     prompts = _engine_prompts(ctx, request)
