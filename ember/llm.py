@@ -12,7 +12,7 @@ from ember.config import EngineConfig
 from ember.engine.llm_engine import LLMEngine
 from ember.outputs import RequestOutput
 from ember.request_checks import check_prompt, check_token_fields
-from ember.sampling_params import SamplingParams
+from ember.sampling_params import RequestOutputKind, SamplingParams
 from ember.tokenizer import read_chat_template, render_chat
 
 Prompt = str | list[int] | dict
@@ -89,7 +89,7 @@ class LLM:
         try:
             for prompt, p in zip(prompts, params):
                 request_id = str(next(self._ids))
-                engine.add_request(request_id, prompt, p)
+                engine.add_request(request_id, prompt, p.clone(output_kind=RequestOutputKind.FINAL_ONLY))
                 ids.append(request_id)
             finished: dict[str, RequestOutput] = {}
             bar = tqdm(total=len(ids), desc="Processed prompts", dynamic_ncols=True, disable=not use_tqdm)

@@ -95,15 +95,17 @@ class QWenTokenizer:
         return BatchEncoding({"input_ids": ids, "attention_mask": [1] * len(ids)})
 
     def decode(self, ids, skip_special_tokens: bool = False) -> str:
+        # Ids past the vocabulary (the padding rows of Qwen v1's 151,936-row embedding, which a
+        # model can still sample) read as nothing, as they do with Hugging Face's tokenizers.
         ids = [ids] if isinstance(ids, int) else list(ids)
-        if skip_special_tokens:
-            ids = [i for i in ids if i < SPECIAL_START_ID]
+        ids = [i for i in ids if i in self._id_to_token and not (skip_special_tokens and i >= SPECIAL_START_ID)]
         return self._encoding.decode(ids, errors="replace")
 
     def convert_ids_to_tokens(self, ids, skip_special_tokens: bool = False):
+        """None for an id past the vocabulary, as Hugging Face's fast tokenizers give."""
         if isinstance(ids, int):
-            return self._id_to_token[ids]
-        return [self._id_to_token[i] for i in ids if not (skip_special_tokens and i >= SPECIAL_START_ID)]
+            return self._id_to_token.get(ids)
+        return [self._id_to_token.get(i) for i in ids if not (skip_special_tokens and i >= SPECIAL_START_ID)]
 
     def convert_tokens_to_ids(self, tokens):
         if isinstance(tokens, str):

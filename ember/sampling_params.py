@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import enum
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -11,6 +12,13 @@ from ember.structured.params import GuidedDecodingParams
 StructuredOutputsParams = GuidedDecodingParams
 
 _SAMPLING_EPS = 1e-5
+
+
+class RequestOutputKind(enum.IntEnum):
+    """What each output of a running request holds (vLLM's names)."""
+    CUMULATIVE = 0  # everything so far, at every step
+    DELTA = 1       # only what is new since the previous output
+    FINAL_ONLY = 2  # one output, once the request finished
 
 
 @dataclass
@@ -45,6 +53,7 @@ class SamplingParams:
     # token id -> a value added to its logit before sampling (OpenAI's logit_bias; vLLM's
     # SamplingParams field, keys as ints; string keys of ints are accepted).
     logit_bias: dict[int, float] | None = None
+    output_kind: RequestOutputKind = RequestOutputKind.CUMULATIVE
     # Token ids the engine treats as end-of-sequence besides stop_token_ids (from
     # generation_config.json); filled in by the engine, not by users.
     _eos_token_ids: list[int] = field(default_factory=list, repr=False)
@@ -56,6 +65,7 @@ class SamplingParams:
         self.stop_token_ids = list(self.stop_token_ids or [])
         if self.top_k is None:
             self.top_k = 0
+        self.output_kind = RequestOutputKind(self.output_kind)
         if self.best_of is None:
             self.best_of = self.n
         self._structured_output()

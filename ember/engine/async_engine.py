@@ -1,36 +1,42 @@
-"""AsyncLLM: the engine loop in a background thread, an async stream of outputs per request.
+"""AsyncLLM: the server's engine. The engine core runs in a process of its own
+(core_process.py); this process keeps the front end: tokenizing and validating requests,
+detokenizing results, stop strings, and one async stream of outputs per request.
 
-The engine is not thread-safe, so one thread owns it. Callers on an asyncio event loop hand it
-requests and aborts through a thread-safe queue; between two steps the thread drains that
-queue, runs a step and delivers each request's newest output to its stream with
-`loop.call_soon_threadsafe`. A slow step therefore never blocks the event loop.
-
-Admission is bounded: beyond `max_queued_requests` requests waiting (submitted, not yet
-running), `add_request` raises EngineOverloadedError at once. A fault tied to one request (its
-detokenization, its grammar) fails that request alone with RequestFailedError; a fault of the
-loop itself fails every request with EngineDeadError and calls `on_dead`, whose owner (the
-server) exits. `stop_admission` + `abort_all` serve a graceful shutdown."""
+A receiver thread waits on the core's results and hands each step's to the event loop, where
+the output processor turns them into RequestOutputs for the streams; nothing here ever makes
+the core wait. Admission is bounded: beyond `max_queued_requests` requests waiting (sent, not
+yet running), `add_request` raises EngineOverloadedError at once. A fault tied to one request
+(its detokenization, its grammar) fails that request alone with RequestFailedError; a core
+that fails or vanishes fails every request with EngineDeadError and calls `on_dead`, whose
+owner (the server) exits. `stop_admission` + `abort_all` serve a graceful shutdown."""
 from __future__ import annotations
 
 import asyncio
 import logging
-import queue
 import threading
 import time
-from dataclasses import dataclass
 from typing import AsyncIterator, Callable
 
-from ember.engine.llm_engine import LLMEngine
+from ember.config import EngineConfig
+from ember.engine.core import StepHook
+from ember.engine.core_client import CoreGoneError, CoreProcess
+from ember.engine.input_processor import InputProcessor
+from ember.engine.messages import (Abort, AbortSample, CoreDead, CoreStats, RequestRejected, SampleUpdate,
+                                   StepResult, to_wire)
+from ember.engine.output_processor import OutputProcessor
 from ember.outputs import RequestOutput
-from ember.sampling_params import SamplingParams
+from ember.sampling_params import RequestOutputKind, SamplingParams
+from ember.structured.manager import StructuredOutputs
+from ember.tokenizer import load_tokenizer
 
 logger = logging.getLogger(__name__)
 
 LOG_INTERVAL_S = 5.0
+_RECEIVE_POLL_MS = 200
 
 
 class EngineDeadError(RuntimeError):
-    """The engine loop failed; no request can be served any more."""
+    """The engine core failed; no request can be served any more."""
 
 
 class EngineOverloadedError(RuntimeError):
@@ -38,7 +44,7 @@ class EngineOverloadedError(RuntimeError):
 
 
 class RequestFailedError(RuntimeError):
-    """One request failed inside the engine (its detokenization, its grammar); the others go on."""
+    """One request failed in the engine (its detokenization, its grammar); the others go on."""
 
 
 class EngineStoppingError(RuntimeError):
@@ -46,50 +52,31 @@ class EngineStoppingError(RuntimeError):
     aborted before it finished."""
 
 
-@dataclass(frozen=True)
-class EngineSnapshot:
-    """The engine's state after its latest step, published for readers on other threads."""
-    num_running: int = 0
-    num_waiting: int = 0
-    kv_blocks_used: int = 0
-    kv_blocks_total: int = 1
-    prompt_tokens_total: int = 0
-    generation_tokens_total: int = 0
-    prefix_cache_queries_total: int = 0
-    prefix_cache_hits_total: int = 0
-    num_preemptions_total: int = 0
-
-    @property
-    def kv_cache_usage(self) -> float:
-        return self.kv_blocks_used / self.kv_blocks_total
+# What /metrics and the log line read: the core's counters after its latest step.
+EngineSnapshot = CoreStats
 
 
 class RequestStream:
-    """The outputs of one request, in order. Outputs are cumulative (full text so far), so
-    when the consumer lags behind only the newest one is kept."""
+    """The outputs of one request, in order. When the consumer lags behind, what arrived
+    meanwhile is merged into one output (deltas are joined, cumulative outputs replaced)."""
 
-    def __init__(self, request_id: str, owner: "AsyncLLM", loop: asyncio.AbstractEventLoop):
+    def __init__(self, request_id: str, owner: "AsyncLLM", kind: RequestOutputKind):
         self.request_id = request_id
         self._owner = owner
-        self._loop = loop
-        self._accepted: asyncio.Future = loop.create_future()
+        self._kind = kind
         self._ready = asyncio.Event()
         self._latest: RequestOutput | None = None
         self._error: BaseException | None = None
         self._done = False
 
-    # Called on the event loop, scheduled by the engine thread.
-    def _accept(self) -> None:
-        if not self._accepted.done():
-            self._accepted.set_result(None)
-
     def _put(self, output: RequestOutput) -> None:
-        self._latest = output
+        if self._latest is not None and self._kind == RequestOutputKind.DELTA:
+            self._latest.add(output)
+        else:
+            self._latest = output
         self._ready.set()
 
     def _fail(self, error: BaseException) -> None:
-        if not self._accepted.done():
-            self._accepted.set_exception(error)
         self._error = error
         self._ready.set()
 
@@ -120,70 +107,84 @@ class RequestStream:
 
 
 class AsyncLLM:
-    def __init__(self, engine: LLMEngine, log_stats: bool = True,
+    def __init__(self, config: EngineConfig, log_stats: bool = True,
                  on_request_finished: Callable[[RequestOutput, float], None] | None = None,
                  max_queued_requests: int | None = None,
-                 on_dead: Callable[[BaseException], None] | None = None):
-        """`on_request_finished(output, now)` runs on the engine thread for each finished
-        request (the server's metrics use it); `on_dead(error)` runs on the engine thread once,
-        if the loop fails. `max_queued_requests`: None for no bound."""
-        self.engine = engine
+                 on_dead: Callable[[BaseException], None] | None = None,
+                 before_step: StepHook | None = None):
+        """Starts the engine core process and waits until it is ready. `on_request_finished(output,
+        now)` runs on the event loop for each finished request (the server's metrics use it);
+        `on_dead(error)` runs once, on the receiver thread, if the core fails.
+        `max_queued_requests`: None for no bound. `before_step`: see EngineCore (tests)."""
+        self.config = config
         self.log_stats = log_stats
         self.on_request_finished = on_request_finished
         self.on_dead = on_dead
         self.max_queued_requests = max_queued_requests
-        # The engine runs many requests; one's fault must not end the others (see RequestFailedError).
-        engine.isolate_request_faults = True
-        self.snapshot = EngineSnapshot(kv_blocks_total=engine.block_manager.num_blocks)
+        start = time.perf_counter()
+        self.tokenizer = None if config.skip_tokenizer_init else load_tokenizer(
+            config.tokenizer_path, config.trust_remote_code, config.revision)
+        self.core = CoreProcess(config, before_step)
+        self.num_kv_blocks = self.core.num_kv_blocks
+        self.input_processor = InputProcessor(config, self.tokenizer, self.num_kv_blocks)
+        self.output_processor = OutputProcessor(self.tokenizer)
+        # Grammars compile here too, so that an invalid one is refused (a 400) before the core sees it.
+        self.structured = StructuredOutputs(self.tokenizer, config.hf_config.vocab_size,
+                                            self.input_processor.eos_token_ids)
+        self.snapshot = EngineSnapshot(kv_blocks_total=self.num_kv_blocks)
         self.dead_error: BaseException | None = None
         self._admitting = True  # until stop_admission
-        self._inbox: queue.SimpleQueue = queue.SimpleQueue()
-        # Submitting, counting the queue and dying share a lock, so no request slips past the
-        # bound or in after the loop is gone.
-        self._lock = threading.Lock()
-        self._num_unapplied = 0  # adds still in the inbox
-        self._num_waiting = 0    # requests the engine holds that are not running yet
-        self._streams: dict[str, RequestStream] = {}  # owned by the engine thread
-        self._prefix_totals = [0, 0]  # hits, queries
-        self._logged_prefix = (0, 0)
-        self._last_log = time.monotonic()
-        self._thread = threading.Thread(target=self._run, name="ember-engine", daemon=True)
-        self._thread.start()
+        self._stopping = False
+        self._num_sent = 0  # adds sent to the core; it reports how many it took in
+        self._num_added_by_core = 0
+        self._streams: dict[str, RequestStream] = {}  # touched on the event loop only
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._logged = (time.monotonic(), self.snapshot)
+        self._receiver = threading.Thread(target=self._receive, name="ember-core-receiver", daemon=True)
+        self._receiver.start()
+        logger.info("Engine ready in %.1f s (engine core: process %d)", time.perf_counter() - start, self.core.pid)
 
     @property
     def is_dead(self) -> bool:
         return self.dead_error is not None
 
+    def default_sampling_params(self) -> SamplingParams:
+        return self.input_processor.default_sampling_params()
+
     # ----- event-loop side -----
 
     async def add_request(self, request_id: str, prompt: str | list[int] | dict,
                           params: SamplingParams | None = None) -> RequestStream:
-        """Hand a request to the engine and wait until it is admitted. Raises the engine's
-        ValueError for an invalid request, EngineOverloadedError at once when the waiting
-        queue is full, EngineDeadError when the engine loop has failed, and EngineStoppingError
-        once a shutdown has begun (stop_admission)."""
-        stream = RequestStream(request_id, self, asyncio.get_running_loop())
-        with self._lock:
-            if self.dead_error is not None:
-                raise EngineDeadError(f"The engine is dead: {self.dead_error!r}")
-            if not self._admitting:
-                raise EngineStoppingError("The server is shutting down.")
-            queued = self._num_unapplied + self._num_waiting
-            if self.max_queued_requests is not None and queued >= self.max_queued_requests:
-                raise EngineOverloadedError(f"The server is overloaded: {queued} requests are already waiting "
-                                            f"(the limit is {self.max_queued_requests}). Try again later.")
-            self._num_unapplied += 1
-            self._inbox.put(("add", stream, prompt, params))
+        """Hand a request to the engine. Raises ValueError for an invalid request,
+        EngineOverloadedError at once when the waiting queue is full, EngineDeadError when the
+        core has failed, and EngineStoppingError once a shutdown has begun (stop_admission)."""
+        if self.dead_error is not None:
+            raise EngineDeadError(f"The engine is dead: {self.dead_error!r}")
+        if not self._admitting:
+            raise EngineStoppingError("The server is shutting down.")
+        queued = self._num_sent - self._num_added_by_core + self.snapshot.num_waiting
+        if self.max_queued_requests is not None and queued >= self.max_queued_requests:
+            raise EngineOverloadedError(f"The server is overloaded: {queued} requests are already waiting "
+                                        f"(the limit is {self.max_queued_requests}). Try again later.")
+        if request_id in self.output_processor.requests:
+            raise ValueError(f"Request id {request_id!r} is already in use.")
+        text, request = self.input_processor.process(request_id, prompt, params)
+        self._loop = asyncio.get_running_loop()
+        stream = RequestStream(request_id, self, request.params.output_kind)
+        self.output_processor.add_request(request_id, text, request.prompt_token_ids, request.params,
+                                          request.arrival_time)
+        self._streams[request_id] = stream
+        self._num_sent += 1
         try:
-            await stream._accepted
-        except asyncio.CancelledError:
-            stream.close()
-            raise
+            self.core.send(to_wire(request))
+        except CoreGoneError as e:
+            self.abort(request_id)
+            raise EngineDeadError(f"The engine is dead: {e}") from None
         return stream
 
     async def generate(self, prompt: str | list[int] | dict, params: SamplingParams | None,
                        request_id: str) -> AsyncIterator[RequestOutput]:
-        """Cumulative outputs of one request until it finishes. Leaving the loop early (break,
+        """Outputs of one request until it finishes. Leaving the loop early (break,
         cancellation, a disconnected client) aborts the request."""
         stream = await self.add_request(request_id, prompt, params)
         try:
@@ -193,182 +194,129 @@ class AsyncLLM:
             stream.close()
 
     def abort(self, request_id: str) -> None:
-        self._inbox.put(("abort", request_id))
+        self._streams.pop(request_id, None)
+        if self.output_processor.abort_request(request_id):
+            self._tell_core(Abort([request_id]))
+
+    def _tell_core(self, message) -> None:
+        """An abort: when the core is gone, there is nothing left to abort."""
+        try:
+            self.core.send(message)
+        except CoreGoneError:
+            pass
 
     def stop_admission(self) -> None:
         """From now on add_request raises EngineStoppingError (a graceful shutdown has begun)."""
-        with self._lock:
-            self._admitting = False
+        self._admitting = False
 
     def abort_all(self) -> None:
-        """Abort every request the engine holds; each stream fails with EngineStoppingError."""
-        self._inbox.put(("abort_all",))
+        """Abort every request in flight; each stream fails with EngineStoppingError."""
+        request_ids = list(self.output_processor.requests)
+        for request_id in request_ids:
+            self.output_processor.abort_request(request_id)
+            stream = self._streams.pop(request_id, None)
+            if stream is not None:
+                stream._fail(EngineStoppingError(
+                    "The server is shutting down: this request was aborted before it finished."))
+        if request_ids:
+            self._tell_core(Abort(request_ids))
 
     def shutdown(self, timeout: float = 10.0) -> None:
-        """Abort whatever is left, free its blocks, stop the loop and the executor's workers."""
-        self._inbox.put(("stop",))
-        self._thread.join(timeout)
+        """Stop the core (what is left aborted, its blocks freed, its executor's workers
+        stopped) and the receiver."""
+        self._stopping = True
+        self.core.stop(timeout)
+        self._receiver.join(timeout)
+        while (message := self.core.receive(0)) is not None:  # the core's last word: its state after the aborts
+            if isinstance(message, StepResult):
+                self.snapshot = message.stats
+        self.core.release()
 
-    # ----- engine thread -----
-
-    def _run(self) -> None:
-        try:
-            while self._drain_inbox(block=not self.engine.has_unfinished_requests()):
-                if self.engine.has_unfinished_requests():
-                    self._deliver(self.engine.step())
-                    self._fail_faulty_requests()
-                self._publish_snapshot()
-                if self.log_stats:
-                    self._maybe_log()
-            self._publish_snapshot()  # after the final aborts: what the blocks look like at exit
-        except BaseException as e:  # noqa: BLE001 - any failure of the loop ends every request
-            logger.exception("Engine loop failed; failing all requests")
-            self._die(e)
-            if self.on_dead is not None:
-                self.on_dead(e)
-        finally:
-            self._shutdown_executor()
-
-    def _shutdown_executor(self) -> None:
-        try:
-            self.engine.shutdown()
-        except Exception:  # noqa: BLE001 - a broken engine may fail here too; the workers die with us
-            logger.exception("Stopping the executor failed")
-
-    def _drain_inbox(self, block: bool) -> bool:
-        """Apply queued adds and aborts; False when asked to stop. When idle, wait for work
-        (waking up once in a while to log the last interval)."""
-        try:
-            item = self._inbox.get(timeout=LOG_INTERVAL_S) if block else self._inbox.get_nowait()
-        except queue.Empty:
-            return True
-        while True:
-            if item[0] == "stop":
-                self._abort_all()
-                self._die(EngineDeadError("The engine was shut down."))
-                return False
-            self._apply(item)
-            try:
-                item = self._inbox.get_nowait()
-            except queue.Empty:
-                return True
-
-    def _apply(self, item: tuple) -> None:
-        if item[0] == "abort":
-            self._streams.pop(item[1], None)
-            self.engine.abort_request(item[1])
-            return
-        if item[0] == "abort_all":
-            self._abort_all()
-            return
-        _, stream, prompt, params = item
-        try:
-            self.engine.add_request(stream.request_id, prompt, params, stream=True)
-            admitted = True
-        except Exception as e:  # noqa: BLE001 - a bad request fails alone
-            _call_soon(stream._loop, stream._fail, e)
-            admitted = False
-        with self._lock:
-            self._num_unapplied -= 1
-            self._num_waiting += admitted
-        if admitted:
-            self._streams[stream.request_id] = stream
-            _call_soon(stream._loop, stream._accept)
-
-    def _abort_all(self) -> None:
-        for request_id in list(self.engine.requests):
-            self.engine.abort_request(request_id)
+    def _on_step(self, updates: list[SampleUpdate]) -> None:
+        processed = self.output_processor.process(updates, time.monotonic())
+        for request_id, index in processed.samples_to_abort:
+            self._tell_core(AbortSample(request_id, index))
+        for request_id, error in processed.failed.items():
+            self._tell_core(Abort([request_id]))
             stream = self._streams.pop(request_id, None)
             if stream is not None:
-                _call_soon(stream._loop, stream._fail, EngineStoppingError(
-                    "The server is shutting down: this request was aborted before it finished."))
-
-    def _fail_faulty_requests(self) -> None:
-        """Requests the engine ended for a fault of their own: their streams get the error."""
-        failed = self.engine.failed_requests
-        while failed:
-            request_id, error = failed.popitem()
-            stream = self._streams.pop(request_id, None)
-            if stream is not None:
-                _call_soon(stream._loop, stream._fail,
-                           RequestFailedError(f"The request failed in the engine: {error!r}"))
-
-    def _deliver(self, outputs: list[RequestOutput]) -> None:
-        by_loop: dict[asyncio.AbstractEventLoop, list] = {}
+                stream._fail(RequestFailedError(f"The request failed in the engine: {error}"))
         now = time.monotonic()
-        for output in outputs:
+        for output in processed.outputs:
             stream = self._streams.get(output.request_id)
             if output.finished:
                 self._streams.pop(output.request_id, None)
                 if self.on_request_finished is not None:
                     self.on_request_finished(output, now)
             if stream is not None:
-                by_loop.setdefault(stream._loop, []).append((stream, output))
-        for loop, items in by_loop.items():
-            _call_soon(loop, _put_all, items)
+                stream._put(output)
 
-    def _publish_snapshot(self) -> None:
-        engine = self.engine
-        bm, sched = engine.block_manager, engine.scheduler
-        hits, queries = bm.reset_prefix_hit_counters()
-        self._prefix_totals[0] += hits
-        self._prefix_totals[1] += queries
-        num_waiting = len({s.request_id for s in sched.waiting})
-        with self._lock:
-            self._num_waiting = num_waiting
-        self.snapshot = EngineSnapshot(
-            num_running=len({s.request_id for s in sched.running}),
-            num_waiting=num_waiting,
-            kv_blocks_used=bm.num_blocks - bm.num_free_blocks, kv_blocks_total=bm.num_blocks,
-            prompt_tokens_total=engine.stats.prompt_tokens_total,
-            generation_tokens_total=engine.stats.generation_tokens_total,
-            prefix_cache_hits_total=self._prefix_totals[0],
-            prefix_cache_queries_total=self._prefix_totals[1],
-            num_preemptions_total=sched.num_preemptions)
+    def _on_rejected(self, request_id: str, error: str) -> None:
+        self.output_processor.abort_request(request_id)
+        stream = self._streams.pop(request_id, None)
+        if stream is not None:
+            stream._fail(ValueError(error))
+
+    def _on_dead(self, error: BaseException) -> None:
+        failure = EngineDeadError(f"The engine core failed: {error}")
+        for request_id in list(self.output_processor.requests):
+            self.output_processor.abort_request(request_id)
+        streams, self._streams = list(self._streams.values()), {}
+        for stream in streams:
+            stream._fail(failure)
+
+    # ----- receiver thread -----
+
+    def _receive(self) -> None:
+        while not self._stopping:
+            message = self.core.receive(_RECEIVE_POLL_MS)
+            if isinstance(message, StepResult):
+                self.snapshot = message.stats
+                self._num_added_by_core = message.num_added
+                if message.updates:
+                    self._call_on_loop(self._on_step, message.updates)
+            elif isinstance(message, RequestRejected):
+                self._call_on_loop(self._on_rejected, message.request_id, message.error)
+            elif isinstance(message, CoreDead):
+                self._die(RuntimeError(message.error))
+                return
+            elif message is None and not self.core.is_alive() and not self._stopping:
+                self._die(RuntimeError(f"the engine core process exited with status {self.core.proc.returncode}"))
+                return
+            if self.log_stats:
+                self._maybe_log()
+
+    def _die(self, error: BaseException) -> None:
+        logger.error("The engine core failed (%s); failing all requests", error)
+        self.dead_error = error
+        self._call_on_loop(self._on_dead, error)
+        if self.on_dead is not None:
+            self.on_dead(error)
+
+    def _call_on_loop(self, fn, *args) -> None:
+        loop = self._loop
+        if loop is None:  # no request has come yet: nothing to hand over
+            return
+        try:
+            loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:  # that event loop is closed: nobody is listening any more
+            pass
 
     def _maybe_log(self) -> None:
         now = time.monotonic()
-        elapsed = now - self._last_log
+        then, before = self._logged
+        elapsed = now - then
         if elapsed < LOG_INTERVAL_S:
             return
-        prompt_tokens, generation_tokens = self.engine.stats.take_interval()
         s = self.snapshot
-        busy = prompt_tokens or generation_tokens or s.num_running or s.num_waiting
-        hits = self._prefix_totals[0] - self._logged_prefix[0]
-        queries = self._prefix_totals[1] - self._logged_prefix[1]
-        self._last_log, self._logged_prefix = now, tuple(self._prefix_totals)
-        if busy:
+        self._logged = (now, s)
+        prompt_tokens = s.prompt_tokens_total - before.prompt_tokens_total
+        generation_tokens = s.generation_tokens_total - before.generation_tokens_total
+        hits = s.prefix_cache_hits_total - before.prefix_cache_hits_total
+        queries = s.prefix_cache_queries_total - before.prefix_cache_queries_total
+        if prompt_tokens or generation_tokens or s.num_running or s.num_waiting:
             logger.info("Avg prompt throughput: %.1f tokens/s, Avg generation throughput: %.1f tokens/s, "
                         "Running: %d reqs, Waiting: %d reqs, GPU KV cache usage: %.1f%%, "
                         "Prefix cache hit rate: %.1f%%", prompt_tokens / elapsed, generation_tokens / elapsed,
                         s.num_running, s.num_waiting, 100 * s.kv_cache_usage,
                         100 * hits / queries if queries else 0.0)
-
-    def _die(self, error: BaseException) -> None:
-        with self._lock:
-            self.dead_error = error
-            pending = list(self._streams.values())
-            self._streams.clear()
-            while True:
-                try:
-                    item = self._inbox.get_nowait()
-                except queue.Empty:
-                    break
-                if item[0] == "add":
-                    pending.append(item[1])
-        failure = error if isinstance(error, EngineDeadError) else EngineDeadError(
-            f"The engine loop failed: {error!r}")
-        for stream in pending:
-            _call_soon(stream._loop, stream._fail, failure)
-
-
-def _put_all(items: list[tuple[RequestStream, RequestOutput]]) -> None:
-    for stream, output in items:
-        stream._put(output)
-
-
-def _call_soon(loop: asyncio.AbstractEventLoop, fn, *args) -> None:
-    try:
-        loop.call_soon_threadsafe(fn, *args)
-    except RuntimeError:  # that event loop is closed: nobody is listening any more
-        pass

@@ -5,7 +5,21 @@ what those earlier tokens already produced is appended; a piece ending in U+FFFD
 multi-byte character split across tokens and waits for the next token (vLLM's algorithm)."""
 from __future__ import annotations
 
-from ember.engine.sequence import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ember.engine.output_processor import SampleState
+
+@dataclass
+class DetokenizerState:
+    """Offsets of vLLM's incremental detokenization (see Detokenizer.append)."""
+    started: bool = False
+    tokens: list[str] = field(default_factory=list)
+    prefix_offset: int = 0
+    read_offset: int = 0
+    text: str = ""
+
 
 # How many prompt tokens seed the window, so a first output token like "▁Hello" gets the
 # leading space it would have in context.
@@ -20,7 +34,7 @@ class Detokenizer:
         tokens = self.tokenizer.convert_ids_to_tokens(ids, skip_special_tokens=skip_special_tokens)
         return [t for t in tokens if t is not None]
 
-    def _to_string(self, tokens: list[str], seq: Sequence) -> str:
+    def _to_string(self, tokens: list[str], seq: SampleState) -> str:
         if not tokens:
             return ""
         if seq.params.skip_special_tokens or seq.params.spaces_between_special_tokens:
@@ -40,7 +54,7 @@ class Detokenizer:
             parts.append(self.tokenizer.convert_tokens_to_string(run))
         return "".join(parts)
 
-    def append(self, seq: Sequence, token_id: int) -> str:
+    def append(self, seq: SampleState, token_id: int) -> str:
         """Decode `token_id`, newly appended to `seq`; returns the text it added."""
         state = seq.detok
         skip = seq.params.skip_special_tokens
@@ -62,7 +76,7 @@ class Detokenizer:
         return new_text
 
 
-def find_stop_string(seq: Sequence, new_chars: int) -> str | None:
+def find_stop_string(seq: SampleState, new_chars: int) -> str | None:
     """If a stop string now appears in the text (it can only end within the new characters),
     cut the text there and return it."""
     text = seq.detok.text
@@ -76,7 +90,7 @@ def find_stop_string(seq: Sequence, new_chars: int) -> str | None:
     return None
 
 
-def visible_text(seq: Sequence) -> str:
+def visible_text(seq: SampleState) -> str:
     """Text safe to show now: while running, hold back what could still become a stop string."""
     text = seq.detok.text
     if seq.is_finished or not seq.params.stop:

@@ -20,6 +20,7 @@ class Scheduler:
         self.running: list[Sequence] = []
         self._announced: set[int] = set()
         self._finished_ids: list[int] = []
+        self._preempted_ids: list[int] = []
         self._in_flight: list[tuple[Sequence, int]] = []
         # Every unfinished sequence, waiting or running, by id.
         self.by_id: dict[int, Sequence] = {}
@@ -63,8 +64,8 @@ class Scheduler:
         return self._step_input(scheduled)
 
     def _step_input(self, scheduled: list[tuple[Sequence, int]]) -> StepInput:
-        step = StepInput(chunks=[], finished_seq_ids=self._finished_ids)
-        self._finished_ids = []
+        step = StepInput(chunks=[], finished_seq_ids=self._finished_ids, preempted_seq_ids=self._preempted_ids)
+        self._finished_ids, self._preempted_ids = [], []
         for seq, num_new in scheduled:
             start = seq.num_computed_tokens
             if seq.seq_id not in self._announced:
@@ -75,9 +76,9 @@ class Scheduler:
             if len(token_ids) < num_new:
                 token_ids.append(PENDING_TOKEN)
             step.chunks.append(ScheduledChunk(
-                seq_id=seq.seq_id, token_ids=token_ids,
-                start_position=start, block_table=seq.block_table,
-                sample=start + num_new == seq.num_tokens))
+                seq_id=seq.seq_id, token_ids=token_ids, start_position=start,
+                new_block_ids=seq.block_table[seq.num_blocks_sent:], sample=start + num_new == seq.num_tokens))
+            seq.num_blocks_sent = len(seq.block_table)
         self._in_flight = scheduled
         return step
 
@@ -85,6 +86,9 @@ class Scheduler:
         """Free the sequence's blocks; it goes back to the front of the queue and recomputes its
         prompt and outputs so far (the prefix cache often makes that cheap)."""
         self.blocks.free(seq)
+        if seq.num_blocks_sent:
+            seq.num_blocks_sent = 0
+            self._preempted_ids.append(seq.seq_id)
         seq.status = SequenceStatus.WAITING
         seq.num_preemptions += 1
         self.num_preemptions += 1

@@ -1,12 +1,11 @@
-"""One sample stream's state: its tokens, where it stands, its blocks, why it finished."""
+"""One sample stream as the engine core sees it: its tokens, where it stands, its blocks, why
+it finished. Its text, logprobs and stop strings live in the front end (output_processor.py)."""
 from __future__ import annotations
 
 import enum
 import itertools
 import time
-from dataclasses import dataclass, field
 
-from ember.outputs import Logprob
 from ember.sampling_params import SamplingParams
 
 _seq_ids = itertools.count()
@@ -16,16 +15,6 @@ class SequenceStatus(enum.Enum):
     WAITING = "waiting"
     RUNNING = "running"
     FINISHED = "finished"
-
-
-@dataclass
-class DetokenizerState:
-    """Offsets of vLLM's incremental detokenization (see engine/detokenizer.py)."""
-    started: bool = False
-    tokens: list[str] = field(default_factory=list)
-    prefix_offset: int = 0
-    read_offset: int = 0
-    text: str = ""
 
 
 class Sequence:
@@ -44,18 +33,15 @@ class Sequence:
         self.num_computed_tokens = 0
         self.num_cached_tokens = 0
         self.block_table: list[int] = []
+        # Leading blocks of block_table the worker has been sent (it keeps the tables).
+        self.num_blocks_sent = 0
         # Leading blocks of block_table already entered in the prefix cache.
         self.num_registered_blocks = 0
         # Chained hashes of this sequence's full blocks, filled as blocks fill up.
         self.block_hashes: list[bytes] = []
         self.arrival_time = time.monotonic() if arrival_time is None else arrival_time
-        self.first_token_time: float | None = None
         self.finish_reason: str | None = None
         self.stop_reason: int | str | None = None
-        # Like vLLM: tracked only when logprobs are asked for, else None.
-        self.cumulative_logprob = 0.0 if params.logprobs is not None else None
-        self.logprobs: list[dict[int, Logprob]] | None = [] if params.logprobs is not None else None
-        self.detok = DetokenizerState()
         self.num_preemptions = 0
 
     @property

@@ -23,7 +23,9 @@ class ModelInput:
     query_start_loc: np.ndarray        # host copy, for prompt logprobs
 
 
-def build_model_input(step: StepInput, block_size: int, device: torch.device, backend: str) -> ModelInput:
+def build_model_input(step: StepInput, block_tables: np.ndarray, block_size: int, device: torch.device,
+                      backend: str) -> ModelInput:
+    """`block_tables`: one row per chunk, in chunk order (BlockTables.gather)."""
     chunks = step.chunks
     query_lens = np.fromiter((len(c.token_ids) for c in chunks), dtype=np.int64, count=len(chunks))
     starts = np.fromiter((c.start_position for c in chunks), dtype=np.int64, count=len(chunks))
@@ -33,10 +35,7 @@ def build_model_input(step: StepInput, block_size: int, device: torch.device, ba
     seq_lens = starts + query_lens
     seq_of_token = np.repeat(np.arange(len(chunks)), query_lens)
     positions = np.arange(num_tokens) - np.repeat(query_start_loc[:-1] - starts, query_lens)
-    max_blocks = max(len(c.block_table) for c in chunks)
-    block_tables = np.zeros((len(chunks), max_blocks), dtype=np.int32)
-    for i, c in enumerate(chunks):
-        block_tables[i, :len(c.block_table)] = c.block_table
+    max_blocks = block_tables.shape[1]
     slots = block_tables[seq_of_token, positions // block_size].astype(np.int64) * block_size + positions % block_size
     sampled = [i for i, c in enumerate(chunks) if c.sample]
     input_ids = np.fromiter(chain.from_iterable(c.token_ids for c in chunks), dtype=np.int64, count=num_tokens)

@@ -18,6 +18,7 @@ from ember.models.loader import load_model
 from ember.worker import kv_cache
 from ember.worker.cuda_graphs import DecodeGraphs
 from ember.worker.host_copy import to_device
+from ember.worker.block_tables import BlockTables
 from ember.worker.input_batch import build_model_input
 from ember.worker.sampler import sample
 from ember.worker.sampling_state import SamplingStates
@@ -42,6 +43,7 @@ class ModelRunner:
                     self.device, time.perf_counter() - start, weight_bytes / 2**30)
         self.vocab_size = config.hf_config.vocab_size
         self.sampling = SamplingStates(self.device, self.vocab_size)
+        self.block_tables = BlockTables(-(-config.max_model_len // config.block_size))
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
         self.num_blocks = 0
         self.graphs: DecodeGraphs | None = None
@@ -94,11 +96,18 @@ class ModelRunner:
         its host-side work for the previous step meanwhile."""
         for seq_id in step.finished_seq_ids:
             self.sampling.remove(seq_id)
+            self.block_tables.remove(seq_id)
+        for seq_id in step.preempted_seq_ids:
+            self.block_tables.clear(seq_id)
         for new in step.new_sequences:
             self.sampling.add(new)
         if not step.chunks:
             return PendingStep.empty()
-        inp = build_model_input(step, self.config.block_size, self.device, self.config.attention_backend)
+        for chunk in step.chunks:
+            if chunk.new_block_ids:
+                self.block_tables.append(chunk.seq_id, chunk.new_block_ids)
+        tables = self.block_tables.gather([c.seq_id for c in step.chunks])
+        inp = build_model_input(step, tables, self.config.block_size, self.device, self.config.attention_backend)
         self._fill_pending_tokens(step, inp)
         prompt_logprobs = {}
         if self.graphs is not None and self.graphs.fits(inp):

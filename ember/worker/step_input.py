@@ -30,7 +30,9 @@ class ScheduledChunk:
     # previous step is still sampling: the runner takes it from that step's device output.
     token_ids: list[int]
     start_position: int       # tokens of this sequence already in the KV cache
-    block_table: list[int]    # read-only: the block manager's own list, valid for this step
+    # Blocks appended to the sequence's block table since the worker last heard of it (all of
+    # them the first time, and after a preemption): the worker keeps the tables.
+    new_block_ids: list[int]
     sample: bool              # True when this chunk reaches the sequence's end: sample a token
 
 
@@ -48,6 +50,8 @@ class StepInput:
     chunks: list[ScheduledChunk]
     new_sequences: list[NewSequence] = field(default_factory=list)
     finished_seq_ids: list[int] = field(default_factory=list)
+    # Sequences preempted since the last step: their blocks are gone, their tables start anew.
+    preempted_seq_ids: list[int] = field(default_factory=list)
     grammar: GrammarBitmask | None = None
 
     @property

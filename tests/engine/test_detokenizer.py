@@ -3,7 +3,7 @@ several tokens."""
 import pytest
 
 from ember.engine.detokenizer import Detokenizer, find_stop_string, visible_text
-from ember.engine.sequence import Sequence
+from ember.engine.output_processor import SampleState
 from ember.sampling_params import SamplingParams
 from tests.tiny_models import smollm2_tokenizer
 
@@ -15,18 +15,18 @@ TEXTS = ["Hello world, this is Ember.", "混合中文和English文本 ok", "emoj
 def test_incremental_text_equals_full_decode(text):
     tok = smollm2_tokenizer()
     ids = tok.encode(text, add_special_tokens=False)
-    seq = Sequence("r", 0, tok.encode("Prompt:", add_special_tokens=False), SamplingParams())
+    seq = SampleState(0, SamplingParams(), tok.encode("Prompt:", add_special_tokens=False))
     detok = Detokenizer(tok)
     pieces = []
     for t in ids:
-        seq.token_ids.append(t)
+        seq.output_token_ids.append(t)
         pieces.append(detok.append(seq, t))
     assert "".join(pieces) == seq.detok.text == tok.decode(ids)
     assert all("\ufffd" not in p for p in pieces)
 
 
 def test_stop_string_split_across_tokens_is_found_and_held_back():
-    seq = Sequence("r", 0, [1], SamplingParams(stop=["STOP"]))
+    seq = SampleState(0, SamplingParams(stop=["STOP"]), [1])
     seq.detok.text = "abc ST"
     assert find_stop_string(seq, 3) is None
     assert visible_text(seq) == "abc"  # "ST" may be the start of "STOP"

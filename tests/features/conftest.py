@@ -15,7 +15,7 @@ import pytest
 
 from tests.features.preference_model import build_preference_checkpoint
 from tests.features.scripts import SCRIPTS
-from tests.server.launcher import ServerProcess, serve_command
+from tests.server.launcher import ServerProcess, hooked_serve_command, serve_command
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TEMPLATE = os.path.join(HERE, "chat_template.jinja")
@@ -34,15 +34,16 @@ def feature_servers(preference_checkpoint, tmp_path_factory):
     work = tmp_path_factory.mktemp("feature-servers")
     scripts = work / "scripts.json"
     scripts.write_text(json.dumps(SCRIPTS))
-    env = {"EMBER_TEST_SCRIPTED_OUTPUTS": str(scripts)}
+    scripted = ["--scripted-outputs", str(scripts)]
     tiny = [preference_checkpoint, "--served-model-name", MODEL, "--chat-template", TEMPLATE,
             "--max-model-len", "1024", "--disable-log-requests"]
     started = {
-        "tools": ServerProcess(serve_command(*tiny, *HERMES), str(work / "tools.log"), env),
-        "reasoning": ServerProcess(serve_command(*tiny, *HERMES, "--enable-reasoning-parser", "--reasoning-parser",
-                                                 "deepseek_r1"), str(work / "reasoning.log"), env),
-        "qwen3": ServerProcess(serve_command(*tiny, "--enable-reasoning", "--reasoning-parser", "qwen3"),
-                               str(work / "qwen3.log"), env),
+        "tools": ServerProcess(hooked_serve_command(scripted, *tiny, *HERMES), str(work / "tools.log")),
+        "reasoning": ServerProcess(hooked_serve_command(scripted, *tiny, *HERMES, "--enable-reasoning-parser",
+                                                        "--reasoning-parser", "deepseek_r1"),
+                                   str(work / "reasoning.log")),
+        "qwen3": ServerProcess(hooked_serve_command(scripted, *tiny, "--enable-reasoning", "--reasoning-parser",
+                                                    "qwen3"), str(work / "qwen3.log")),
         "smol": ServerProcess(serve_command(*HERMES, "--max-model-len", "2048", "--disable-log-requests"),
                               str(work / "smol.log")),
     }

@@ -1,5 +1,5 @@
 """The scripted model outputs of the feature tests: a chat request whose prompt contains a
-trigger is answered with that exact text (EMBER_TEST_SCRIPTED_OUTPUTS, ember/structured/scripted.py).
+trigger is answered with that exact text (tests/scripted_outputs.py, installed by tests/hooked_server.py).
 Where triggers overlap, the one that occurs last in the prompt wins, then the longest."""
 import json
 

@@ -14,7 +14,7 @@ import subprocess
 import pytest
 
 from tests.reliability.hostile import pickle_checkpoint, remote_code_checkpoint
-from tests.server.launcher import ServerProcess, serve_command
+from tests.server.launcher import ServerProcess, hooked_serve_command, serve_command
 from tests.tiny_models import build_tiny_checkpoint
 
 NAME = "tiny"
@@ -62,8 +62,9 @@ class Server(ServerProcess):
             self.verify = tls[1]
 
     def children(self) -> list[int]:
-        """Pids of this server's child processes (the chat template sandbox, executor workers)."""
-        return children_of(self.proc.pid)
+        """Pids of this server's descendant processes (the engine core, the chat template
+        sandbox, the executor's workers under the core)."""
+        return descendants_of(self.proc.pid)
 
     def wait_exit(self, timeout: float) -> int:
         try:
@@ -95,10 +96,21 @@ def cmdline(pid: int) -> str:
         return ""
 
 
+def descendants_of(pid: int) -> list[int]:
+    found, frontier = [], [pid]
+    while frontier:
+        kids = children_of(frontier.pop())
+        found += kids
+        frontier += kids
+    return found
+
+
 def workers_of(server: "Server") -> dict[str, list[int]]:
-    """The server's children by kind: the chat template sandbox and tensor-parallel ranks."""
+    """The server's descendants by kind: the engine core, the chat template sandbox and
+    tensor-parallel ranks."""
     kids = server.children()
-    return {"sandbox": [p for p in kids if "ember_template_sandbox" in cmdline(p)],
+    return {"core": [p for p in kids if "ember.engine.core_process" in cmdline(p)],
+            "sandbox": [p for p in kids if "ember_template_sandbox" in cmdline(p)],
             "rank": [p for p in kids if "ember.executor.mp_worker" in cmdline(p)]}
 
 
@@ -167,7 +179,8 @@ def servers(checkpoint, long_checkpoint, certificate, hostile, tmp_path_factory)
         "storm": start("storm", "--disable-log-requests"),
         "overload": start("overload", "--max-num-seqs", "2", "--max-queued-requests", "4", "--disable-log-requests"),
         # Tensor parallel over 2 CPU ranks: a worker process that must not outlive the server.
-        "fault": start("fault", "-tp", "2", env={"EMBER_TEST_FAIL_AT_STEP": str(FAULT_STEP)}),
+        "fault": Server(hooked_serve_command(["--fail-at-step", str(FAULT_STEP)], checkpoint, "--served-model-name",
+                                             NAME, "-tp", "2"), str(logs / "fault.log")),
         "sigterm": start("sigterm", "-tp", "2", "--disable-log-requests"),
         "sigkill": start("sigkill", "-tp", "2", "--disable-log-requests"),
         "sigint": start("sigint", "--shutdown-timeout", str(SIGINT_SHUTDOWN_TIMEOUT_S), "--disable-log-requests",

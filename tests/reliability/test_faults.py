@@ -1,5 +1,5 @@
-"""Faults. In the engine loop (EMBER_TEST_FAIL_AT_STEP makes a step raise, as a failing model
-forward would): every request in flight ends with a 500 naming the cause, /health turns 503, and
+"""Faults. In the engine core (tests/faults.py's FailAtStep, installed by tests/hooked_server.py,
+makes a step raise, as a failing model forward would): every request in flight ends with a 500 naming the cause, /health turns 503, and
 the process exits non-zero within seconds, its child processes with it. Tied to one request
 (its detokenization): that request fails alone and the rest of the batch is unharmed."""
 import asyncio
@@ -16,7 +16,8 @@ from tests.reliability.conftest import FAULT_STEP, NAME, alive, workers_of
 def test_engine_fault_fails_requests_then_exits(fault_server, report):
     url = fault_server.url
     workers = workers_of(fault_server)
-    assert workers["sandbox"] and workers["rank"], workers  # template sandbox, tensor-parallel rank 1
+    # The engine core, the template sandbox, tensor-parallel rank 1.
+    assert workers["core"] and workers["sandbox"] and workers["rank"], workers
     children = fault_server.children()
     health: list[int] = []
     stop = threading.Event()
@@ -71,25 +72,26 @@ def test_engine_fault_fails_requests_then_exits(fault_server, report):
 def async_llm(checkpoint):
     from ember.config import EngineConfig
     from ember.engine.async_engine import AsyncLLM
-    from ember.engine.llm_engine import LLMEngine
 
-    llm = AsyncLLM(LLMEngine(EngineConfig(model=checkpoint)), log_stats=False)
+    llm = AsyncLLM(EngineConfig(model=checkpoint), log_stats=False)
     yield llm
     llm.shutdown()
 
 
 def test_a_request_fault_fails_that_request_alone(async_llm):
-    """In process: the detokenizer raises for one request; the others finish as they would alone."""
+    """The detokenizer (in the server's process) raises for one request; the others finish as
+    they would alone, and the failed one's blocks are freed in the core."""
     from ember.engine.async_engine import RequestFailedError
     from ember.sampling_params import SamplingParams
 
-    engine = async_llm.engine
-    real_append = engine.detokenizer.append
+    detokenizer = async_llm.output_processor.detokenizer
+    real_append = detokenizer.append
+    poisoned_prompt = async_llm.tokenizer.encode("Prompt poisoned")
 
-    def append(seq, token):
-        if seq.request_id == "poisoned" and seq.num_output_tokens == 3:
+    def append(sample, token):
+        if sample.prompt_token_ids == poisoned_prompt and len(sample.output_token_ids) == 3:
             raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "injected")
-        return real_append(seq, token)
+        return real_append(sample, token)
 
     params = SamplingParams(max_tokens=8, temperature=0, ignore_eos=True)
 
@@ -101,10 +103,16 @@ def test_a_request_fault_fails_that_request_alone(async_llm):
                 return e
         return await asyncio.gather(*(one(rid) for rid in ids))
 
+    async def blocks_freed():
+        deadline = time.monotonic() + 30
+        while async_llm.snapshot.kv_blocks_used or async_llm.snapshot.num_running:
+            assert time.monotonic() < deadline, async_llm.snapshot
+            await asyncio.sleep(0.02)
+
     alone = asyncio.run(run(["a", "b", "c"]))
-    engine.detokenizer.append = append
+    detokenizer.append = append
     together = asyncio.run(run(["a", "poisoned", "b", "c"]))
     assert isinstance(together[1], RequestFailedError) and "injected" in str(together[1])
     assert together[0] == alone[0] and together[2] == alone[1] and together[3] == alone[2]
-    assert engine.block_manager.num_free_blocks == engine.block_manager.num_blocks
+    asyncio.run(blocks_freed())
     assert not async_llm.is_dead

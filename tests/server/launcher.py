@@ -91,6 +91,12 @@ def serve_command(*args: str) -> list[str]:
     return ["-m", "ember.entrypoints.cli", "serve", *args]
 
 
+def hooked_serve_command(hooks: list[str], *args: str) -> list[str]:
+    """`ember serve ARGS` with test hooks installed (tests/hooked_server.py), e.g.
+    ["--fail-at-step", "3"] or ["--scripted-outputs", path]."""
+    return ["-m", "tests.hooked_server", *hooks, "--", *args]
+
+
 def metric(url: str, name: str) -> float:
     """One sample of /metrics, summed over its labels."""
     text = httpx.get(url + "/metrics").text

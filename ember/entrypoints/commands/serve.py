@@ -11,15 +11,20 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "serve", help="start the OpenAI-compatible server",
         description="Start the OpenAI-compatible server (vLLM's flags and defaults).")
-    parser.add_argument("model_tag", nargs="?", default=None, metavar="MODEL",
-                        help=f"model directory, GGUF file, or hub id (default: {DEFAULT_MODEL_NAME}, embedded)")
-    make_arg_parser(parser)
+    add_arguments(parser)
     parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model_tag", nargs="?", default=None, metavar="MODEL",
+                        help=f"model directory, GGUF file, or hub id (default: {DEFAULT_MODEL_NAME}, embedded)")
+    make_arg_parser(parser)
+
+
+def run(args: argparse.Namespace, hooks=None) -> None:
+    """`hooks`: an api_server.ServerHooks, for callers that embed the server (the tests)."""
     from ember.entrypoints.openai.api_server import run_server
 
     if args.model_tag is not None:
         args.model = args.model_tag
-    run_server(args)
+    run_server(args, hooks)

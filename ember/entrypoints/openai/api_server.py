@@ -13,7 +13,9 @@ import logging
 import os
 import signal
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, Response
@@ -24,8 +26,10 @@ from starlette.types import Receive, Scope, Send
 
 from ember import __version__
 from ember.chat_template_sandbox import TemplateSandbox
+from ember.dependencies import MissingDependency
 from ember.engine.async_engine import AsyncLLM
-from ember.engine.llm_engine import LLMEngine
+from ember.engine.core import StepHook
+from ember.engine.core_client import EngineCoreStartError
 from ember.entrypoints.engine_args import engine_config_from_args
 from ember.entrypoints.logging_config import configure_logging
 from ember.entrypoints.openai import cli_args
@@ -41,6 +45,7 @@ from ember.entrypoints.openai.serving_chat import create_chat_completion
 from ember.entrypoints.openai.serving_completion import create_completion
 from ember.entrypoints.openai.serving_tokenization import detokenize, tokenize
 from ember.entrypoints.openai.surface_routes import ServerLoad, add_surface_routes
+from ember.structured.params import GuidedDecodingParams
 from ember.tokenizer import read_chat_template, use_template_sandbox
 
 logger = logging.getLogger(__name__)
@@ -80,9 +85,9 @@ def build_app(ctx: ServingContext, metrics: ServerMetrics, api_key: str | None =
         llm.shutdown()
         if template_sandbox is not None:
             template_sandbox.close()
-        bm = llm.engine.block_manager
-        logger.info("Engine stopped: %d requests left, %d KV cache blocks in use", len(llm.engine.requests),
-                    bm.num_blocks - bm.num_free_blocks)
+        left = llm.snapshot
+        logger.info("Engine stopped: %d requests left, %d KV cache blocks in use",
+                    left.num_running + left.num_waiting, left.kv_blocks_used)
 
     # root_path (--root-path): routes answer both under the prefix and, behind a proxy that
     # strips it, without.
@@ -150,9 +155,20 @@ def build_app(ctx: ServingContext, metrics: ServerMetrics, api_key: str | None =
     return app
 
 
-def create_app(args: argparse.Namespace) -> FastAPI:
-    """Check the flags, load the engine and build the app. Raises ValueError for a bad flag
-    before anything heavy is loaded."""
+@dataclass(frozen=True)
+class ServerHooks:
+    """What a caller that embeds the server (the tests) may change in it; nothing reads these
+    from the environment."""
+    # Runs in the engine core before each step (see EngineCore): faults are injected here.
+    before_step: StepHook | None = None
+    # A rendered chat prompt -> the constraint its output must follow instead of any other
+    # (None: the request's own); scripted model outputs come through here.
+    chat_constraint: Callable[[str], GuidedDecodingParams | None] | None = None
+
+
+def create_app(args: argparse.Namespace, hooks: ServerHooks = ServerHooks()) -> FastAPI:
+    """Check the flags, start the engine core and build the app. Raises ValueError for a bad
+    flag before anything heavy is loaded."""
     cli_args.check_supported(args)
     config = engine_config_from_args(args)
     chat_template = read_chat_template(args.chat_template)
@@ -161,23 +177,24 @@ def create_app(args: argparse.Namespace) -> FastAPI:
     # now so that its imports overlap the engine's loading.
     sandbox = TemplateSandbox(max_output_chars=4 * args.max_request_bytes)
     sandbox.start()
+    metrics = ServerMetrics(config.served_model_name[0], vllm_names=args.vllm_metric_names)
+    lifecycle = ServerLifecycle(args.shutdown_timeout)
     try:
-        engine = LLMEngine(config)
+        llm = AsyncLLM(config, log_stats=not args.disable_log_stats, on_request_finished=metrics.on_request_finished,
+                       max_queued_requests=args.max_queued_requests, on_dead=lifecycle.on_engine_dead,
+                       before_step=hooks.before_step)
     except BaseException:
         sandbox.close()
         raise
-    if engine.tokenizer is not None:
-        use_template_sandbox(engine.tokenizer, sandbox)
-    metrics = ServerMetrics(config.served_model_name[0], vllm_names=args.vllm_metric_names)
-    lifecycle = ServerLifecycle(args.shutdown_timeout)
-    llm = AsyncLLM(engine, log_stats=not args.disable_log_stats, on_request_finished=metrics.on_request_finished,
-                   max_queued_requests=args.max_queued_requests, on_dead=lifecycle.on_engine_dead)
+    if llm.tokenizer is not None:
+        use_template_sandbox(llm.tokenizer, sandbox)
     metrics.watch(llm)
     ctx = ServingContext.for_engine(llm, chat_template=chat_template,
                                     trust_request_chat_template=args.trust_request_chat_template,
                                     log_requests=args.enable_log_requests,
                                     chat_features=cli_args.chat_features(args), max_n=args.max_n,
-                                    response_options=cli_args.response_options(args))
+                                    response_options=cli_args.response_options(args),
+                                    chat_constraint=hooks.chat_constraint)
     return build_app(ctx, metrics, api_key, web_ui=not args.disable_web_ui, lifecycle=lifecycle,
                      max_request_bytes=args.max_request_bytes, template_sandbox=sandbox,
                      load=ServerLoad(enabled=args.enable_server_load_tracking),
@@ -188,7 +205,7 @@ def api_key_of(args: argparse.Namespace) -> str | None:
     return args.api_key or os.environ.get("EMBER_API_KEY") or os.environ.get("VLLM_API_KEY")
 
 
-def run_server(args: argparse.Namespace) -> None:
+def run_server(args: argparse.Namespace, hooks: ServerHooks | None = None) -> None:
     """Serve until SIGTERM/SIGINT (exit 0 once drained, see lifecycle.py) or until the engine
     fails (exit 1)."""
     import uvicorn
@@ -198,8 +215,8 @@ def run_server(args: argparse.Namespace) -> None:
     # While the engine loads nothing is in flight: a SIGTERM just ends the process, cleanly.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     try:
-        app = create_app(args)
-    except ValueError as e:
+        app = create_app(args, hooks or ServerHooks())
+    except (ValueError, MissingDependency, EngineCoreStartError) as e:
         raise SystemExit(f"error: {e}") from None
     host = args.host or "0.0.0.0"
     scheme = "https" if args.ssl_certfile else "http"

@@ -93,7 +93,7 @@ async def compile_structured(llm, params: list[SamplingParams], from_tools: bool
         if p.guided_decoding is not None and id(p.guided_decoding) not in seen:
             seen.add(id(p.guided_decoding))
             try:
-                await asyncio.to_thread(llm.engine.structured.compile, p)
+                await asyncio.to_thread(llm.structured.compile, p)
             except ValueError as e:
                 if from_tools:
                     raise OpenAIError(f"tools: a function's parameters: {e}", param="tools") from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 
 from fastapi import Request
 
@@ -16,7 +16,8 @@ from ember.entrypoints.openai.errors import OpenAIError
 from ember.entrypoints.openai.protocol import PromptTokenUsageInfo, SamplingRequest, UsageInfo
 from ember.entrypoints.openai.sampling import build_sampling_params, check_supported
 from ember.outputs import RequestOutput
-from ember.sampling_params import SamplingParams
+from ember.sampling_params import RequestOutputKind, SamplingParams
+from ember.structured.params import GuidedDecodingParams
 
 logger = logging.getLogger(__name__)
 
@@ -51,21 +52,24 @@ class ServingContext:
     max_queued_requests: int | None = admission.DEFAULT_MAX_QUEUED_REQUESTS
     # Tool-call and reasoning parsing (--enable-auto-tool-choice, --tool-call-parser, --reasoning-parser).
     chat_features: ChatFeatures = ChatFeatures()
+    # A rendered chat prompt -> the constraint that replaces the request's own (a test hook:
+    # see api_server.ServerHooks).
+    chat_constraint: Callable[[str], GuidedDecodingParams | None] | None = None
     # --return-tokens-as-token-ids, --enable-force-include-usage, --enable-prompt-tokens-details.
     response_options: ResponseOptions = ResponseOptions()
 
     @classmethod
     def for_engine(cls, llm: AsyncLLM, **options) -> "ServingContext":
-        engine = llm.engine
-        kv_cache_tokens = engine.num_kv_blocks * engine.config.block_size
+        config = llm.config
+        kv_cache_tokens = llm.num_kv_blocks * config.block_size
         options.setdefault("max_queued_requests", llm.max_queued_requests)
-        return cls(llm=llm, tokenizer=engine.tokenizer, vocab_size=engine.config.hf_config.vocab_size,
-                   model_names=list(engine.config.served_model_name),
-                   max_model_len=engine.config.max_model_len,
-                   sequence_capacity=min(engine.config.max_model_len, kv_cache_tokens),
+        return cls(llm=llm, tokenizer=llm.tokenizer, vocab_size=config.hf_config.vocab_size,
+                   model_names=list(config.served_model_name),
+                   max_model_len=config.max_model_len,
+                   sequence_capacity=min(config.max_model_len, kv_cache_tokens),
                    kv_cache_tokens=kv_cache_tokens,
-                   default_params=engine.default_sampling_params(),
-                   max_new_tokens_default=engine.config.generation_config.get("max_new_tokens"),
+                   default_params=llm.default_sampling_params(),
+                   max_new_tokens_default=config.generation_config.get("max_new_tokens"),
                    **options)
 
     def check_model(self, name: str | None) -> str:
@@ -97,9 +101,11 @@ class ServingContext:
                                      self.sequence_capacity - len(prompt.token_ids), max_tokens, logprobs,
                                      prompt_logprobs)
 
-    async def submit(self, request_id: str, prompts: list[EnginePrompt],
-                     params: list[SamplingParams]) -> list[RequestStream]:
-        """Hand every prompt to the engine (as `request_id-i`); all are admitted or none is."""
+    async def submit(self, request_id: str, prompts: list[EnginePrompt], params: list[SamplingParams],
+                     stream: bool) -> list[RequestStream]:
+        """Hand every prompt to the engine (as `request_id-i`); all are admitted or none is.
+        A stream gets delta outputs (each token once); otherwise one final output."""
+        kind = RequestOutputKind.DELTA if stream else RequestOutputKind.FINAL_ONLY
         admission.check_batch(len(prompts), self.max_queued_requests)
         streams: list[RequestStream] = []
         try:
@@ -108,7 +114,8 @@ class ServingContext:
                 if self.log_requests:
                     logger.info("Received request %s: prompt: %r, params: %s, prompt_token_ids: %s",
                                 sub_id, prompt.text[:_LOG_CHARS], p, _clip(prompt.token_ids))
-                streams.append(await self.llm.add_request(sub_id, prompt.as_engine_input(), p))
+                streams.append(await self.llm.add_request(sub_id, prompt.as_engine_input(),
+                                                          p.clone(output_kind=kind)))
         except BaseException:
             close_all(streams)
             raise
@@ -121,7 +128,7 @@ def close_all(streams: list[RequestStream]) -> None:
 
 
 async def merge(streams: list[RequestStream]) -> AsyncIterator[tuple[int, RequestOutput]]:
-    """(prompt index, cumulative output) from several streams, as they come."""
+    """(prompt index, output) from several streams, as they come."""
     if len(streams) == 1:
         async for output in streams[0]:
             yield 0, output

@@ -18,6 +18,7 @@ import jinja2
 from fastapi import Request
 from fastapi.responses import Response
 
+from ember.entrypoints.openai import beam_search
 from ember.entrypoints.openai.chat_parsing import ChoiceParser, ToolPlan, plan_tools, reasoning_parser
 from ember.entrypoints.openai.errors import OpenAIError
 from ember.entrypoints.openai.logprobs import chat_logprobs
@@ -25,12 +26,12 @@ from ember.entrypoints.openai.protocol import (ChatChoice, ChatChoiceLogprobs, C
                                                ChatCompletionRequest, ChatCompletionResponse, ChatMessage,
                                                ChatResponseMessage, ChatStreamChoice, TokenizeRequest)
 from ember.entrypoints.openai.reasoning.think import THINK_END, prompt_thinking_state
+from ember.entrypoints.openai.response_extras import ResponseExtras
 from ember.entrypoints.openai.sampling import compile_structured, with_constraint
 from ember.entrypoints.openai.serving import ServingContext, close_all, final_outputs, merge, usage_of
-from ember.entrypoints.openai.streaming import ChoiceProgress, SSEResponse, sse
+from ember.entrypoints.openai.streaming import ChoiceProgress, SSEResponse, sse, streamed_usage
 from ember.outputs import RequestOutput
 from ember.sampling_params import SamplingParams
-from ember.structured.scripted import scripted_output
 from ember.tokenizer import render_chat
 
 
@@ -50,16 +51,17 @@ async def create_chat_completion(ctx: ServingContext, request: ChatCompletionReq
     text = render_messages(ctx, request, template)
     prompt = ctx.tokenize(text, request.add_special_tokens)
     num_top = (request.top_logprobs or 0) if request.logprobs else None
-    params = ctx.sampling_params(request, prompt, request.max_completion_tokens or request.max_tokens, num_top)
+    params = ctx.sampling_params(request, prompt, request.max_completion_tokens or request.max_tokens, num_top,
+                                 request.prompt_logprobs)
     prompt_state = prompt_thinking_state(text, request.chat_template_kwargs)
     params = _constrain(params, plan, ctx.chat_features.reasoning_parser is not None and prompt_state != "closed")
-    scripted = scripted_output(text)
-    if scripted is not None:  # test-only: see ember/structured/scripted.py
+    scripted = ctx.chat_constraint(text) if ctx.chat_constraint is not None else None
+    if scripted is not None:
         params = with_constraint(params, scripted)
     await compile_structured(ctx.llm, [params], from_tools=plan.guided is not None and scripted is None)
     chat_id = f"chatcmpl-{uuid.uuid4().hex}"
-    streams = await ctx.submit(chat_id, [prompt], [params])
-    shape = _Shape(ctx, request, model, chat_id, plan, prompt_state)
+    streams = await beam_search.submit(ctx, request, chat_id, [prompt], [params], stream=bool(request.stream))
+    shape = _Shape(ctx, request, model, chat_id, plan, prompt_state, prompt.token_ids)
     if request.stream:
         return SSEResponse(shape.events(merge(streams)), on_close=lambda: close_all(streams))
     final = (await final_outputs(raw_request, streams))[0]
@@ -119,13 +121,15 @@ def _template_tool_call(call: dict) -> dict:
 
 class _Shape:
     def __init__(self, ctx: ServingContext, request: ChatCompletionRequest, model: str, chat_id: str,
-                 plan: ToolPlan | None = None, prompt_state: str | None = None):
+                 plan: ToolPlan | None = None, prompt_state: str | None = None,
+                 prompt_token_ids: list[int] | None = None):
         self.ctx, self.request, self.model, self.id = ctx, request, model, chat_id
         self.created = int(time.time())
         self.plan = plan or ToolPlan()
         self.prompt_state = prompt_state
         # Plain text needs no parsing: its path stays the one without tools or reasoning.
         self.parsing = self.plan.extractor is not None or ctx.chat_features.reasoning_parser is not None
+        self.extras = ResponseExtras(ctx.response_options, request, [prompt_token_ids or []], request.n)
 
     def _parser(self) -> ChoiceParser:
         return ChoiceParser(reasoning_parser(self.ctx.chat_features, self.prompt_state), self.plan)
@@ -134,7 +138,7 @@ class _Shape:
         if not self.request.logprobs:
             return None
         return ChatChoiceLogprobs(content=chat_logprobs(token_ids, entries, self.request.top_logprobs or 0,
-                                                        self.ctx.tokenizer))
+                                                        self.ctx.tokenizer, self.extras.tokens_as_ids))
 
     def response(self, final: RequestOutput) -> ChatCompletionResponse:
         choices = []
@@ -143,38 +147,40 @@ class _Shape:
             if self.parsing:
                 parser = self._parser()
                 parsed = parser.message(s.text)
-                message = ChatResponseMessage(content=parsed.content, reasoning_content=parsed.reasoning_content,
+                message = ChatResponseMessage(content=parsed.content, reasoning=parsed.reasoning_content,
+                                              reasoning_content=parsed.reasoning_content,
                                               tool_calls=parsed.tool_calls)
                 finish = parser.finish_reason(finish)
             choices.append(ChatChoice(index=s.index, message=message,
                                       logprobs=self._logprobs(s.token_ids, s.logprobs or []),
                                       finish_reason=finish, stop_reason=s.stop_reason))
-        return ChatCompletionResponse(id=self.id, created=self.created, model=self.model, choices=choices,
-                                      usage=usage_of([final]))
+        return self.extras.response(ChatCompletionResponse(id=self.id, created=self.created, model=self.model,
+                                                           choices=choices, usage=usage_of([final])), [final])
 
     def _chunk(self, choices: list[ChatStreamChoice], usage=None) -> str:
-        return sse(ChatCompletionChunk(id=self.id, created=self.created, model=self.model, choices=choices,
-                                       usage=usage))
+        return sse(self.extras.chunk(ChatCompletionChunk(id=self.id, created=self.created, model=self.model,
+                                                         choices=choices, usage=usage)))
 
     async def events(self, outputs: AsyncIterator[tuple[int, RequestOutput]]) -> AsyncIterator[str]:
         for index in range(self.request.n):
             yield self._chunk([ChatStreamChoice(index=index, delta={"role": "assistant", "content": ""})])
         progress = [ChoiceProgress() for _ in range(self.request.n)]
         parsers = [self._parser() for _ in range(self.request.n)] if self.parsing else None
-        # Parsed streams may hold text back (a tag not yet complete): logprobs of tokens whose
-        # text was not sent yet wait for the next chunk of their choice. First unsent token:
-        unsent = [0] * self.request.n
+        # Parsed streams may hold text back (a tag not yet complete): the tokens (and logprobs)
+        # whose text was not sent yet wait for the next chunk of their choice.
+        held_ids: list[list[int]] = [[] for _ in range(self.request.n)]
+        held_entries: list[list] = [[] for _ in range(self.request.n)]
         final = None
         async for _, output in outputs:
+            self.extras.observe(0, output)
             for sample in output.outputs:
                 state = progress[sample.index]
                 if state.finished:
                     continue
-                start = state.sent_logprobs
                 text, entries, finish = state.advance(sample)
                 if parsers is None:
                     if text or entries:
-                        logprobs = self._logprobs(sample.token_ids[start:start + len(entries)], entries)
+                        logprobs = self._logprobs(sample.token_ids, entries)
                         yield self._chunk([ChatStreamChoice(index=sample.index, delta={"content": text},
                                                             logprobs=logprobs)])
                     if finish:
@@ -182,16 +188,16 @@ class _Shape:
                                                             stop_reason=sample.stop_reason)])
                     continue
                 parser = parsers[sample.index]
-                deltas = parser.update(sample.text, finish is not None)
+                held_ids[sample.index] += sample.token_ids
+                held_entries[sample.index] += entries
+                deltas = parser.update(state.text, finish is not None)
                 if finish:
                     deltas.append({})
                 for delta in deltas:
                     logprobs = None
-                    if state.sent_logprobs > unsent[sample.index]:
-                        first = unsent[sample.index]
-                        logprobs = self._logprobs(sample.token_ids[first:state.sent_logprobs],
-                                                  (sample.logprobs or [])[first:state.sent_logprobs])
-                        unsent[sample.index] = state.sent_logprobs
+                    if held_ids[sample.index]:
+                        logprobs = self._logprobs(held_ids[sample.index], held_entries[sample.index])
+                        held_ids[sample.index], held_entries[sample.index] = [], []
                     last = finish is not None and delta is deltas[-1]
                     yield self._chunk([ChatStreamChoice(
                         index=sample.index, delta=delta, logprobs=logprobs,
@@ -199,5 +205,5 @@ class _Shape:
                         stop_reason=sample.stop_reason if last else None)])
             if output.finished:
                 final = output
-        if self.request.include_usage and final is not None:
-            yield self._chunk([], usage=usage_of([final]))
+        if self.extras.include_usage and final is not None:
+            yield self._chunk([], usage=streamed_usage([len(final.prompt_token_ids)], progress))

@@ -1,6 +1,6 @@
 """Server-sent events as OpenAI streams them, shared by completions and chat: `data: {json}`
 events, an error event if the request fails midway, and `data: [DONE]` last, always. The
-engine's outputs are cumulative; ChoiceProgress turns them into deltas."""
+engine sends streams delta outputs; ChoiceProgress keeps what a stream needs of the whole."""
 from __future__ import annotations
 
 import json
@@ -11,6 +11,7 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from ember.entrypoints.openai.errors import as_openai_error, error_body
+from ember.entrypoints.openai.protocol import UsageInfo
 from ember.outputs import CompletionOutput
 
 DONE = "data: [DONE]\n\n"
@@ -49,18 +50,25 @@ async def _framed(events: AsyncIterator[str]) -> AsyncIterator[str]:
 
 
 class ChoiceProgress:
-    """What of one choice's cumulative output was already sent."""
+    """One streamed choice. Streams get delta outputs (only what is new each step); this keeps
+    what the stream needs of the whole: the text so far (for parsers that read all of it), the
+    number of tokens (for usage) and whether the choice finished."""
 
     def __init__(self) -> None:
-        self.sent_chars = 0
-        self.sent_logprobs = 0
+        self.text = ""
+        self.num_tokens = 0
         self.finished = False
 
-    def advance(self, output: CompletionOutput) -> tuple[str, list, str | None]:
+    def advance(self, delta: CompletionOutput) -> tuple[str, list, str | None]:
         """(new text, new logprob entries, finish_reason once finished)."""
-        text = output.text[self.sent_chars:]
-        self.sent_chars = len(output.text)
-        logprobs = (output.logprobs or [])[self.sent_logprobs:]
-        self.sent_logprobs += len(logprobs)
-        self.finished = output.finish_reason is not None
-        return text, logprobs, output.finish_reason
+        self.text += delta.text
+        self.num_tokens += len(delta.token_ids)
+        self.finished = delta.finish_reason is not None
+        return delta.text, delta.logprobs or [], delta.finish_reason
+
+
+def streamed_usage(prompt_lengths: list[int], choices) -> UsageInfo:
+    """Usage of a streamed request: its prompts' tokens and every choice's tokens so far."""
+    prompt = sum(prompt_lengths)
+    completion = sum(c.num_tokens for c in choices)
+    return UsageInfo(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
