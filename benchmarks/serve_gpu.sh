@@ -54,7 +54,12 @@ serve() {  # serve DIR LOG FLAGS...: start the server in the background, wait fo
   return 1
 }
 
-stop() { kill -TERM $SERVER; timeout 60 tail --pid=$SERVER -f /dev/null; echo "server exit: $(wait $SERVER; echo $?)"; }
+stop() {  # SIGTERM, then the server's exit status and anything of ember's left running
+  kill -TERM $SERVER
+  wait $SERVER
+  echo "server exit: $?"
+  pgrep -af "ember\." || echo "no ember process left"
+}
 
 bench_serve() {  # bench_serve NAME ARGS...
   local name=$1
