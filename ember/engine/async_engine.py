@@ -137,6 +137,7 @@ class AsyncLLM:
         self._stopping = False
         self._num_sent = 0  # adds sent to the core; it reports how many it took in
         self._num_added_by_core = 0
+        self._step_token_counts: dict[int, int] = {}  # touched by the receiver thread only
         self._streams: dict[str, RequestStream] = {}  # touched on the event loop only
         self._loop: asyncio.AbstractEventLoop | None = None
         self._logged = (time.monotonic(), self.snapshot)
@@ -229,6 +230,9 @@ class AsyncLLM:
         self._receiver.join(timeout)
         while (message := self.core.receive(0)) is not None:  # the core's last word: its state after the aborts
             if isinstance(message, StepResult):
+                for size in message.step_sizes:
+                    self._step_token_counts[size] = self._step_token_counts.get(size, 0) + 1
+                message.stats.step_token_counts = self._step_token_counts
                 self.snapshot = message.stats
         self.core.release()
 

@@ -55,6 +55,7 @@ class EngineCore:
         self._before_step = before_step
         self._num_launched = 0
         self.stats = CoreStats(kv_blocks_total=num_blocks)
+        self.completed_step_sizes: list[int] = []  # tokens of each step completed, until taken
         if config.device.startswith("cuda"):
             self._warm_up()
 
@@ -68,6 +69,7 @@ class EngineCore:
         while self.has_unfinished_requests():
             self.step()
         self.stats = CoreStats(kv_blocks_total=self.num_kv_blocks)
+        self.completed_step_sizes.clear()
         self.block_manager.reset_prefix_hit_counters()
 
     @property
@@ -180,6 +182,7 @@ class EngineCore:
                 self.scheduler.finish(seq)
                 if request.finished:
                     del self.requests[request.request_id]
+        self.completed_step_sizes.append(launched.num_tokens)
         num_sampled = len(launched.reached_end)
         self.stats.prompt_tokens_total += launched.num_tokens - num_sampled
         self.stats.generation_tokens_total += num_sampled
@@ -192,6 +195,8 @@ class EngineCore:
         if seq.params.guided_decoding is not None:
             self.structured.accept(seq.seq_id, token)
         update = SampleUpdate(seq.request_id, seq.index, [token], num_cached_tokens=seq.num_cached_tokens)
+        if seq.num_output_tokens == 1:
+            update.first_scheduled_time = seq.first_scheduled_time
         if sampled.top_logprobs is not None:
             update.logprobs = [(sampled.logprob, sampled.top_logprobs)]
         p = seq.params

@@ -55,13 +55,13 @@ class CoreLoop:
                 if isinstance(message, Stop):
                     for request_id in list(self.core.requests):
                         self.core.abort_request(request_id)
-                    self._send(StepResult([], self.core.current_stats(), self.num_added))
+                    self._send(StepResult([], self.core.current_stats(), self.num_added, self._take_step_sizes()))
                     return
                 self._apply(message)
                 changed = True
             updates = self.core.step() if self.core.has_unfinished_requests() else []
             if updates or changed or busy:
-                self._send(StepResult(updates, self.core.current_stats(), self.num_added))
+                self._send(StepResult(updates, self.core.current_stats(), self.num_added, self._take_step_sizes()))
 
     def _apply(self, message: ToCore) -> None:
         if isinstance(message, AddRequest):
@@ -75,6 +75,10 @@ class CoreLoop:
                 self.core.abort_request(request_id)
         elif isinstance(message, AbortSample):
             self.core.abort_sample(message.request_id, message.index)
+
+    def _take_step_sizes(self) -> list[int]:
+        sizes, self.core.completed_step_sizes = self.core.completed_step_sizes, []
+        return sizes
 
     def _send(self, message: FromCore) -> None:
         self.outbox.send(self.encoder.encode(message), copy=False)

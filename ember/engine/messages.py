@@ -39,6 +39,9 @@ class SampleUpdate(msgspec.Struct, array_like=True, omit_defaults=True):
     finish_reason: str | None = None
     stop_reason: int | None = None
     num_cached_tokens: int = 0
+    # With a sample's first token: when the core first scheduled it (time.monotonic(), which
+    # every process on the host shares).
+    first_scheduled_time: float | None = None
     # The request failed in the core (its grammar, say): every sample ends with this error.
     error: str | None = None
 
@@ -54,6 +57,9 @@ class CoreStats(msgspec.Struct, array_like=True):
     prefix_cache_queries_total: int = 0
     prefix_cache_hits_total: int = 0
     num_preemptions_total: int = 0
+    # Engine steps by the number of tokens they ran; the front end keeps the tally from each
+    # StepResult's step_sizes (the core sends none of it).
+    step_token_counts: dict[int, int] = {}
 
     @property
     def kv_cache_usage(self) -> float:
@@ -92,6 +98,8 @@ class StepResult(msgspec.Struct, tag=True, array_like=True):
     # Requests the core has taken in since it started: the front end counts those still on
     # their way for its admission bound.
     num_added: int
+    # Tokens run by each step these results complete.
+    step_sizes: list[int] = []
 
 
 class RequestRejected(msgspec.Struct, tag=True, array_like=True):

@@ -53,6 +53,7 @@ class RequestState:
     sent_prompt_logprobs: bool = False
     num_cached_tokens: int = 0
     first_token_time: float | None = None
+    first_scheduled_time: float | None = None
     num_finished: int = 0
 
     @property
@@ -136,6 +137,8 @@ class OutputProcessor:
         state.num_cached_tokens = max(state.num_cached_tokens, update.num_cached_tokens)
         if state.first_token_time is None:
             state.first_token_time = now
+        if update.first_scheduled_time is not None and state.first_scheduled_time is None:
+            state.first_scheduled_time = update.first_scheduled_time
         p = sample.params
         last = len(update.token_ids) - 1
         for i, token in enumerate(update.token_ids):
@@ -183,7 +186,9 @@ class OutputProcessor:
             request_id=state.request_id, prompt=state.prompt, prompt_token_ids=state.prompt_token_ids,
             prompt_logprobs=prompt_logprobs, outputs=outputs, finished=state.finished,
             num_cached_tokens=state.num_cached_tokens,
-            metrics={"arrival_time": state.arrival_time, "first_token_time": state.first_token_time})
+            metrics={"arrival_time": state.arrival_time, "first_scheduled_time": state.first_scheduled_time,
+                     "first_token_time": state.first_token_time,
+                     "num_generation_tokens": max(len(s.output_token_ids) for s in state.samples)})
 
 
 def _completion(s: SampleState, delta: bool) -> CompletionOutput | None:

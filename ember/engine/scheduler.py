@@ -4,6 +4,7 @@ sequence cap is spent; waiting sequences are admitted in arrival order with what
 When blocks run out, the newest running sequence is preempted and later recomputed."""
 from __future__ import annotations
 
+import time
 from collections import deque
 
 from ember.engine.block_manager import BlockManager
@@ -58,6 +59,8 @@ class Scheduler:
                 break
             self.waiting.popleft()
             seq.status = SequenceStatus.RUNNING
+            if seq.first_scheduled_time is None:
+                seq.first_scheduled_time = time.monotonic()
             self.running.append(seq)
             scheduled.append((seq, num_new))
             budget -= num_new

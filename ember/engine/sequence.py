@@ -40,6 +40,7 @@ class Sequence:
         # Chained hashes of this sequence's full blocks, filled as blocks fill up.
         self.block_hashes: list[bytes] = []
         self.arrival_time = time.monotonic() if arrival_time is None else arrival_time
+        self.first_scheduled_time: float | None = None
         self.finish_reason: str | None = None
         self.stop_reason: int | str | None = None
         self.num_preemptions = 0

@@ -1,30 +1,22 @@
-"""An engine loop that fails mid-request: the stream ends with an error event and [DONE], new
-requests get a 500 naming the cause, /health turns 503. Built in-process, with a step that
-raises after a few successful ones."""
+"""An engine core that fails mid-request: the stream ends with an error event and [DONE], new
+requests get a 500 naming the cause, /health turns 503. The app is built in the test's
+process; its core (in its own process) gets a step hook that raises after a few steps."""
 import json
 
 from starlette.testclient import TestClient
 
-from ember.config import EngineConfig
+from ember.engine_args import EngineArgs
 from ember.engine.async_engine import AsyncLLM
-from ember.engine.llm_engine import LLMEngine
 from ember.entrypoints.openai.api_server import build_app
 from ember.entrypoints.openai.metrics import ServerMetrics
 from ember.entrypoints.openai.serving import ServingContext
+from tests.faults import FailAtStep
 
 
 def test_a_failing_engine_fails_requests_loudly(tiny_checkpoint):
-    engine = LLMEngine(EngineConfig(model=tiny_checkpoint, served_model_name=["tiny"]))
-    real_step, calls = engine.step, []
-
-    def failing_step():
-        calls.append(1)
-        if len(calls) > 3:
-            raise RuntimeError("injected fault")
-        return real_step()
-
-    engine.step = failing_step
-    app = build_app(ServingContext.for_engine(AsyncLLM(engine, log_stats=False)), ServerMetrics("tiny"))
+    config = EngineArgs(model=tiny_checkpoint, served_model_name=["tiny"]).resolve()
+    llm = AsyncLLM(config, log_stats=False, before_step=FailAtStep(4, "injected fault"))
+    app = build_app(ServingContext.for_engine(llm), ServerMetrics("tiny"))
     body = {"prompt": "Hello", "max_tokens": 50, "ignore_eos": True, "stream": True}
     with TestClient(app) as http:
         with http.stream("POST", "/v1/completions", json=body) as response:

@@ -17,10 +17,6 @@ VLLM_TYPES = {
     "vllm:inter_token_latency_seconds": "histogram", "vllm:e2e_request_latency_seconds": "histogram",
     "vllm:request_queue_time_seconds": "histogram",
 }
-NEEDS_SCHEDULED_TIME = pytest.mark.xfail(
-    strict=True, reason="queue time needs RequestOutput.metrics['first_scheduled_time'] from the engine")
-NEEDS_STEP_COUNTS = pytest.mark.xfail(
-    strict=True, reason="iteration tokens need EngineSnapshot.step_token_counts from the engine")
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +109,6 @@ def test_one_request_moves_every_series(observed_server, stream):
     assert value(after, "vllm:num_requests_running") == value(after, "ember:num_requests_running") == 0
 
 
-@NEEDS_SCHEDULED_TIME
 def test_queue_time_is_observed(observed_server):
     before = scrape(observed_server.url)
     complete(observed_server.url, "queue me")
@@ -123,7 +118,6 @@ def test_queue_time_is_observed(observed_server):
         assert value(after, name) - value(before, name) == 1
 
 
-@NEEDS_STEP_COUNTS
 def test_iteration_tokens_histogram(observed_server):
     complete(observed_server.url, "step by step")
     families = scrape(observed_server.url)

@@ -2,17 +2,16 @@
 import pytest
 from starlette.testclient import TestClient
 
-from ember.config import EngineConfig
+from ember.engine_args import EngineArgs
 from ember.engine.async_engine import AsyncLLM
-from ember.engine.llm_engine import LLMEngine
 from ember.entrypoints.openai import api_server
 from ember.entrypoints.openai.metrics import ServerMetrics
 from ember.entrypoints.openai.serving import ServingContext
 
 
 @pytest.fixture(scope="module")
-def engine(tiny_checkpoint):
-    return LLMEngine(EngineConfig(model=tiny_checkpoint, served_model_name=["tiny"]))
+def config(tiny_checkpoint):
+    return EngineArgs(model=tiny_checkpoint, served_model_name=["tiny"]).resolve()
 
 
 @pytest.fixture
@@ -23,13 +22,13 @@ def web_dir(tmp_path, monkeypatch):
     return tmp_path
 
 
-def client_for(engine, **options) -> TestClient:
-    llm = AsyncLLM(engine, log_stats=False)
+def client_for(config, **options) -> TestClient:
+    llm = AsyncLLM(config, log_stats=False)
     return TestClient(api_server.build_app(ServingContext.for_engine(llm), ServerMetrics("tiny"), **options))
 
 
-def test_page_and_its_files_are_served_and_public(engine, web_dir):
-    with client_for(engine, api_key="secret") as http:
+def test_page_and_its_files_are_served_and_public(config, web_dir):
+    with client_for(config, api_key="secret") as http:
         assert http.get("/").text == "<html>chat</html>"
         assert http.get("/app.js").text == "console.log('hi')"
         assert http.get("/v1/models").status_code == 401
@@ -37,7 +36,7 @@ def test_page_and_its_files_are_served_and_public(engine, web_dir):
         assert http.get("/v1/models", headers={"Authorization": "Bearer secret"}).status_code == 200
 
 
-def test_disable_web_ui_leaves_the_root_free(engine, web_dir):
-    with client_for(engine, web_ui=False) as http:
+def test_disable_web_ui_leaves_the_root_free(config, web_dir):
+    with client_for(config, web_ui=False) as http:
         response = http.get("/")
         assert response.status_code == 404 and response.json()["error"]["code"] == 404
