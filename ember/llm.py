@@ -8,8 +8,8 @@ from tqdm.auto import tqdm
 
 from ember import beam_search as _beam_search
 from ember.beam_search import BeamSearchOutput, BeamSearchParams
-from ember.config import EngineConfig
 from ember.engine.llm_engine import LLMEngine
+from ember.engine_args import EngineArgs
 from ember.outputs import RequestOutput
 from ember.request_checks import check_prompt, check_token_fields
 from ember.sampling_params import RequestOutputKind, SamplingParams
@@ -24,12 +24,12 @@ class LLM:
                  max_num_seqs: int = 256, max_num_batched_tokens: int | None = None,
                  block_size: int = 16, enable_prefix_caching: bool = True, enforce_eager: bool = False,
                  trust_remote_code: bool = False, **kwargs: Any):
-        config = EngineConfig.from_kwargs(
+        config = EngineArgs.from_kwargs(
             model=model, tokenizer=tokenizer, dtype=dtype, seed=seed, max_model_len=max_model_len,
             gpu_memory_utilization=gpu_memory_utilization, max_num_seqs=max_num_seqs,
             max_num_batched_tokens=max_num_batched_tokens, block_size=block_size,
             enable_prefix_caching=enable_prefix_caching, enforce_eager=enforce_eager,
-            trust_remote_code=trust_remote_code, **kwargs)
+            trust_remote_code=trust_remote_code, **kwargs).resolve()
         self.llm_engine = LLMEngine(config)
         self._ids = itertools.count()
 

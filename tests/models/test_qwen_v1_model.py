@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from ember import LLM, SamplingParams
-from ember.config import EngineConfig
+from ember.engine_args import EngineArgs
 from ember.models.loader import load_model
 from tests.models.qwen_v1_checkpoint import build_qwen_v1_checkpoint
 from tests.models.qwen_v1_reference import QwenV1Reference
@@ -17,7 +17,7 @@ PROMPTS = [[9707, 11, 1879, 0], list(range(1000, 1037)), [151644, 872, 198, 1083
                          ids=["as-released", "biases-partial-rotary"])
 def test_logits_equal_reference(tmp_path, overrides):
     directory = build_qwen_v1_checkpoint(str(tmp_path), seed=1, **overrides)
-    config = EngineConfig(model=directory, trust_remote_code=True)
+    config = EngineArgs(model=directory, trust_remote_code=True).resolve()
     model = load_model(directory, config.hf_config, torch.float32, "cpu", config.max_model_len)
     reference = QwenV1Reference(directory)
     ids = PROMPTS[1]
@@ -42,7 +42,7 @@ def test_context_length_and_stop_ids(qwen_v1_dir):
     # <|endoftext|> from generation_config.json, then ChatML's <|im_end|> and <|im_start|>.
     assert llm.llm_engine.eos_token_ids == [151643, 151645, 151644]
     with pytest.raises(ValueError, match="max_model_len"):
-        EngineConfig(model=qwen_v1_dir, max_model_len=257)
+        EngineArgs(model=qwen_v1_dir, max_model_len=257).resolve()
 
 
 def test_chat_renders_chatml(qwen_v1_dir):

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from ember import LLM, SamplingParams
-from ember.config import EngineConfig
+from ember.engine_args import EngineArgs
 from ember.models.loader import load_model
 from tests.tiny_models import build_tiny_checkpoint
 
@@ -71,7 +71,7 @@ def static_ntk_theta(factor: float, head_dim: int) -> float:
 def test_logits_equal_transformers_past_the_original_window(base_dir, tmp_path, kind):
     scaling, max_position = SCALINGS[kind]
     directory = checkpoint_with(base_dir, tmp_path / kind, scaling, max_position)
-    config = EngineConfig(model=directory)
+    config = EngineArgs(model=directory).resolve()
     assert config.max_model_len == 4 * WINDOW
     model = load_model(directory, config.hf_config, torch.float32, "cpu", config.max_model_len)
     if kind == "dynamic":
@@ -106,20 +106,20 @@ def test_rope_scaling_flag_yarn_engine_greedy(base_dir, tmp_path):
 
 def test_max_model_len_default_and_validation(base_dir, tmp_path):
     plain = checkpoint_with(base_dir, tmp_path / "plain", None, WINDOW)
-    assert EngineConfig(model=plain).max_model_len == WINDOW
+    assert EngineArgs(model=plain).resolve().max_model_len == WINDOW
     with pytest.raises(ValueError, match="max_model_len"):
-        EngineConfig(model=plain, max_model_len=WINDOW + 1)
+        EngineArgs(model=plain, max_model_len=WINDOW + 1).resolve()
     yarn = {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": WINDOW}
-    assert EngineConfig(model=plain, rope_scaling=yarn).max_model_len == 4 * WINDOW
+    assert EngineArgs(model=plain, rope_scaling=yarn).resolve().max_model_len == 4 * WINDOW
     with pytest.raises(ValueError, match="max_model_len"):
-        EngineConfig(model=plain, rope_scaling=yarn, max_model_len=4 * WINDOW + 1)
+        EngineArgs(model=plain, rope_scaling=yarn, max_model_len=4 * WINDOW + 1).resolve()
 
 
 def test_qwen3_context_is_40960(tmp_path):
     from transformers import Qwen3Config
 
     Qwen3Config(max_position_embeddings=40960, num_hidden_layers=1).save_pretrained(tmp_path)
-    assert EngineConfig(model=str(tmp_path)).max_model_len == 40960
-    assert EngineConfig(model=str(tmp_path), max_model_len=32768).max_model_len == 32768
+    assert EngineArgs(model=str(tmp_path)).resolve().max_model_len == 40960
+    assert EngineArgs(model=str(tmp_path), max_model_len=32768).resolve().max_model_len == 32768
     with pytest.raises(ValueError, match="40960"):
-        EngineConfig(model=str(tmp_path), max_model_len=40961)
+        EngineArgs(model=str(tmp_path), max_model_len=40961).resolve()

@@ -5,7 +5,7 @@ import os
 import pytest
 import torch
 
-from ember.config import EngineConfig
+from ember.engine_args import EngineArgs
 from ember.quantization.awq import AWQConfig
 from ember.quantization.fp8 import FP8Config
 from ember.quantization.gptq import GPTQConfig
@@ -19,30 +19,30 @@ def gptq_dir(dense_checkpoint, tmp_path_factory):
 
 
 def test_detected_from_config_json(gptq_dir):
-    config = EngineConfig(model=gptq_dir)
+    config = EngineArgs(model=gptq_dir).resolve()
     assert config.quant_config == GPTQConfig(bits=4, group_size=32, zero_offset=1)
 
 
 @pytest.mark.parametrize("name", ["gptq", "gptq_marlin"])
 def test_matching_option_is_accepted(gptq_dir, name):
-    assert isinstance(EngineConfig(model=gptq_dir, quantization=name).quant_config, GPTQConfig)
+    assert isinstance(EngineArgs(model=gptq_dir, quantization=name).resolve().quant_config, GPTQConfig)
 
 
 def test_mismatch_is_a_clear_error(gptq_dir):
     with pytest.raises(ValueError, match="quantization='awq' does not match the checkpoint.*'gptq'"):
-        EngineConfig(model=gptq_dir, quantization="awq")
+        EngineArgs(model=gptq_dir, quantization="awq").resolve()
 
 
 def test_unknown_method(gptq_dir):
     with pytest.raises(ValueError, match="quantization='squeezellm' is not supported"):
-        EngineConfig(model=gptq_dir, quantization="squeezellm")
+        EngineArgs(model=gptq_dir, quantization="squeezellm").resolve()
 
 
 def test_option_without_quantized_checkpoint(dense_checkpoint):
     with pytest.raises(ValueError, match="has no quantization_config"):
-        EngineConfig(model=dense_checkpoint("llama"), quantization="fp8")
+        EngineArgs(model=dense_checkpoint("llama"), quantization="fp8").resolve()
     # Random weights (benchmarks) take the format's usual settings instead.
-    config = EngineConfig(model=dense_checkpoint("llama"), quantization="awq", load_format="dummy")
+    config = EngineArgs(model=dense_checkpoint("llama"), quantization="awq", load_format="dummy").resolve()
     assert config.quant_config == AWQConfig(group_size=128)
 
 
@@ -67,13 +67,13 @@ def _variant(src: str, tmp_path, quantization_config: dict | None, side_file: tu
 def test_auto_gptq_quantize_config_json(gptq_dir, tmp_path):
     directory = _variant(gptq_dir, tmp_path, None, ("quantize_config.json",
                                                     {"bits": 8, "group_size": -1, "desc_act": True, "sym": False}))
-    assert EngineConfig(model=directory).quant_config == GPTQConfig(bits=8, group_size=-1, zero_offset=1)
+    assert EngineArgs(model=directory).resolve().quant_config == GPTQConfig(bits=8, group_size=-1, zero_offset=1)
 
 
 def test_autoawq_quant_config_json_old_keys(gptq_dir, tmp_path):
     old_keys = {"zero_point": True, "q_group_size": 64, "w_bit": 4, "version": "GEMM"}
     directory = _variant(gptq_dir, tmp_path, None, ("quant_config.json", old_keys))
-    assert EngineConfig(model=directory).quant_config == AWQConfig(group_size=64)
+    assert EngineArgs(model=directory).resolve().quant_config == AWQConfig(group_size=64)
 
 
 @pytest.mark.parametrize("settings, message", [
@@ -84,7 +84,7 @@ def test_autoawq_quant_config_json_old_keys(gptq_dir, tmp_path):
 ])
 def test_unsupported_settings(gptq_dir, tmp_path, settings, message):
     with pytest.raises(ValueError, match=message):
-        EngineConfig(model=_variant(gptq_dir, tmp_path, settings))
+        EngineArgs(model=_variant(gptq_dir, tmp_path, settings)).resolve()
 
 
 def test_fp8_block_settings():
@@ -96,9 +96,9 @@ def test_fp8_block_settings():
 @pytest.mark.parametrize("name, dtype", [("auto", torch.float32), ("fp8", torch.float8_e4m3fn),
                                          ("fp8_e4m3", torch.float8_e4m3fn), ("fp8_e5m2", torch.float8_e5m2)])
 def test_kv_cache_dtype(dense_checkpoint, name, dtype):
-    assert EngineConfig(model=dense_checkpoint("llama"), kv_cache_dtype=name).kv_cache_torch_dtype == dtype
+    assert EngineArgs(model=dense_checkpoint("llama"), kv_cache_dtype=name).resolve().kv_cache_torch_dtype == dtype
 
 
 def test_kv_cache_dtype_unknown(dense_checkpoint):
     with pytest.raises(ValueError, match="kv_cache_dtype must be one of auto, fp8, fp8_e4m3, fp8_e5m2"):
-        EngineConfig(model=dense_checkpoint("llama"), kv_cache_dtype="int8")
+        EngineArgs(model=dense_checkpoint("llama"), kv_cache_dtype="int8").resolve()

@@ -7,7 +7,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from ember import LLM, SamplingParams
-from ember.config import EngineConfig
+from ember.engine_args import EngineArgs
 from ember.models.loader import load_model
 from tests.quantization.checkpoints import write_quantized
 from tests.tiny_models import hf_greedy
@@ -34,7 +34,7 @@ CASES = {
 
 
 def _ember_logits(directory: str, ids: list[int]) -> torch.Tensor:
-    config = EngineConfig(model=directory)
+    config = EngineArgs(model=directory).resolve()
     model = load_model(directory, config.hf_config, torch.float32, "cpu", config.max_model_len,
                        quant_config=config.quant_config)
     with torch.inference_mode():
@@ -68,7 +68,7 @@ def test_format(case, dense_checkpoint, tmp_path):
 def test_quantized_layers_keep_packed_tensors(dense_checkpoint, tmp_path):
     """No dense copy of a quantized layer's weight exists after loading; the LM head stays dense."""
     quantized, _ = write_quantized(dense_checkpoint("qwen2"), str(tmp_path), "gptq", bits=4, group_size=32)
-    config = EngineConfig(model=quantized)
+    config = EngineArgs(model=quantized).resolve()
     model = load_model(quantized, config.hf_config, torch.float32, "cpu", 64, quant_config=config.quant_config)
     qkv = model.model.layers[0].self_attn.qkv_proj
     assert not hasattr(qkv, "weight") and qkv.qweight.dtype == torch.int32

@@ -4,7 +4,7 @@ torch Qwen v1 reference run on the dequantized twin."""
 import torch
 
 from ember import LLM, SamplingParams
-from ember.config import EngineConfig
+from ember.engine_args import EngineArgs
 from ember.models.loader import load_model
 from tests.models.qwen_v1_checkpoint import build_qwen_v1_checkpoint
 from tests.models.qwen_v1_reference import QwenV1Reference
@@ -16,7 +16,7 @@ PROMPTS = [[9707, 11, 1879, 0], list(range(1000, 1037))]
 def test_qwen_v1_int4(tmp_path):
     dense = build_qwen_v1_checkpoint(str(tmp_path / "dense"), seed=2, no_bias=False)
     quantized, dequantized = write_quantized(dense, str(tmp_path), "gptq", bits=4, group_size=32)
-    config = EngineConfig(model=quantized, trust_remote_code=True)
+    config = EngineArgs(model=quantized, trust_remote_code=True).resolve()
     model = load_model(quantized, config.hf_config, torch.float32, "cpu", config.max_model_len,
                        quant_config=config.quant_config)
     assert model.model.layers[0].self_attn.qkv_proj.qweight.shape == (64 // 8, 3 * 64)

@@ -70,10 +70,10 @@ def test_engine_fault_fails_requests_then_exits(fault_server, report):
 
 @pytest.fixture
 def async_llm(checkpoint):
-    from ember.config import EngineConfig
+    from ember.engine_args import EngineArgs
     from ember.engine.async_engine import AsyncLLM
 
-    llm = AsyncLLM(EngineConfig(model=checkpoint), log_stats=False)
+    llm = AsyncLLM(EngineArgs(model=checkpoint).resolve(), log_stats=False)
     yield llm
     llm.shutdown()
 

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from ember.config import EngineConfig
+from ember.engine_args import EngineArgs
 from ember.engine.async_engine import AsyncLLM, EngineDeadError
 from ember.sampling_params import RequestOutputKind, SamplingParams
 from tests.faults import FailAtStep
@@ -14,7 +14,7 @@ GREEDY = dict(temperature=0, ignore_eos=True)
 
 @pytest.fixture
 def llm(tiny_checkpoint):
-    llm = AsyncLLM(EngineConfig(model=tiny_checkpoint), log_stats=False)
+    llm = AsyncLLM(EngineArgs(model=tiny_checkpoint).resolve(), log_stats=False)
     yield llm
     llm.shutdown()
 
@@ -97,7 +97,7 @@ def test_closing_a_stream_ends_its_waiting_consumer(llm):
 
 
 def test_a_failing_core_fails_every_request_and_marks_the_engine_dead(tiny_checkpoint):
-    llm = AsyncLLM(EngineConfig(model=tiny_checkpoint), log_stats=False,
+    llm = AsyncLLM(EngineArgs(model=tiny_checkpoint).resolve(), log_stats=False,
                    before_step=FailAtStep(3, "device on fire"))
 
     async def run():

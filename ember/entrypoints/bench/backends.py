@@ -100,12 +100,12 @@ class EmberBackend:
 def load_backend(args: argparse.Namespace, spec: ModelSpec, hf_max_batch_size: int, hf_continuous: bool = False):
     if args.backend == "ember":
         return EmberBackend(args, spec)
-    from ember.config import EngineConfig
+    from ember.engine_args import EngineArgs
     from ember.entrypoints.bench.hf_backend import HFBackend
 
     device = device_of(args)
     # The dtype Ember would pick for the same flags, so both sides compute alike.
-    dtype = EngineConfig(model=spec.path, dtype=args.dtype, device=device).torch_dtype
+    dtype = EngineArgs(model=spec.path, dtype=args.dtype, device=device).resolve().torch_dtype
     return HFBackend(spec.path, dtype, device, spec.random_weights, args.seed, args.trust_remote_code,
                      hf_max_batch_size, hf_continuous)
 
