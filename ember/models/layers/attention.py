@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ember.kernels import kv_cache_write, paged_attention
-from ember.kernels.paged_attention_ref import paged_attention_ref
+from ember.kernels.paged_attention_torch import paged_attention_torch
 
 
 @dataclass
@@ -59,7 +59,7 @@ class Attention(nn.Module):
             attend = paged_attention.paged_attention
         else:
             kv_cache_write.write_kv_cache_ref(k, v, self.k_cache, self.v_cache, meta.slot_mapping)
-            attend = paged_attention_ref
+            attend = paged_attention_torch
         out = attend(q, self.k_cache, self.v_cache, meta.block_tables, meta.query_start_loc,
                      meta.seq_lens, self.scale, meta.max_query_len, meta.max_seq_len)
         return out.view(-1, self.num_heads * self.head_dim)
