@@ -3,21 +3,17 @@ requests and aborts, receive its step results, stop it. Sends may come from any 
 lock keeps them whole); receiving is one thread's job (AsyncLLM's receiver)."""
 from __future__ import annotations
 
-import os
 import pickle
 import shutil
-import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
-from multiprocessing.connection import Connection
 
 import msgspec
 import zmq
 
-import ember
+from ember.child_process import start_child
 from ember.config import EngineConfig
 from ember.engine.core import StepHook
 from ember.engine.messages import CoreDead, FromCore, Ready, Stop, ToCore
@@ -50,15 +46,9 @@ class CoreProcess:
         self._encoder = msgspec.msgpack.Encoder()
         self._decoder = msgspec.msgpack.Decoder(FromCore)
         self._send_lock = threading.Lock()
-        ours, theirs = socket.socketpair()
-        # The child imports ember as this process does, even from a source tree.
-        package_root = os.path.dirname(os.path.dirname(os.path.abspath(ember.__file__)))
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
-        self.proc = subprocess.Popen([sys.executable, "-m", "ember.engine.core_process", str(theirs.fileno())],
-                                     pass_fds=[theirs.fileno()], env=env)
-        theirs.close()
-        # Held open for the core's lifetime: its hang-up is how the core learns this process died.
-        self._lifeline = Connection(ours.detach())
+        # The socket pair stays open for the core's lifetime: its hang-up is how the core learns
+        # that this process died.
+        self.proc, self._lifeline = start_child("ember.engine.core_process")
         try:
             self._lifeline.send_bytes(pickle.dumps(
                 (config, before_step, f"ipc://{self._dir}/to-core", f"ipc://{self._dir}/from-core")))

@@ -20,12 +20,12 @@ from multiprocessing.connection import Connection
 import msgspec
 import zmq
 
+from ember.child_process import exit_with_parent
 from ember.engine.core import EngineCore
 from ember.engine.input_processor import eos_token_ids
 from ember.engine.messages import (Abort, AbortSample, AddRequest, CoreDead, FromCore, RequestRejected, Ready,
                                    StepResult, Stop, ToCore, from_wire)
 from ember.entrypoints.logging_config import configure_logging
-from ember.executor.mp_worker import _exit_with_engine as exit_with_parent
 from ember.tokenizer import load_tokenizer
 
 logger = logging.getLogger(__name__)

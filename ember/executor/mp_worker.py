@@ -5,29 +5,14 @@ from __future__ import annotations
 
 import logging
 import os
-import select
 import signal
 import sys
 import threading
 import traceback
 from multiprocessing.connection import Connection
 
+from ember.child_process import exit_with_parent
 from ember.executor.worker import Worker
-
-PARENT_POLL_S = 1.0
-
-
-def _exit_with_engine(fd: int, parent: int) -> None:
-    """The engine process killed outright (SIGKILL, OOM) says nothing: the kernel closes its
-    end of the socket, which this end sees as a hang-up at once, even while the main thread is
-    stuck in a collective that will never complete. The parent check covers an engine whose
-    socket lives on in a process it forked. Not PR_SET_PDEATHSIG: that fires when the *thread*
-    that started the worker ends, and the engine may start its executor on a passing thread."""
-    hangup = select.poll()
-    hangup.register(fd, select.POLLHUP | getattr(select, "POLLRDHUP", 0))
-    while not hangup.poll(PARENT_POLL_S * 1000) and os.getppid() == parent:
-        pass
-    os._exit(1)
 
 
 def _serve(conn: Connection) -> int:
@@ -61,7 +46,7 @@ def main() -> None:
     # Ctrl-C in a terminal reaches the whole process group: the engine decides what stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     conn = Connection(int(sys.argv[1]))  # open to the end: the watch must see only the engine hang up
-    threading.Thread(target=_exit_with_engine, args=(conn.fileno(), os.getppid()), daemon=True).start()
+    threading.Thread(target=exit_with_parent, args=(conn.fileno(), os.getppid()), daemon=True).start()
     code = _serve(conn)
     sys.stdout.flush()
     sys.stderr.flush()

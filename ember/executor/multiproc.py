@@ -18,16 +18,13 @@ from __future__ import annotations
 import os
 import pickle
 import shutil
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 import weakref
-from multiprocessing.connection import Connection
 from typing import Any
 
-import ember
+from ember.child_process import start_child
 from ember.config import EngineConfig
 from ember.distributed.parallel_state import destroy_tensor_parallel
 from ember.executor.distributed import DistributedExecutor
@@ -42,14 +39,7 @@ class WorkerProcess:
 
     def __init__(self, spec: RankSpec, config: EngineConfig):
         self.rank = spec.rank
-        ours, theirs = socket.socketpair()
-        # The child imports ember as this process does, even from a source tree.
-        package_root = os.path.dirname(os.path.dirname(os.path.abspath(ember.__file__)))
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
-        self.proc = subprocess.Popen([sys.executable, "-m", "ember.executor.mp_worker", str(theirs.fileno())],
-                                     pass_fds=[theirs.fileno()], env=env)
-        theirs.close()
-        self.conn = Connection(ours.detach())
+        self.proc, self.conn = start_child("ember.executor.mp_worker")
         self.conn.send((spec, config))
 
     @property

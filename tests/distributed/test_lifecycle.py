@@ -48,8 +48,8 @@ def test_workers_exit_when_the_engine_process_is_killed(checkpoints, tmp_path):
 
 _STUCK_WORKER = """
 import os, sys, threading, time
-from ember.executor.mp_worker import _exit_with_engine
-threading.Thread(target=_exit_with_engine, args=(int(sys.argv[1]), os.getppid()), daemon=True).start()
+from ember.child_process import exit_with_parent
+threading.Thread(target=exit_with_parent, args=(int(sys.argv[1]), os.getppid()), daemon=True).start()
 print("watching", flush=True)
 time.sleep(600)  # as a main thread stuck in a collective whose other ranks are gone
 """
