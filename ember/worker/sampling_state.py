@@ -58,9 +58,6 @@ class SamplingStates:
         self.states.pop(seq_id, None)
         self.want_prompt_logprobs.discard(seq_id)
 
-    def record(self, seq_id: int, token_id: int) -> None:
-        self.states[seq_id].output_token_ids.append(token_id)
-
     def batch(self, seq_ids: list[int], grammar: GrammarBitmask | None = None) -> SamplingBatch:
         states = [self.states[s] for s in seq_ids]
         params = [s.params for s in states]
