@@ -9,6 +9,7 @@ import re
 
 import httpx
 
+from ember.entrypoints.openai.api_server import WEB_DIR
 from tests.server.launcher import metric
 from tests.web.chat import (GENERATED, RUNNING, chunk, fulfil_with, last_reply, open_chat, send, set_field,
                             wait_reply_done, wait_until)
@@ -190,7 +191,8 @@ def test_nothing_is_fetched_from_elsewhere(page, tiny_server):
     others = [url for url in urls if not url.startswith(tiny_server.url + "/") and not url.startswith("data:")]
     assert others == []
     paths = {url[len(tiny_server.url):] for url in urls if not url.startswith("data:")}
-    assert paths == {"/", "/style.css", "/markdown.js", "/app.js", "/v1/models", "/v1/chat/completions"}
+    page_files = {"/" + f for f in os.listdir(WEB_DIR) if f.endswith((".css", ".js"))}  # all of them, used
+    assert paths == {"/", *page_files, "/v1/models", "/v1/chat/completions"}
 
 
 def test_api_key_flow(page, keyed_server):
