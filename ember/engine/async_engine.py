@@ -230,10 +230,7 @@ class AsyncLLM:
         self._receiver.join(timeout)
         while (message := self.core.receive(0)) is not None:  # the core's last word: its state after the aborts
             if isinstance(message, StepResult):
-                for size in message.step_sizes:
-                    self._step_token_counts[size] = self._step_token_counts.get(size, 0) + 1
-                message.stats.step_token_counts = self._step_token_counts
-                self.snapshot = message.stats
+                self._take_stats(message)
         self.core.release()
 
     def _on_step(self, updates: list[SampleUpdate]) -> None:
@@ -275,8 +272,7 @@ class AsyncLLM:
         while not self._stopping:
             message = self.core.receive(_RECEIVE_POLL_MS)
             if isinstance(message, StepResult):
-                self.snapshot = message.stats
-                self._num_added_by_core = message.num_added
+                self._take_stats(message)
                 if message.updates:
                     self._call_on_loop(self._on_step, message.updates)
             elif isinstance(message, RequestRejected):
@@ -289,6 +285,13 @@ class AsyncLLM:
                 return
             if self.log_stats:
                 self._maybe_log()
+
+    def _take_stats(self, result: StepResult) -> None:
+        for size in result.step_sizes:
+            self._step_token_counts[size] = self._step_token_counts.get(size, 0) + 1
+        result.stats.step_token_counts = self._step_token_counts
+        self.snapshot = result.stats
+        self._num_added_by_core = result.num_added
 
     def _die(self, error: BaseException) -> None:
         logger.error("The engine core failed (%s); failing all requests", error)
