@@ -14,6 +14,7 @@ from ember.distributed.validation import check_parallel_flags, choose_backend
 from ember.models.hf_config import (config_dtype, load_generation_config, load_hf_config, max_context_of,
                                     split_gguf)
 from ember.models.source import resolve_model
+from ember.quantization.gguf_cpu import cpu_default_dtype
 from ember.quantization.config import check_fp8_support, kv_cache_torch_dtype, resolve_quantization
 
 _DTYPES = {"float32": torch.float32, "float": torch.float32, "float16": torch.float16,
@@ -82,7 +83,7 @@ class EngineArgs:
         device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
         model_path = resolve_model(self.model, self.revision, self.download_dir)
         hf_config = load_hf_config(model_path, self.rope_scaling)
-        torch_dtype = _resolve_dtype(self.dtype, device, hf_config)
+        torch_dtype = _resolve_dtype(self.dtype, device, hf_config, model_path)
         quant_config = resolve_quantization(self.quantization, hf_config, split_gguf(model_path)[0],
                                             self.load_format)
         kv_dtype = kv_cache_torch_dtype(self.kv_cache_dtype, torch_dtype)
@@ -117,7 +118,7 @@ class EngineArgs:
             quant_config=quant_config, kv_cache_torch_dtype=kv_dtype)
 
 
-def _resolve_dtype(dtype: str | torch.dtype, device: str, hf_config) -> torch.dtype:
+def _resolve_dtype(dtype: str | torch.dtype, device: str, hf_config, model_path: str) -> torch.dtype:
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype != "auto":
@@ -125,7 +126,7 @@ def _resolve_dtype(dtype: str | torch.dtype, device: str, hf_config) -> torch.dt
             raise ValueError(f"dtype must be one of auto, {', '.join(_DTYPES)}; got {dtype!r}.")
         resolved = _DTYPES[dtype]
     elif not device.startswith("cuda"):
-        return torch.float32
+        return cpu_default_dtype(model_path if split_gguf(model_path)[1] else None)
     else:
         resolved = config_dtype(hf_config) or torch.bfloat16
         if isinstance(resolved, str):

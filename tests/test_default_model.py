@@ -14,7 +14,16 @@ NUM_TOKENS = 16
 
 @pytest.fixture(scope="module")
 def llm():
-    return LLM(default_model_path())
+    """The fp32 path (dequantized weights): the one equal to transformers token for token."""
+    return LLM(default_model_path(), dtype="float32")
+
+
+def test_the_default_runs_bf16_on_int4_kernels_and_answers():
+    llm = LLM(default_model_path())
+    assert llm.llm_engine.config.torch_dtype in (torch.bfloat16, torch.float32)  # bf16 where the CPU has it
+    out = llm.chat([{"role": "user", "content": "What is the capital of France?"}],
+                   SamplingParams(temperature=0, max_tokens=32), use_tqdm=False)
+    assert "Paris" in out[0].outputs[0].text
 
 
 def test_answers_the_capital_of_france(llm):

@@ -18,7 +18,10 @@ def split_gguf(path: str) -> tuple[str, str | None]:
 def load_hf_config(path: str, rope_scaling: dict | None = None) -> PretrainedConfig:
     directory, gguf_file = split_gguf(path)
     if gguf_file is not None:
-        config = AutoConfig.from_pretrained(directory, gguf_file=gguf_file)
+        from ember.models.gguf_loading import gguf_config_dict
+
+        values = gguf_config_dict(path)
+        config = AutoConfig.for_model(values.pop("model_type"), **values)
     else:
         with open(os.path.join(directory, "config.json")) as f:
             raw = json.load(f)

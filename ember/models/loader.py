@@ -1,5 +1,6 @@
 """Builds a model and fills its weights from a checkpoint: safetensors (sharded or not),
-PyTorch .bin, or a GGUF file (dequantized at load by transformers' GGUF reader); or random
+PyTorch .bin, or a GGUF file (ember.models.gguf_loading: dequantized to the model's dtype, or
+kept in its blocks on the CPU in bf16); or random
 weights at the model's shapes (load_format="dummy", for benchmarks without a download)."""
 from __future__ import annotations
 
@@ -13,26 +14,18 @@ from typing import Iterator
 import torch
 
 from ember.models.dummy_weights import draw_unsharded
+from ember.models.gguf_loading import load_gguf_weights
 from ember.models.hf_config import split_gguf
 from ember.models.layers.linear import placeholder_weights
 from ember.models.registry import model_class
+from ember.quantization.gguf_cpu import keeps_gguf_blocks
 from ember.quantization.layers import finish_quantized_loading, install_quantization
 
 logger = logging.getLogger(__name__)
 
 
 def iter_checkpoint(path: str, hf_config=None) -> Iterator[tuple[str, torch.Tensor]]:
-    directory, gguf_file = split_gguf(path)
-    if gguf_file is not None:
-        from transformers import AutoModelForCausalLM
-        from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
-
-        # transformers names GGUF tensors through a model skeleton; on "meta" it costs no memory.
-        with torch.device("meta"):
-            skeleton = AutoModelForCausalLM.from_config(hf_config)
-        tensors = load_gguf_checkpoint(path, return_tensors=True, model_to_load=skeleton)["tensors"]
-        yield from tensors.items()
-        return
+    directory, _ = split_gguf(path)
     files = sorted(glob.glob(os.path.join(directory, "*.safetensors")))
     if files:
         from safetensors import safe_open
@@ -57,10 +50,12 @@ def load_model(path: str, hf_config, dtype: torch.dtype, device: str, max_positi
                load_format: str = "auto", seed: int = 0, quant_config=None) -> torch.nn.Module:
     """`quant_config` (ember.quantization): the checkpoint's quantized format, or None."""
     cls = model_class(hf_config)
+    gguf = split_gguf(path)[1] is not None and load_format != "dummy"
+    keep_gguf_blocks = gguf and keeps_gguf_blocks(dtype, device)
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
     try:
-        with torch.device(device), placeholder_weights() if quant_config else nullcontext():
+        with torch.device(device), placeholder_weights() if quant_config or keep_gguf_blocks else nullcontext():
             model = cls(hf_config, max_position)
     finally:
         torch.set_default_dtype(previous)
@@ -69,7 +64,8 @@ def load_model(path: str, hf_config, dtype: torch.dtype, device: str, max_positi
     if load_format == "dummy":
         _random_weights(model, device, seed)
     else:
-        loaded = model.load_weights(iter_checkpoint(path, hf_config))
+        loaded = load_gguf_weights(model, path, keep_gguf_blocks) if gguf else \
+            model.load_weights(iter_checkpoint(path, hf_config))
         missing = sorted(n for n, p in model.named_parameters()
                          if n not in loaded and not getattr(p, "has_default", False))
         if missing:
