@@ -122,14 +122,20 @@ class AsyncLLM:
         self.on_dead = on_dead
         self.max_queued_requests = max_queued_requests
         start = time.perf_counter()
-        self.tokenizer = None if config.skip_tokenizer_init else load_tokenizer(
-            config.tokenizer_path, config.trust_remote_code, config.revision)
         self.core = CoreProcess(config, before_step)
+        try:  # while the core loads the model
+            self.tokenizer = None if config.skip_tokenizer_init else load_tokenizer(
+                config.tokenizer_path, config.trust_remote_code, config.revision)
+        except BaseException:
+            self.core.stop(timeout=0)
+            self.core.release()
+            raise
+        self.core.wait_until_ready()
         self.num_kv_blocks = self.core.num_kv_blocks
         self.input_processor = InputProcessor(config, self.tokenizer, self.num_kv_blocks)
         self.output_processor = OutputProcessor(self.tokenizer)
         # Grammars compile here too, so that an invalid one is refused (a 400) before the core sees it.
-        self.structured = StructuredOutputs(self.tokenizer, config.hf_config.vocab_size,
+        self.structured = StructuredOutputs(lambda: self.tokenizer, config.hf_config.vocab_size,
                                             self.input_processor.eos_token_ids)
         self.snapshot = EngineSnapshot(kv_blocks_total=self.num_kv_blocks)
         self.dead_error: BaseException | None = None

@@ -32,9 +32,10 @@ StepHook = Callable[[int], None]
 
 
 class EngineCore:
-    def __init__(self, config: EngineConfig, tokenizer=None, eos_token_ids: list[int] | None = None,
-                 before_step: StepHook | None = None):
-        """`tokenizer` is needed only for structured output (the grammar's token table)."""
+    def __init__(self, config: EngineConfig, get_tokenizer: Callable[[], object | None] = lambda: None,
+                 eos_token_ids: list[int] | None = None, before_step: StepHook | None = None):
+        """`get_tokenizer()` is called only for structured output (the grammar's token table),
+        on the first constrained request."""
         self.config = config
         self.executor = create_executor(config)
         try:
@@ -49,7 +50,7 @@ class EngineCore:
         logger.info("KV cache: %d blocks of %d tokens = %d tokens; maximum concurrency at "
                     "max_model_len %d: %.2fx", num_blocks, config.block_size, tokens,
                     config.max_model_len, tokens / config.max_model_len)
-        self.structured = StructuredOutputs(tokenizer, config.hf_config.vocab_size, eos_token_ids or [])
+        self.structured = StructuredOutputs(get_tokenizer, config.hf_config.vocab_size, eos_token_ids or [])
         self.requests: dict[str, CoreRequest] = {}
         self._in_flight: _LaunchedStep | None = None
         self._before_step = before_step

@@ -49,16 +49,26 @@ class CoreProcess:
         # The socket pair stays open for the core's lifetime: its hang-up is how the core learns
         # that this process died.
         self.proc, self._lifeline = start_child("ember.engine.core_process")
+        self.num_kv_blocks = 0  # known once ready
         try:
             self._lifeline.send_bytes(pickle.dumps(
                 (config, before_step, f"ipc://{self._dir}/to-core", f"ipc://{self._dir}/from-core")))
-            self.num_kv_blocks = self._wait_until_ready()
         except BaseException:
             self.stop(timeout=0)
             self.release()
             raise
 
-    def _wait_until_ready(self) -> int:
+    def wait_until_ready(self) -> None:
+        """Block until the core has loaded the model and sized its cache (the caller may do its
+        own start-up meanwhile). EngineCoreStartError if it fails."""
+        try:
+            self.num_kv_blocks = self._ready_message()
+        except BaseException:
+            self.stop(timeout=0)
+            self.release()
+            raise
+
+    def _ready_message(self) -> int:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while time.monotonic() < deadline:
             message = self.receive(timeout_ms=200)

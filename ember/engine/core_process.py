@@ -10,6 +10,7 @@ fails (after saying why), or when the server is gone (the socket pair hangs up),
 is doing."""
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -21,6 +22,7 @@ import msgspec
 import zmq
 
 from ember.child_process import exit_with_parent
+from ember.config import EngineConfig
 from ember.engine.core import EngineCore
 from ember.engine.input_processor import eos_token_ids
 from ember.engine.messages import (Abort, AbortSample, AddRequest, CoreDead, FromCore, RequestRejected, Ready,
@@ -84,6 +86,12 @@ class CoreLoop:
         self.outbox.send(self.encoder.encode(message), copy=False)
 
 
+def _load_tokenizer(config: EngineConfig):
+    if config.skip_tokenizer_init:
+        return None
+    return load_tokenizer(config.tokenizer_path, config.trust_remote_code, config.revision)
+
+
 def _serve(conn: Connection) -> int:
     config, before_step, inbox_address, outbox_address = conn.recv()
     context = zmq.Context()
@@ -93,9 +101,10 @@ def _serve(conn: Connection) -> int:
     outbox.setsockopt(zmq.LINGER, 5000)
     core = None
     try:
-        tokenizer = None if config.skip_tokenizer_init else load_tokenizer(
-            config.tokenizer_path, config.trust_remote_code, config.revision)
-        core = EngineCore(config, tokenizer, eos_token_ids(config, tokenizer), before_step)
+        # The tokenizer is loaded only if a constrained request needs it (not at start-up); the
+        # end-of-sequence ids come from the checkpoint's configs.
+        core = EngineCore(config, functools.partial(_load_tokenizer, config), eos_token_ids(config, None),
+                          before_step)
         outbox.send(msgspec.msgpack.encode(Ready(core.num_kv_blocks)))
         CoreLoop(core, inbox, outbox).run()
         return 0

@@ -24,7 +24,7 @@ class LLMEngine:
         self.tokenizer = None if config.skip_tokenizer_init else load_tokenizer(
             config.tokenizer_path, config.trust_remote_code, config.revision)
         eos = InputProcessor(config, self.tokenizer, 0).eos_token_ids
-        self.core = EngineCore(config, self.tokenizer, eos, before_step)
+        self.core = EngineCore(config, lambda: self.tokenizer, eos, before_step)
         self.input_processor = InputProcessor(config, self.tokenizer, self.core.num_kv_blocks)
         self.output_processor = OutputProcessor(self.tokenizer)
         self.startup_seconds = time.perf_counter() - start

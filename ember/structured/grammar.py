@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from typing import Callable
 import time
 
 from ember.structured.params import GuidedDecodingParams
@@ -42,10 +43,13 @@ def check_json_schema(schema: dict) -> None:
 
 
 class GrammarBackend:
-    """Built lazily, from any thread (the server compiles off the event loop)."""
+    """Built lazily, from any thread (the server compiles off the event loop). `get_tokenizer()`
+    is called on first use: the engine core loads its tokenizer only if a constrained request
+    comes."""
 
-    def __init__(self, tokenizer, vocab_size: int, eos_token_ids: list[int]):
-        self.tokenizer = tokenizer
+    def __init__(self, get_tokenizer: Callable[[], object | None], vocab_size: int, eos_token_ids: list[int]):
+        self._get_tokenizer = get_tokenizer
+        self.tokenizer = None
         self.vocab_size = vocab_size
         self.eos_token_ids = list(eos_token_ids)
         self._lock = threading.Lock()
@@ -55,6 +59,7 @@ class GrammarBackend:
     def _ready(self):
         with self._lock:
             if self._compiler is None:
+                self.tokenizer = self._get_tokenizer()
                 if self.tokenizer is None:
                     raise ValueError("Structured output needs the tokenizer; this engine has none.")
                 import xgrammar

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -29,9 +30,9 @@ class _Constraint:
 
 
 class StructuredOutputs:
-    def __init__(self, tokenizer, vocab_size: int, eos_token_ids: list[int]):
+    def __init__(self, get_tokenizer: Callable[[], object | None], vocab_size: int, eos_token_ids: list[int]):
         self.vocab_size = vocab_size
-        self.backend = GrammarBackend(tokenizer, vocab_size, eos_token_ids)
+        self.backend = GrammarBackend(get_tokenizer, vocab_size, eos_token_ids)
         self._constraints: dict[int, _Constraint] = {}  # seq_id ->
 
     def compile(self, params: SamplingParams):
