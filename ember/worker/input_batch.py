@@ -42,14 +42,35 @@ def build_model_input(step: StepInput, block_tables: np.ndarray, block_size: int
 
     # Two host-to-device copies in all (one per dtype) rather than one per array.
     logits_indices = query_start_loc[1:][sampled] - 1
-    wide = to_device(np.concatenate([input_ids, positions, slots, logits_indices]), device)
-    narrow = to_device(np.concatenate([query_start_loc, seq_lens, block_tables.ravel()]).astype(np.int32), device)
+    wide, (input_ids_d, positions_d, slots_d, logits_indices_d) = _packed(
+        [input_ids, positions, slots, logits_indices], np.int64, device)
+    narrow, (query_start_loc_d, seq_lens_d, block_tables_d) = _packed(
+        [query_start_loc, seq_lens, block_tables.ravel()], np.int32, device)
     S = len(chunks)
     meta = AttentionMetadata(
-        slot_mapping=wide[2 * num_tokens:3 * num_tokens], query_start_loc=narrow[:S + 1],
-        seq_lens=narrow[S + 1:2 * S + 1], block_tables=narrow[2 * S + 1:].view(S, max_blocks),
+        slot_mapping=slots_d, query_start_loc=query_start_loc_d, seq_lens=seq_lens_d,
+        block_tables=block_tables_d.view(S, max_blocks),
         max_query_len=int(query_lens.max()), max_seq_len=int(seq_lens.max()), backend=backend)
     return ModelInput(
-        input_ids=wide[:num_tokens], positions=wide[num_tokens:2 * num_tokens], attention=meta,
-        logits_indices=wide[3 * num_tokens:], sampled_seq_ids=[chunks[i].seq_id for i in sampled],
-        query_start_loc=query_start_loc)
+        input_ids=input_ids_d, positions=positions_d, attention=meta, logits_indices=logits_indices_d,
+        sampled_seq_ids=[chunks[i].seq_id for i in sampled], query_start_loc=query_start_loc)
+
+
+_ALIGN_BYTES = 16
+
+
+def _packed(arrays: list[np.ndarray], dtype, device: torch.device) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The arrays in one device buffer (one copy), each starting 16-byte aligned. Triton
+    specializes a kernel on whether each pointer argument is 16-byte aligned: were the offsets
+    to follow the batch's sizes, a batch of another parity would compile new kernel variants
+    while requests wait (a second or so on the H200)."""
+    align = _ALIGN_BYTES // np.dtype(dtype).itemsize
+    offsets, total = [], 0
+    for a in arrays:
+        offsets.append(total)
+        total += -(-len(a) // align) * align
+    host = np.zeros(total, dtype=dtype)
+    for a, start in zip(arrays, offsets):
+        host[start:start + len(a)] = a
+    buffer = to_device(host, device)
+    return buffer, [buffer[start:start + len(a)] for a, start in zip(arrays, offsets)]
