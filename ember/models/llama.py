@@ -13,6 +13,7 @@ from torch import nn
 from ember.distributed.parallel_state import tp_size
 from ember.models.layers.activation import SiluAndMul
 from ember.models.layers.attention import Attention
+from ember.models.layers.kernels import LayerKernels
 from ember.models.layers.linear import FusedLinear, Linear, QKVLinear, RowParallelLinear
 from ember.models.layers.norm import RMSNorm
 from ember.models.layers.rotary import RotaryEmbedding
@@ -24,7 +25,8 @@ def head_dim_of(config) -> int:
 
 
 class DecoderAttention(nn.Module):
-    def __init__(self, config, rope: RotaryEmbedding, biases: tuple[bool, bool], qk_norm: bool):
+    def __init__(self, config, rope: RotaryEmbedding, biases: tuple[bool, bool], qk_norm: bool,
+                 kernels: LayerKernels):
         super().__init__()
         qkv_bias, o_bias = biases
         num_heads = config.num_attention_heads
@@ -36,9 +38,9 @@ class DecoderAttention(nn.Module):
         self.num_heads = num_heads // tp_size()
         self.num_kv_heads = max(1, num_kv_heads // tp_size())
         self.rope = rope
-        self.q_norm = RMSNorm(self.head_dim, config.rms_norm_eps) if qk_norm else None
-        self.k_norm = RMSNorm(self.head_dim, config.rms_norm_eps) if qk_norm else None
-        self.attn = Attention(self.num_heads, self.head_dim, self.num_kv_heads, self.head_dim ** -0.5)
+        self.q_norm = RMSNorm(self.head_dim, config.rms_norm_eps, kernels) if qk_norm else None
+        self.k_norm = RMSNorm(self.head_dim, config.rms_norm_eps, kernels) if qk_norm else None
+        self.attn = Attention(self.num_heads, self.head_dim, self.num_kv_heads, self.head_dim ** -0.5, kernels)
 
     def forward(self, positions: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         q, k, v = self.qkv_proj(x)
@@ -52,23 +54,24 @@ class DecoderAttention(nn.Module):
 
 
 class MLP(nn.Module):
-    def __init__(self, hidden: int, intermediate: int, bias: bool = False):
+    def __init__(self, hidden: int, intermediate: int, bias: bool, kernels: LayerKernels):
         super().__init__()
         self.gate_up_proj = FusedLinear(hidden, {0: intermediate, 1: intermediate}, bias)
         self.down_proj = RowParallelLinear(intermediate, hidden, bias)
-        self.act = SiluAndMul()
+        self.act = SiluAndMul(kernels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down_proj(self.act(self.gate_up_proj(x)))
 
 
 class DecoderLayer(nn.Module):
-    def __init__(self, config, rope: RotaryEmbedding, biases: tuple[bool, bool], qk_norm: bool):
+    def __init__(self, config, rope: RotaryEmbedding, biases: tuple[bool, bool], qk_norm: bool,
+                 kernels: LayerKernels):
         super().__init__()
-        self.self_attn = DecoderAttention(config, rope, biases, qk_norm)
-        self.mlp = MLP(config.hidden_size, config.intermediate_size, getattr(config, "mlp_bias", False))
-        self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
-        self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.self_attn = DecoderAttention(config, rope, biases, qk_norm, kernels)
+        self.mlp = MLP(config.hidden_size, config.intermediate_size, getattr(config, "mlp_bias", False), kernels)
+        self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps, kernels)
+        self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps, kernels)
 
     def forward(self, positions, x, residual):
         if residual is None:
@@ -82,13 +85,14 @@ class DecoderLayer(nn.Module):
 
 
 class DecoderModel(nn.Module):
-    def __init__(self, config, biases: tuple[bool, bool], qk_norm: bool, max_position: int):
+    def __init__(self, config, biases: tuple[bool, bool], qk_norm: bool, max_position: int,
+                 kernels: LayerKernels):
         super().__init__()
         self.embed_tokens = VocabParallelEmbedding(config.vocab_size, config.hidden_size)
-        rope = RotaryEmbedding(config, head_dim_of(config), max_position)
-        self.layers = nn.ModuleList(DecoderLayer(config, rope, biases, qk_norm)
+        rope = RotaryEmbedding(config, head_dim_of(config), max_position, kernels)
+        self.layers = nn.ModuleList(DecoderLayer(config, rope, biases, qk_norm, kernels)
                                     for _ in range(config.num_hidden_layers))
-        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps, kernels)
 
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         x = self.embed_tokens(input_ids)
@@ -105,10 +109,11 @@ class LlamaForCausalLM(nn.Module):
     packed_modules = {"q_proj": ("qkv_proj", "q"), "k_proj": ("qkv_proj", "k"), "v_proj": ("qkv_proj", "v"),
                       "gate_proj": ("gate_up_proj", 0), "up_proj": ("gate_up_proj", 1)}
 
-    def __init__(self, config, max_position: int):
+    def __init__(self, config, max_position: int, kernels: LayerKernels):
+        """`kernels`: see ember/models/layers/kernels.py (chosen once, for the model's device)."""
         super().__init__()
         self.config = config
-        self.model = DecoderModel(config, self.attention_biases(config), self.qk_norm, max_position)
+        self.model = DecoderModel(config, self.attention_biases(config), self.qk_norm, max_position, kernels)
         self.tied = bool(getattr(config, "tie_word_embeddings", False))
         self.lm_head = None if self.tied else VocabParallelEmbedding(config.vocab_size, config.hidden_size)
 

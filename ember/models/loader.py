@@ -13,6 +13,7 @@ from typing import Iterator
 
 import torch
 
+from ember.models.layers.kernels import layer_kernels
 from ember.models.dummy_weights import draw_unsharded
 from ember.models.gguf_loading import load_gguf_weights
 from ember.models.hf_config import split_gguf
@@ -47,8 +48,11 @@ def iter_checkpoint(path: str, hf_config=None) -> Iterator[tuple[str, torch.Tens
 
 
 def load_model(path: str, hf_config, dtype: torch.dtype, device: str, max_position: int,
-               load_format: str = "auto", seed: int = 0, quant_config=None) -> torch.nn.Module:
-    """`quant_config` (ember.quantization): the checkpoint's quantized format, or None."""
+               load_format: str = "auto", seed: int = 0, quant_config=None,
+               attention_backend: str | None = None) -> torch.nn.Module:
+    """`quant_config` (ember.quantization): the checkpoint's quantized format, or None.
+    `attention_backend`: "triton" or "torch" (None: the device's); the layers' kernels are
+    chosen here, once."""
     cls = model_class(hf_config)
     gguf = split_gguf(path)[1] is not None and load_format != "dummy"
     keep_gguf_blocks = gguf and keeps_gguf_blocks(dtype, device)
@@ -56,7 +60,7 @@ def load_model(path: str, hf_config, dtype: torch.dtype, device: str, max_positi
     torch.set_default_dtype(dtype)
     try:
         with torch.device(device), placeholder_weights() if quant_config or keep_gguf_blocks else nullcontext():
-            model = cls(hf_config, max_position)
+            model = cls(hf_config, max_position, layer_kernels(device, attention_backend))
     finally:
         torch.set_default_dtype(previous)
     if quant_config is not None:

@@ -13,6 +13,7 @@ from typing import Iterable
 
 import torch
 
+from ember.models.layers.kernels import LayerKernels
 from ember.models.llama import LlamaForCausalLM
 
 # Checkpoint name part -> Llama name part; w2 is the gate (under the SiLU), w1 the up projection.
@@ -38,8 +39,8 @@ def llama_view(config):
 
 
 class QWenLMHeadModel(LlamaForCausalLM):
-    def __init__(self, config, max_position: int):
-        super().__init__(llama_view(config), max_position)
+    def __init__(self, config, max_position: int, kernels: LayerKernels):
+        super().__init__(llama_view(config), max_position, kernels)
 
     @staticmethod
     def attention_biases(config) -> tuple[bool, bool]:

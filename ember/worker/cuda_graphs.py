@@ -30,7 +30,7 @@ def capture_sizes(max_num_seqs: int) -> list[int]:
 
 class DecodeGraphs:
     def __init__(self, model: torch.nn.Module, max_num_seqs: int, max_model_len: int, block_size: int,
-                 device: torch.device, backend: str):
+                 device: torch.device):
         self.model = model
         self.sizes = capture_sizes(max_num_seqs)
         self.max_model_len = max_model_len
@@ -45,15 +45,13 @@ class DecodeGraphs:
         # Logits reach only the driver rank (the LM head gathers them there).
         self.logits = torch.empty(n, model.config.vocab_size, dtype=torch.float32, device=device) \
             if is_driver() else None
-        self.backend = backend
         self.context_bounds = sorted({min(SHORT_CONTEXT, max_model_len), max_model_len})
         self.graphs: dict[tuple[int, int], torch.cuda.CUDAGraph] = {}
 
     def _metadata(self, n: int, context_bound: int) -> AttentionMetadata:
         # max_seq_len is an upper bound: the graph serves every context up to it.
         return AttentionMetadata(self.slot_mapping[:n], self.query_start_loc[:n + 1], self.seq_lens[:n],
-                                 self.block_tables[:n], max_query_len=1, max_seq_len=context_bound,
-                                 backend=self.backend)
+                                 self.block_tables[:n], max_query_len=1, max_seq_len=context_bound)
 
     @torch.inference_mode()
     def capture(self) -> None:

@@ -23,8 +23,8 @@ class ModelInput:
     query_start_loc: np.ndarray        # host copy, for prompt logprobs
 
 
-def build_model_input(step: StepInput, block_tables: np.ndarray, block_size: int, device: torch.device,
-                      backend: str) -> ModelInput:
+def build_model_input(step: StepInput, block_tables: np.ndarray, block_size: int,
+                      device: torch.device) -> ModelInput:
     """`block_tables`: one row per chunk, in chunk order (BlockTables.gather)."""
     chunks = step.chunks
     query_lens = np.fromiter((len(c.token_ids) for c in chunks), dtype=np.int64, count=len(chunks))
@@ -50,7 +50,7 @@ def build_model_input(step: StepInput, block_tables: np.ndarray, block_size: int
     meta = AttentionMetadata(
         slot_mapping=slots_d, query_start_loc=query_start_loc_d, seq_lens=seq_lens_d,
         block_tables=block_tables_d.view(S, max_blocks),
-        max_query_len=int(query_lens.max()), max_seq_len=int(seq_lens.max()), backend=backend)
+        max_query_len=int(query_lens.max()), max_seq_len=int(seq_lens.max()))
     return ModelInput(
         input_ids=input_ids_d, positions=positions_d, attention=meta, logits_indices=logits_indices_d,
         sampled_seq_ids=[chunks[i].seq_id for i in sampled], query_start_loc=query_start_loc)

@@ -34,7 +34,8 @@ class ModelRunner:
         self.device = torch.device(config.device)
         start = time.perf_counter()
         self.model = load_model(config.model_path, config.hf_config, config.torch_dtype, config.device,
-                                config.max_model_len, config.load_format, config.seed, config.quant_config)
+                                config.max_model_len, config.load_format, config.seed, config.quant_config,
+                                config.attention_backend)
         # The weights' own size shows what quantization saves (the 7B shape: 14.2 GiB in bf16,
         # 5.3 GiB in GPTQ int4 with its embedding and LM head still bf16).
         weight_bytes = sum(t.numel() * t.element_size()
@@ -86,8 +87,7 @@ class ModelRunner:
         self.kv_caches = kv_cache.allocate_kv_cache(self.model, num_blocks, c.block_size, c.kv_cache_torch_dtype,
                                                     self.device)
         if self.device.type == "cuda" and not c.enforce_eager:
-            self.graphs = DecodeGraphs(self.model, c.max_num_seqs, c.max_model_len, c.block_size, self.device,
-                                       c.attention_backend)
+            self.graphs = DecodeGraphs(self.model, c.max_num_seqs, c.max_model_len, c.block_size, self.device)
             self.graphs.capture()
 
     @torch.inference_mode()
@@ -107,7 +107,7 @@ class ModelRunner:
             if chunk.new_block_ids:
                 self.block_tables.append(chunk.seq_id, chunk.new_block_ids)
         tables = self.block_tables.gather([c.seq_id for c in step.chunks])
-        inp = build_model_input(step, tables, self.config.block_size, self.device, self.config.attention_backend)
+        inp = build_model_input(step, tables, self.config.block_size, self.device)
         self._fill_pending_tokens(step, inp)
         prompt_logprobs = {}
         if self.graphs is not None and self.graphs.fits(inp):

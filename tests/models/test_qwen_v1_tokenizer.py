@@ -10,7 +10,7 @@ import pytest
 import tiktoken
 
 from ember.engine.detokenizer import Detokenizer
-from ember.engine.sequence import Sequence
+from ember.engine.output_processor import SampleState
 from ember.qwen_v1_tokenizer import QWenTokenizer
 from ember.sampling_params import SamplingParams
 from ember.tokenizer import load_tokenizer, read_chat_template, render_chat
@@ -76,11 +76,11 @@ def test_incremental_detokenization_rejoins_split_characters(tokenizer):
     ids = tokenizer.encode(TEXT)
     # Some characters (emoji, rare CJK, math letters) span several tokens.
     assert any("\ufffd" in tokenizer.decode([i]) for i in ids)
-    seq = Sequence("r", 0, tokenizer.encode("Prompt:"), SamplingParams())
+    seq = SampleState(0, SamplingParams(), tokenizer.encode("Prompt:"))
     detok = Detokenizer(tokenizer)
     pieces = []
     for t in ids:
-        seq.token_ids.append(t)
+        seq.output_token_ids.append(t)
         pieces.append(detok.append(seq, t))
     assert "".join(pieces) == TEXT
     assert all("\ufffd" not in p for p in pieces)

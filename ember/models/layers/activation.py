@@ -3,11 +3,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ember.kernels import activation
-from ember.models.layers.dispatch import use_triton
+from ember.models.layers.kernels import LayerKernels
 
 
 class SiluAndMul(nn.Module):
+    def __init__(self, kernels: LayerKernels):
+        super().__init__()
+        self.kernels = kernels
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        fn = activation.silu_and_mul if use_triton(x) else activation.silu_and_mul_ref
-        return fn(x)
+        return self.kernels.silu_and_mul(x)

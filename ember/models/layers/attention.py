@@ -10,8 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ember.kernels import kv_cache_write, paged_attention
-from ember.kernels.paged_attention_torch import paged_attention_torch
+from ember.models.layers.kernels import LayerKernels
 
 
 @dataclass
@@ -22,7 +21,6 @@ class AttentionMetadata:
     block_tables: torch.Tensor      # int32 [num_seqs, max_blocks]
     max_query_len: int
     max_seq_len: int
-    backend: str = "torch"          # "torch" (reference, any device) or "triton"
 
 
 _metadata: AttentionMetadata | None = None
@@ -39,8 +37,9 @@ def attention_metadata(meta: AttentionMetadata | None):
 
 
 class Attention(nn.Module):
-    def __init__(self, num_heads: int, head_dim: int, num_kv_heads: int, scale: float):
+    def __init__(self, num_heads: int, head_dim: int, num_kv_heads: int, scale: float, kernels: LayerKernels):
         super().__init__()
+        self.kernels = kernels
         self.num_heads, self.head_dim, self.num_kv_heads = num_heads, head_dim, num_kv_heads
         self.scale = scale
         # Views into the engine's cache, attached once it is allocated.
@@ -54,13 +53,8 @@ class Attention(nn.Module):
         meta = _metadata
         if meta is None or self.k_cache is None:
             return self._causal_without_cache(q, k, v)
-        if meta.backend == "triton":
-            kv_cache_write.write_kv_cache(k, v, self.k_cache, self.v_cache, meta.slot_mapping)
-            attend = paged_attention.paged_attention
-        else:
-            kv_cache_write.write_kv_cache_ref(k, v, self.k_cache, self.v_cache, meta.slot_mapping)
-            attend = paged_attention_torch
-        out = attend(q, self.k_cache, self.v_cache, meta.block_tables, meta.query_start_loc,
+        self.kernels.write_kv_cache(k, v, self.k_cache, self.v_cache, meta.slot_mapping)
+        out = self.kernels.paged_attention(q, self.k_cache, self.v_cache, meta.block_tables, meta.query_start_loc,
                      meta.seq_lens, self.scale, meta.max_query_len, meta.max_seq_len)
         return out.view(-1, self.num_heads * self.head_dim)
 

@@ -9,9 +9,8 @@ import copy
 import torch
 from torch import nn
 
-from ember.kernels import rotary
 from ember.models.hf_config import rope_settings, set_rope_scaling
-from ember.models.layers.dispatch import use_triton
+from ember.models.layers.kernels import LayerKernels
 
 
 def partial_rotary_factor(config) -> float:
@@ -47,8 +46,9 @@ def rope_frequencies(config, head_dim: int) -> tuple[torch.Tensor, float]:
 
 
 class RotaryEmbedding(nn.Module):
-    def __init__(self, config, head_dim: int, max_position: int):
+    def __init__(self, config, head_dim: int, max_position: int, kernels: LayerKernels):
         super().__init__()
+        self.kernels = kernels
         inv_freq, attention_factor = rope_frequencies(config, head_dim)
         t = torch.arange(max_position, dtype=torch.float)
         # Scaled frequencies come from transformers on the CPU; the cache lives with the model.
@@ -58,5 +58,4 @@ class RotaryEmbedding(nn.Module):
 
     def forward(self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor):
         """q [T, Hq, D], k [T, Hk, D] -> rotated (q, k)."""
-        fn = rotary.apply_rotary if use_triton(q) else rotary.apply_rotary_ref
-        return fn(q, k, positions, self.cos_sin_cache)
+        return self.kernels.rotary(q, k, positions, self.cos_sin_cache)

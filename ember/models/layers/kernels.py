@@ -1,0 +1,37 @@
+"""The kernels a model's layers call, chosen once when the model is built (one LayerKernels
+per model): Ember's Triton kernels on a CUDA device where Triton runs, their plain-torch
+references elsewhere. Attention follows the engine's `attention_backend`."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from ember.kernels import activation, kv_cache_write, paged_attention, rmsnorm, rotary, triton_available
+from ember.kernels.paged_attention_torch import paged_attention_torch
+
+
+@dataclass(frozen=True)
+class LayerKernels:
+    rms_norm: Callable
+    fused_add_rms_norm: Callable
+    rotary: Callable
+    silu_and_mul: Callable
+    write_kv_cache: Callable
+    paged_attention: Callable
+
+
+TRITON = LayerKernels(rmsnorm.rms_norm, rmsnorm.fused_add_rms_norm, rotary.apply_rotary, activation.silu_and_mul,
+                      kv_cache_write.write_kv_cache, paged_attention.paged_attention)
+TORCH = LayerKernels(rmsnorm.rms_norm_ref, rmsnorm.fused_add_rms_norm_ref, rotary.apply_rotary_ref,
+                     activation.silu_and_mul_ref, kv_cache_write.write_kv_cache_ref, paged_attention_torch)
+
+
+def layer_kernels(device: str, attention_backend: str | None = None) -> LayerKernels:
+    """`attention_backend`: "triton" or "torch"; None follows the device."""
+    on_triton = device.startswith("cuda") and triton_available()
+    kernels = TRITON if on_triton else TORCH
+    if attention_backend is None or (attention_backend == "triton") == (kernels is TRITON):
+        return kernels
+    source = TRITON if attention_backend == "triton" else TORCH
+    return LayerKernels(kernels.rms_norm, kernels.fused_add_rms_norm, kernels.rotary, kernels.silu_and_mul,
+                        source.write_kv_cache, source.paged_attention)
