@@ -110,10 +110,11 @@ def test_sigint_aborts_what_outlasts_the_timeout_and_exits_0(sigint_server, repo
 
 
 def test_sigkill_leaves_no_worker_behind(sigkill_server, report):
-    """Even a server killed outright (no cleanup of its own) takes its workers with it."""
+    """Even a server killed outright (no cleanup of its own) takes its engine core, the core's
+    tensor-parallel worker and its template sandbox with it."""
     server = sigkill_server
     workers = workers_of(server)
-    assert workers["sandbox"] and workers["rank"], workers
+    assert workers["core"] and workers["sandbox"] and workers["rank"], workers
     r = httpx.post(server.url + "/v1/completions", json={"model": NAME, "prompt": "Hi", "max_tokens": 4}, timeout=30)
     assert r.status_code == 200
     children = server.children()
