@@ -15,12 +15,11 @@ program of the kernel owns whole columns, so it streams one contiguous stretch o
 strip instead of a short run from each of K / 8 rows N words apart. The kernel reads each
 word once: the j-th code of every word in a [words, columns] tile is a [words, columns] slab
 of input features j, j + 32 // bits, ..., multiplied by the matching strided slice of x, so
-the codes are never reshaped. One kernel serves both shapes of work:
-- decode (small M): BLOCK_M 16 and split-K, so that enough programs stream the weight;
-- tiled (larger M): BLOCK_M up to 128, no split.
-For large M `dequantize_int_strips` writes the dense weight once per call for cuBLAS
-(ember/quantization/gemm_paths.py picks by M). Act-order is handled by the caller, which
-permutes the activations' columns to the sorted rows."""
+the codes are never reshaped. The kernel runs the decode shape of work (small M: BLOCK_M 16
+and split-K, so that enough programs stream the weight); for larger M `dequantize_int_strips`
+writes the dense weight once per call for cuBLAS, which measured faster than any M tiling of
+this kernel (ember/quantization/gemm_paths.py picks by M). Act-order is handled by the
+caller, which permutes the activations' columns to the sorted rows."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ import torch
 from ember.kernels._triton import require_triton, tl, triton
 from ember.kernels.quant_packing import unpack_int32
 
-__all__ = ["IntTiles", "DECODE_TILES", "TILED_TILES", "int_gemm", "dequantize_int_strips", "to_strips",
+__all__ = ["IntTiles", "DECODE_TILES", "int_gemm", "dequantize_int_strips", "to_strips",
            "int_gemm_ref", "dequantize_int"]
 
 
@@ -44,9 +43,13 @@ class IntTiles:
     num_stages: int = 3
 
 
-# Starting points, to be re-chosen from benchmarks/quant_gemm_gpu.py's sweep on the GPU.
-DECODE_TILES = IntTiles(block_m=16, block_n=64, block_k=256, split_k=True)
-TILED_TILES = IntTiles(block_m=64, block_n=128, block_k=128, split_k=False, num_warps=4, num_stages=3)
+# The fastest of benchmarks/quant_gemm_gpu.py's sweep on an H200 (int4, 7B shapes: 148 us per
+# decoder layer at M = 1 where BLOCK_K 256 took 371 and BLOCK_N 128 did not compile). A K tile
+# of 128 lies in one group of 128, so the scale comes once per tile (TILE_SCALE); it also keeps
+# the per-feature scale path (groups of 32, 64) within shared memory: 160 KiB in fp32 at 3
+# stages on sm_90, where BLOCK_K 256 needed 312 KiB of the 227 allowed
+# (tests/kernels/test_quant_gemm_shared_memory.py).
+DECODE_TILES = IntTiles(block_m=16, block_n=64, block_k=128, split_k=True)
 _PROGRAMS_PER_SM = 2
 
 
@@ -102,7 +105,7 @@ def _num_sms(device: torch.device) -> int:
     return torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 4
 
 
-def int_gemm(x, qweight, scales, zeros, bits: int, group_size: int, tiles: IntTiles = TILED_TILES):
+def int_gemm(x, qweight, scales, zeros, bits: int, group_size: int, tiles: IntTiles = DECODE_TILES):
     """x [M, K] (unit stride on K, columns already in the weight's row order) @ the strip-
     shuffled weight (`to_strips`) -> [M, N] in x's dtype, N = scales.shape[1]."""
     require_triton()

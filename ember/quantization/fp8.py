@@ -14,10 +14,9 @@ How it runs, chosen when the model is built:
 - on a GPU with fp8 tensor cores (compute capability >= 8.9, where cuBLAS's row-wise scaled
   GEMM runs): W8A8, activations quantized on the fly per token (per token and 1x128 group for
   block-wise weights), as vLLM does; a static input_scale is read and unused (dynamic scales
-  fit each token);
+  fit each token); gemm_paths.FP8_PATHS / FP8_BLOCK_PATHS pick cuBLAS or Triton by M;
 - elsewhere: W8A16, the fp8 weight widened to the activation dtype in the GEMM's tile loop
-  (Triton on a GPU, plain torch on the CPU). gemm_paths.FP8_PATHS may send some M to this
-  path on fp8 GPUs too.
+  (Triton on a GPU, plain torch on the CPU).
 """
 from __future__ import annotations
 
@@ -30,7 +29,7 @@ from ember.kernels.quant_fp8_gemm import fp8_gemm, fp8_gemm_ref
 from ember.kernels.quant_fp8_scaled_mm import scaled_mm_blockwise, scaled_mm_recipes, scaled_mm_rowwise
 from ember.kernels.quant_fp8_w8a8_gemm import fp8_w8a8_gemm
 from ember.models.layers.dispatch import use_triton
-from ember.quantization.gemm_paths import FP8_PATHS, path_for
+from ember.quantization.gemm_paths import FP8_BLOCK_PATHS, FP8_PATHS, path_for
 from ember.quantization.int_linear import runs_triton
 from ember.quantization.params import add_param, output_parts, replace_params
 
@@ -114,34 +113,36 @@ class FP8LinearMethod:
 
 class FP8W8A8LinearMethod(FP8LinearMethod):
     """W8A8 on fp8 tensor cores: activations quantized per token (and per block_k group for
-    block-wise weights) at every call; per-row weight scales go to cuBLAS's row-wise GEMM,
+    block-wise weights) at every call, then the path of FP8_PATHS / FP8_BLOCK_PATHS for the
+    call's M: the Triton W8A8 kernel, or cuBLAS (per-row weight scales to its row-wise GEMM,
     128x128 blocks to its block-wise GEMM where this torch runs it and the layer's blocks are
-    regular (no fused part ends in a partial block), else to the Triton W8A8 kernel."""
+    regular: no fused part ends in a partial block; else the Triton kernel)."""
 
     def process_weights_after_loading(self, layer) -> None:
         super().process_weights_after_loading(layer)
         n, k = layer.weight.shape
         block = self.config.block_size
+        self.paths = FP8_PATHS if block is None else FP8_BLOCK_PATHS
         if block is None:
             # One scale per output row, for the row-wise recipe.
             replace_params(layer, row_scale=layer.scale[layer.scale_row.long(), 0][None, :].contiguous())
-            self.kernel = "rowwise"
+            self.cublas = "rowwise"
             return
         regular = torch.equal(layer.scale_row.long(), torch.arange(n, device=layer.scale_row.device) // block[0])
         cublas = tuple(block) == _CUBLAS_BLOCK and regular and n % block[0] == 0 and k % block[1] == 0 and \
             "blockwise" in scaled_mm_recipes(str(layer.weight.device))
-        self.kernel = "blockwise" if cublas else "triton"
+        self.cublas = "blockwise" if cublas else None
 
     def apply(self, layer, x: torch.Tensor) -> torch.Tensor:
-        rows = x.reshape(-1, x.shape[-1])
-        if path_for(FP8_PATHS, rows.shape[0]) == "w8a16":
-            return super().apply(layer, x)
-        rows = rows.contiguous()
+        rows = x.reshape(-1, x.shape[-1]).contiguous()
+        kernel = "triton"
+        if path_for(self.paths, rows.shape[0]) == "w8a8-cublas" and self.cublas:
+            kernel = self.cublas
         group = None if self.config.block_size is None else self.config.block_size[1]
-        a, a_scale = quantize_fp8(rows, group, column_major_scales=self.kernel == "blockwise")
-        if self.kernel == "rowwise":
+        a, a_scale = quantize_fp8(rows, group, column_major_scales=kernel == "blockwise")
+        if kernel == "rowwise":
             out = scaled_mm_rowwise(a, a_scale, layer.weight, layer.row_scale, x.dtype)
-        elif self.kernel == "blockwise":
+        elif kernel == "blockwise":
             out = scaled_mm_blockwise(a, a_scale, layer.weight, layer.scale, x.dtype)
         else:
             out = fp8_w8a8_gemm(a, a_scale, layer.weight, layer.scale, layer.scale_row, self.block_k(layer), x.dtype)

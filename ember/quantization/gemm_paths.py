@@ -1,23 +1,35 @@
 """Which GEMM runs a quantized layer's product on the GPU, by M (the rows of the call: tokens
 in the step). Each table is (largest M, path) pairs read in order; None ends a table. The
-bounds are meant to be set from benchmarks/quant_gemm_gpu.py, which times every path at
-M = 1, 16, 256 and 4096 on the 7B shapes and prints the fastest per M.
+tables hold the fastest path per M that benchmarks/quant_gemm_gpu.py measured (per decoder
+layer of the 7B shapes, M = 1, 16, 256, 4096); it times only the paths named here, plus bf16.
 
 int4/int8 (GPTQ, AWQ), ember/kernels/quant_int_gemm.py:
-  decode   the fused kernel with split-K: the packed weight read once, dequantized in registers
-  tiled    the same kernel with larger M tiles and no split
+  decode   the fused kernel with split-K (DECODE_TILES): the packed weight read once,
+           dequantized in registers; its BLOCK_M is 16, so past 16 rows it reads the weight
+           again for every 16 more
   dequant  the dense weight written once per call, then cuBLAS
 
-FP8 on fp8 tensor cores (compute capability >= 8.9):
-  w8a16    the weight widened to the activation dtype in the tile loop (quant_fp8_gemm.py)
-  w8a8     activations quantized per token (per 1x128 group for block-wise weights), then
-           cuBLAS's scaled GEMM where it runs the layer's scales (quant_fp8_scaled_mm.py),
-           else the Triton W8A8 kernel (quant_fp8_w8a8_gemm.py)"""
+FP8 on fp8 tensor cores (compute capability >= 8.9), activations quantized per token (per
+1x128 group for block-wise weights) at every call:
+  w8a8-triton  the Triton W8A8 kernel (quant_fp8_w8a8_gemm.py)
+  w8a8-cublas  cuBLAS's scaled GEMM (quant_fp8_scaled_mm.py) where it runs the layer's scales,
+               else the Triton kernel"""
 from __future__ import annotations
 
-# Not measured on the GPU yet: starting guesses (decode is bandwidth-bound, prefill compute-bound).
-INT_PATHS = ((16, "decode"), (128, "tiled"), (None, "dequant"))
-FP8_PATHS = ((None, "w8a8"),)
+# Measured on one H200 (torch 2.11, triton 3.6, benchmarks/quant_gpu.sh at commit 678f27d),
+# per decoder layer, bf16 cuBLAS 135 us at M=1, 137 at 16, 213 at 256, 2855 at 4096:
+# int4  decode (BLOCK_K 128) 148 / 252 us at M = 1 / 16, dequant 295 / 289; at 256 and 4096
+#       dequant 356 / 3035 us, the fused kernel (any tiles) 2913 / 41322 or more.
+INT4_PATHS = ((16, "decode"), (None, "dequant"))
+# int8  dequant 22.6 / 21.5 us against decode 35.3 / 45.9 on the qkv shape at M = 1 / 16 (the
+#       run ended before the other shapes; decode was timed with BLOCK_K 256 only).
+INT8_PATHS = ((None, "dequant"),)
+# fp8 per-tensor  Triton 148 us at M=1 against cuBLAS row-wise 156; cuBLAS 149 / 168 / 1783 at
+#                 16 / 256 / 4096 against Triton 153 / 406 / 3825.
+FP8_PATHS = ((1, "w8a8-triton"), (None, "w8a8-cublas"))
+# fp8 128x128 blocks  cuBLAS's block-wise recipe did not run on that torch: the Triton kernel
+#                     (141 / 145 / 647 / 5964 us) was the fastest path measured at every M.
+FP8_BLOCK_PATHS = ((None, "w8a8-cublas"),)
 
 
 def path_for(table, m: int) -> str:

@@ -1,18 +1,17 @@
 """What GPTQ and AWQ layers share once loaded: their codes, zero points and scales converted
 into the one layout the int GEMM reads (ember/kernels/quant_int_gemm.py), still packed, and the
 forward pass. Chosen when the model is built, by device:
-- GPU: the words shuffled into strips at load; per call, the path of gemm_paths.INT_PATHS for
-  the call's M (the fused decode kernel, the tiled kernel, or dequantize-then-cuBLAS);
+- GPU: the words shuffled into strips at load; per call, the path of gemm_paths.INT4_PATHS or
+  INT8_PATHS for the call's M (the fused decode kernel, or dequantize-then-cuBLAS);
 - elsewhere: the checkpoint layout, dequantized and multiplied in plain torch."""
 from __future__ import annotations
 
 import torch
 
 from ember.kernels import triton_available
-from ember.kernels.quant_int_gemm import (DECODE_TILES, TILED_TILES, dequantize_int_strips, int_gemm,
-                                          int_gemm_ref, to_strips)
+from ember.kernels.quant_int_gemm import DECODE_TILES, dequantize_int_strips, int_gemm, int_gemm_ref, to_strips
 from ember.kernels.quant_packing import pack_int32
-from ember.quantization.gemm_paths import INT_PATHS, path_for
+from ember.quantization.gemm_paths import INT4_PATHS, INT8_PATHS, path_for
 from ember.quantization.params import replace_params
 
 # Output columns per strip of the GPU layout: a multiple of every kernel tile's BLOCK_N.
@@ -30,6 +29,7 @@ class IntLinearMethod:
 
     def __init__(self, bits: int, group_size: int, triton: bool = False):
         self.bits, self.group_size, self.triton = bits, group_size, triton
+        self.paths = INT4_PATHS if bits == 4 else INT8_PATHS
 
     def group_size_of(self, layer) -> int:
         return layer.in_features if self.group_size == -1 else self.group_size
@@ -66,9 +66,8 @@ class IntLinearMethod:
             return out.reshape(*x.shape[:-1], out.shape[-1])
         rows = rows[:, perm] if perm is not None else rows.contiguous()
         args = (layer.qweight, layer.scales, layer.zeros, self.bits, self.group_size_of(layer))
-        path = path_for(INT_PATHS, rows.shape[0])
-        if path == "dequant":
+        if path_for(self.paths, rows.shape[0]) == "dequant":
             out = rows @ dequantize_int_strips(*args)
         else:
-            out = int_gemm(rows, *args, DECODE_TILES if path == "decode" else TILED_TILES)
+            out = int_gemm(rows, *args, DECODE_TILES)
         return out.reshape(*x.shape[:-1], out.shape[-1])

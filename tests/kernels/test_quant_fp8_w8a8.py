@@ -46,7 +46,10 @@ def test_fp8_w8a8_gemm(device, block_k, m):
     scale_row = torch.randint(0, 5, (N,), dtype=torch.int32).to(device)
     out = fp8_w8a8_gemm(a, a_scale, weight, scale, scale_row, block_k, torch.float32)
     ref = fp8_w8a8_gemm_ref(a, a_scale, weight, scale, scale_row, block_k, torch.float32)
-    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+    # e4m3 products are exact in fp32; Hopper's fp8 MMA accumulates them with fewer bits than
+    # fp32 (Triton's default there), the interpreter in fp32.
+    tol = 1e-4 if INTERPRETED else 2e-3
+    torch.testing.assert_close(out, ref, rtol=tol, atol=tol)
 
 
 def _recipe(device, name):
