@@ -34,7 +34,7 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, say how it ende
 nvidia-smi -L
 $PY -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
 git log -1 --format='commit %h %s' 2>/dev/null
-step gemm 150 $PY benchmarks/quant_gemm_gpu.py --formats bf16,int4,fp8,fp8-block,int8 --out "$OUT/gemm.json"
+[ -n "${SKIP_GEMM:-}" ] || step gemm 150 $PY benchmarks/quant_gemm_gpu.py --formats bf16,int4,fp8,fp8-block,int8 --out "$OUT/gemm.json"
 step gpu-quantized-tests 100 $PY -m pytest -q -s -p no:cacheprovider tests/quantization/test_gpu_quantized.py
 step kernel-tests 90 $PY -m pytest -q -p no:cacheprovider tests/kernels/test_quant_gemm.py \
   tests/kernels/test_quant_fp8_w8a8.py tests/kernels/test_quant_linear_paths.py
