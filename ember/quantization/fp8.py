@@ -28,7 +28,6 @@ from ember.kernels.quant_fp8_act import quantize_fp8
 from ember.kernels.quant_fp8_gemm import fp8_gemm, fp8_gemm_ref
 from ember.kernels.quant_fp8_scaled_mm import scaled_mm_blockwise, scaled_mm_recipes, scaled_mm_rowwise
 from ember.kernels.quant_fp8_w8a8_gemm import fp8_w8a8_gemm
-from ember.models.layers.dispatch import use_triton
 from ember.quantization.gemm_paths import FP8_BLOCK_PATHS, FP8_PATHS, path_for
 from ember.quantization.int_linear import runs_triton
 from ember.quantization.params import add_param, output_parts, replace_params
@@ -63,14 +62,18 @@ class FP8Config:
         return cls(tuple(block) if block else None, scheme == "static", exclusions)
 
     def linear_method(self, device="cpu") -> "FP8LinearMethod":
-        return (FP8W8A8LinearMethod if has_fp8_tensor_cores(device) else FP8LinearMethod)(self)
+        if has_fp8_tensor_cores(device):
+            return FP8W8A8LinearMethod(self, triton=True)
+        return FP8LinearMethod(self, triton=runs_triton(device))
 
 
 class FP8LinearMethod:
-    """W8A16: the fp8 weight widened in the tile loop (Triton), or dequantized (CPU)."""
+    """W8A16: the fp8 weight widened in the tile loop (Triton), or dequantized (CPU).
+    `triton`: chosen once, for the model's device."""
 
-    def __init__(self, config: FP8Config):
+    def __init__(self, config: FP8Config, triton: bool = False):
         self.config = config
+        self.gemm = fp8_gemm if triton else fp8_gemm_ref
 
     def create_weights(self, layer, dtype: torch.dtype, device) -> None:
         n, k = layer.out_features, layer.in_features
@@ -106,8 +109,7 @@ class FP8LinearMethod:
     def apply(self, layer, x: torch.Tensor) -> torch.Tensor:
         """x @ W^T without the bias: the layer adds it (after the all-reduce when row-parallel)."""
         rows = x.reshape(-1, x.shape[-1])
-        gemm = fp8_gemm if use_triton(rows) else fp8_gemm_ref
-        out = gemm(rows, layer.weight, layer.scale, layer.scale_row, self.block_k(layer))
+        out = self.gemm(rows, layer.weight, layer.scale, layer.scale_row, self.block_k(layer))
         return out.reshape(*x.shape[:-1], out.shape[-1])
 
 
