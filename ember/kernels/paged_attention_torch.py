@@ -2,8 +2,8 @@
 `torch` backend's path (the CPU's, where no Triton kernel runs). Same contract as
 `paged_attention_ref`, which it is tested against.
 
-Every sequence with a single new token (a decode) is attended in one batched
-scaled_dot_product_attention over its K/V gathered through the block table and masked by length;
+Every sequence with a single new token (a decode) is attended in one batched pair of bmm's
+(scores, weighted V) over its K/V gathered through the block table and masked by length;
 each sequence with several new tokens (a prefill chunk) gets one call of its own, causal by
 absolute position. Prefill chunks are few per step; decodes are the many."""
 
@@ -56,16 +56,38 @@ def _gather(cache: torch.Tensor, block_tables: torch.Tensor, num_blocks: int, dt
 
 
 def _decode(q, k_cache, v_cache, block_tables, seq_lens, scale, max_seq_len):
-    """One query row per sequence: [S, Hq, D]."""
-    block_size = k_cache.shape[1]
-    num_blocks = -(-max_seq_len // block_size)
+    """One query row per sequence: [S, Hq, D]. Two bmm's per step over the gathered slots as
+    they lie in the cache ([S, slots, kv heads * D], no transposed copy): each query row is
+    placed in its kv head's columns of a zero row of kv heads * D (block-diagonal), so one bmm
+    scores every head; the weighted V keeps each head's own block. The zeros cost kv-heads-fold
+    multiplies, which is nothing at these sizes next to the copies it saves. On the CPU, SDPA
+    with enable_gqa and a mask took ~2.5 ms for 16 sequences of 160 tokens (9 q / 3 kv heads)."""
+    num_seqs, num_q_heads, head_dim = q.shape
+    block_size, num_kv_heads = k_cache.shape[1], k_cache.shape[2]
+    group = num_q_heads // num_kv_heads
+    slots = -(-max_seq_len // block_size) * block_size
+    blocks = block_tables[:, :slots // block_size].reshape(-1).long()  # int32 indexes 3x slower
     # Slots past a sequence's length (a partial last block, a shorter sequence) never count.
-    keep = torch.arange(num_blocks * block_size, device=q.device) < seq_lens[:, None]
-    k = _gather(k_cache, block_tables, num_blocks, q.dtype, keep)
-    v = _gather(v_cache, block_tables, num_blocks, q.dtype, keep)
-    out = F.scaled_dot_product_attention(q.unsqueeze(2), k, v, attn_mask=keep[:, None, None, :],
-                                         scale=scale, enable_gqa=q.shape[1] != k.shape[1])
-    return out.squeeze(2)
+    outside = torch.arange(slots, device=q.device) >= seq_lens[:, None]  # [S, slots]
+    k = _slot_rows(k_cache, blocks, q.dtype)
+    v = _slot_rows(v_cache, blocks, q.dtype)
+    # Unwritten slots hold whatever memory held, NaN included: a zero weight is not enough,
+    # since 0 * NaN is NaN in the weighted sum of V (masking the scores covers K).
+    v.index_fill_(0, outside.view(-1).nonzero().squeeze(1), 0)
+    k, v = k.view(num_seqs, slots, -1), v.view(num_seqs, slots, -1)
+    spread = q.new_zeros(num_seqs, num_kv_heads, group, num_kv_heads, head_dim)
+    heads = torch.arange(num_kv_heads, device=q.device)
+    spread[:, heads, :, heads] = q.view(num_seqs, num_kv_heads, group, head_dim).transpose(0, 1)
+    scores = torch.bmm(spread.view(num_seqs, num_q_heads, -1), k.transpose(1, 2))  # [S, Hq, slots]
+    scores = scores.float().masked_fill_(outside[:, None, :], float("-inf"))
+    weights = torch.softmax(scores * scale, dim=-1).to(q.dtype)
+    out = torch.bmm(weights, v).view(num_seqs, num_kv_heads, group, num_kv_heads, head_dim)
+    return out[:, heads, :, heads].transpose(0, 1).reshape(num_seqs, num_q_heads, head_dim)
+
+
+def _slot_rows(cache, blocks, dtype) -> torch.Tensor:
+    """[len(blocks) * block_size, kv heads * D]: the blocks' slots, a copy in `dtype`."""
+    return cache.index_select(0, blocks).to(dtype).flatten(2).flatten(0, 1)
 
 
 def _prefill(q, k_cache, v_cache, block_table, seq_len: int, scale):
