@@ -7,7 +7,7 @@ import time
 
 from ember.config import EngineConfig
 from ember.engine.core import EngineCore, StepHook
-from ember.engine.input_processor import InputProcessor
+from ember.engine.input_processor import InputProcessor, eos_token_ids
 from ember.engine.output_processor import OutputProcessor
 from ember.outputs import RequestOutput
 from ember.sampling_params import SamplingParams
@@ -23,8 +23,7 @@ class LLMEngine:
         start = time.perf_counter()
         self.tokenizer = None if config.skip_tokenizer_init else load_tokenizer(
             config.tokenizer_path, config.trust_remote_code, config.revision)
-        eos = InputProcessor(config, self.tokenizer, 0).eos_token_ids
-        self.core = EngineCore(config, lambda: self.tokenizer, eos, before_step)
+        self.core = EngineCore(config, lambda: self.tokenizer, eos_token_ids(config, self.tokenizer), before_step)
         self.input_processor = InputProcessor(config, self.tokenizer, self.core.num_kv_blocks)
         self.output_processor = OutputProcessor(self.tokenizer)
         self.startup_seconds = time.perf_counter() - start
