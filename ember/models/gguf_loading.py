@@ -15,7 +15,7 @@ from torch import nn
 from ember.models.gguf_file import read_gguf
 from ember.models.layers.linear import Linear
 from ember.quantization.gguf_blocks import dequantize
-from ember.quantization.gguf_cpu import GGUFCPULinearMethod
+from ember.quantization.gguf_cpu import GGUFCPULinearMethod, SmallBatchInt8Head
 
 _LAYER_PARTS = {
     "attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm",
@@ -93,6 +93,9 @@ def load_gguf_weights(model: nn.Module, path: str, keep_blocks: bool) -> set[str
         for layer in model.modules():
             if isinstance(layer, Linear) and isinstance(layer.quant_method, GGUFCPULinearMethod):
                 layer.quant_method.process_weights_after_loading(layer)
+        head = model.model.embed_tokens if model.lm_head is None else model.lm_head
+        if SmallBatchInt8Head.available(head.weight):
+            head.head_method = SmallBatchInt8Head(head.weight)
     return loaded | kept
 
 

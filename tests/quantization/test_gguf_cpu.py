@@ -13,7 +13,7 @@ from ember.models.gguf_loading import gguf_config_dict
 from ember.models.hf_config import load_hf_config
 from ember.models.loader import load_model
 from ember.quantization.gguf_blocks import BLOCK, dequantize, four_bit_codes
-from ember.quantization.gguf_cpu import GGUFCPULinearMethod, cpu_int4_available
+from ember.quantization.gguf_cpu import GGUFCPULinearMethod, SmallBatchInt8Head, cpu_int4_available
 from tests.models.gguf_files import ARCHES, write_gguf
 
 needs_int4 = pytest.mark.skipif(not cpu_int4_available(), reason="this torch has no CPU int4 kernel")
@@ -78,3 +78,23 @@ def test_bf16_model_keeps_blocks_and_matches_its_dequantized_reference(tmp_path,
         got = kept.compute_logits(kept(ids, torch.arange(6)))
     assert (got - want).abs().max() < 0.05 * want.abs().max()
     assert (got.argmax(-1) == want.argmax(-1)).float().mean() >= 0.8
+    # A one-sequence decode's row goes through the int8 head, held to the same reference.
+    head = kept.model.embed_tokens if kept.lm_head is None else kept.lm_head
+    assert isinstance(head.head_method, SmallBatchInt8Head)
+    with torch.inference_mode():
+        last = kept.compute_logits(kept(ids, torch.arange(6))[-1:])
+    assert (last - want[-1:]).abs().max() < 0.05 * want.abs().max()
+
+
+def test_int8_head_for_few_rows_stays_close_to_the_bf16_product():
+    weight = _blocks(Q.Q8_0, rows=512, cols=256)[1].bfloat16()
+    head = torch.nn.Module()
+    head.weight = weight
+    method = SmallBatchInt8Head(weight)
+    few = torch.randn(SmallBatchInt8Head.MAX_ROWS, 256).bfloat16()
+    exact = torch.nn.functional.linear(few.float(), weight.float())
+    got = method.apply(head, few).float()
+    assert (got - exact).abs().max() < 0.02 * exact.abs().max()
+    assert (got.argmax(-1) == exact.argmax(-1)).all()
+    many = torch.randn(SmallBatchInt8Head.MAX_ROWS + 1, 256).bfloat16()
+    assert torch.equal(method.apply(head, many), torch.nn.functional.linear(many, weight))

@@ -21,6 +21,9 @@ class VocabParallelEmbedding(nn.Module):
         self.first = tp_rank() * self.rows
         self.weight = nn.Parameter(torch.empty(self.rows, hidden_size), requires_grad=False)
         self.weight.weight_loader = self.load_rows
+        # None: logits by F.linear on `weight`. Otherwise an object whose apply(layer, hidden)
+        # computes them another way (ember.quantization.gguf_cpu.SmallBatchInt8Head).
+        self.head_method = None
 
     def load_rows(self, param: nn.Parameter, loaded: torch.Tensor, shard_id=None) -> None:
         if loaded.shape != (self.vocab_size, param.shape[1]):
@@ -40,7 +43,8 @@ class VocabParallelEmbedding(nn.Module):
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor | None:
         """float32 [n, vocab] logits on the driver, None on the other ranks."""
-        logits = gather_on_driver(F.linear(hidden, self.weight))
+        product = F.linear(hidden, self.weight) if self.head_method is None else self.head_method.apply(self, hidden)
+        logits = gather_on_driver(product)
         if logits is None:
             return None
         return logits[:, :self.vocab_size].float()
