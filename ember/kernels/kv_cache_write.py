@@ -71,13 +71,15 @@ def _fp8_max(dtype: torch.dtype) -> float:
 
 
 def write_kv_cache_ref(k, v, k_cache, v_cache, slot_mapping) -> None:
-    """Torch reference (host sync on the mask; fine for CPU and tests)."""
+    """Torch reference (host sync on the mask; fine for CPU and tests), also the CPU's writer:
+    a step without padding slots (the usual case) skips the boolean indexing."""
     keep = slot_mapping >= 0
-    slots = slot_mapping[keep]
+    every_slot = bool(keep.all())
+    slots = slot_mapping if every_slot else slot_mapping[keep]
     block_size = k_cache.shape[1]
     limit = _fp8_max(k_cache.dtype)
     for src, cache in ((k, k_cache), (v, v_cache)):
-        rows = src[keep]
+        rows = src if every_slot else src[keep]
         rows = (rows.clamp(-limit, limit) if limit else rows).to(cache.dtype)
         if cache.is_contiguous():
             flat = cache.view(-1, *cache.shape[2:])

@@ -59,12 +59,11 @@ def apply_rotary(q, k, positions, cos_sin_cache):
 
 
 def apply_rotary_ref(q, k, positions, cos_sin_cache):
-    """Torch reference with the same in-place contract."""
+    """Torch reference with the same in-place contract; also the CPU's rotary, hence narrow/
+    index_select rather than Ellipsis slicing (a few us of Python each, 30 layers a token)."""
     half = cos_sin_cache.shape[-1] // 2
-    cs = cos_sin_cache[positions].float()
-    cos, sin = cs[:, None, :half], cs[:, None, half:]
+    cos, sin = cos_sin_cache.index_select(0, positions).float().unsqueeze(1).chunk(2, dim=-1)
     for x in (q, k):
-        x1, x2 = x[..., :half].float(), x[..., half:2 * half].float()
-        rotated = torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
-        x[..., :2 * half] = rotated.to(x.dtype)
+        x1, x2 = x.narrow(-1, 0, half).float(), x.narrow(-1, half, half).float()
+        x.narrow(-1, 0, 2 * half).copy_(torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1))
     return q, k
