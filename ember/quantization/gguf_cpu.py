@@ -9,7 +9,12 @@ GGUF blocks. Once loaded:
 - anything else (Q8_0, K-quants, floats): dequantized once to a bf16 matrix, oneDNN's GEMM.
 Measured on a 2-core AMD EPYC (avx512_bf16), one token: int4 bf16 ~16 us for a 832x576 layer
 where fp32 dense takes ~45 us and int4 with fp32 activations ~1.4 ms (no vectorized path), so
-the path runs bf16 activations only."""
+the path runs bf16 activations only.
+
+The int4 kernel's cost grows almost linearly with the rows (one thread, 3072x576: 46 us for 1
+row, 169 for 8, 328 for 16) while oneDNN's bf16 GEMM barely does (104, 138, 191 us), so a 4-bit
+layer also keeps its dequantized bf16 matrix for steps of DENSE_FROM_ROWS rows or more (batched
+decodes, prefills): 4x the bytes of its blocks, ~0.2 GiB more for SmolLM2-135M."""
 from __future__ import annotations
 
 import torch
@@ -17,6 +22,7 @@ import torch
 from ember.quantization.gguf_blocks import BLOCK, FOUR_BIT_TYPES, dequantize, four_bit_codes
 
 INT4_DTYPE = torch.bfloat16
+DENSE_FROM_ROWS = 8
 
 
 def cpu_int4_available() -> bool:
@@ -44,8 +50,9 @@ def cpu_default_dtype(gguf_path: str | None) -> torch.dtype:
 
 
 class GGUFCPULinearMethod:
-    """After loading, the layer holds either `packed` (int4 layout) and `scale_and_zero`
-    ([in_features / 32, out_features, 2], bf16), or `dense` (bf16 [out, in]), as buffers."""
+    """After loading, the layer holds `dense` (bf16 [out, in]) and, for 4-bit blocks, also
+    `packed` (int4 layout) and `scale_and_zero` ([in_features / 32, out_features, 2], bf16), as
+    buffers."""
 
     def __init__(self):
         self.parts: dict = {}  # shard id (None: the whole layer) -> (ggml type, raw rows, shape)
@@ -64,14 +71,13 @@ class GGUFCPULinearMethod:
                 torch.cat(codes), 8))
             layer.register_buffer("scale_and_zero", torch.stack([scale, offset + 8 * scale], dim=-1)
                                   .transpose(0, 1).contiguous().to(INT4_DTYPE))
-        else:
-            layer.register_buffer("dense", torch.cat([dequantize(raw, t, shape) for t, raw, shape in parts])
-                                  .to(INT4_DTYPE))
+        layer.register_buffer("dense", torch.cat([dequantize(raw, t, shape) for t, raw, shape in parts])
+                              .to(INT4_DTYPE))
 
     def apply(self, layer, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         x = x.reshape(-1, shape[-1]).to(INT4_DTYPE)
-        if hasattr(layer, "packed"):
+        if hasattr(layer, "packed") and x.shape[0] < DENSE_FROM_ROWS:
             out = torch.ops.aten._weight_int4pack_mm_for_cpu(x.contiguous(), layer.packed, BLOCK,
                                                              layer.scale_and_zero)
         else:

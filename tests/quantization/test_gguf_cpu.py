@@ -13,7 +13,8 @@ from ember.models.gguf_loading import gguf_config_dict
 from ember.models.hf_config import load_hf_config
 from ember.models.loader import load_model
 from ember.quantization.gguf_blocks import BLOCK, dequantize, four_bit_codes
-from ember.quantization.gguf_cpu import GGUFCPULinearMethod, SmallBatchInt8Head, cpu_int4_available
+from ember.quantization.gguf_cpu import (DENSE_FROM_ROWS, GGUFCPULinearMethod, SmallBatchInt8Head,
+                                         cpu_int4_available)
 from tests.models.gguf_files import ARCHES, write_gguf
 
 needs_int4 = pytest.mark.skipif(not cpu_int4_available(), reason="this torch has no CPU int4 kernel")
@@ -38,14 +39,16 @@ def test_gguf_scale_and_min_map_exactly_onto_the_int4_kernel(qtype):
     torch.testing.assert_close(out, x @ weight.t(), rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("rows", [3, DENSE_FROM_ROWS], ids=["few rows", "dense from"])
 @pytest.mark.parametrize("qtype", [Q.Q4_0, Q.Q4_1, Q.Q8_0, Q.F16], ids=lambda q: q.name)
-def test_linear_method_matches_the_dequantized_product(qtype):
+def test_linear_method_matches_the_dequantized_product(qtype, rows):
+    """Few rows take the int4 kernel (4-bit formats), many the bf16 matrix: both match."""
     raw, weight = _blocks(qtype)
     layer = torch.nn.Module()
     method = GGUFCPULinearMethod()
     method.load_part(None, qtype.value, raw, tuple(weight.shape))
     method.process_weights_after_loading(layer)
-    x = torch.randn(3, weight.shape[1]).bfloat16()
+    x = torch.randn(rows, weight.shape[1]).bfloat16()
     ref = x.float() @ weight.float().t()
     torch.testing.assert_close(method.apply(layer, x).float(), ref, rtol=2e-2, atol=2e-2)
 
@@ -71,7 +74,7 @@ def test_bf16_model_keeps_blocks_and_matches_its_dequantized_reference(tmp_path,
     reference = load_model(path, config, torch.float32, "cpu", 64)
     kept = load_model(path, config, torch.bfloat16, "cpu", 64)
     qkv = kept.model.layers[0].self_attn.qkv_proj
-    assert hasattr(qkv, "packed") and not hasattr(qkv, "weight")  # never a dense copy
+    assert hasattr(qkv, "packed") and not hasattr(qkv, "weight")  # blocks kept, no fp32 weight
     ids = torch.tensor([1, 17, 300, 42, 7, 99])
     with torch.inference_mode():
         want = reference.compute_logits(reference(ids, torch.arange(6)))
