@@ -25,11 +25,11 @@ def test_shutdown_stops_the_workers(checkpoints):
 
 
 _ENGINE_THEN_SLEEP = """
-import sys, time
+import sys, threading
 from ember import LLM
 llm = LLM(sys.argv[1], tensor_parallel_size=2)
 print(*llm.llm_engine.executor.worker_pids, flush=True)
-time.sleep(600)
+threading.Event().wait()  # alive until killed
 """
 
 
@@ -47,11 +47,11 @@ def test_workers_exit_when_the_engine_process_is_killed(checkpoints, tmp_path):
 
 
 _STUCK_WORKER = """
-import os, sys, threading, time
+import os, sys, threading
 from ember.child_process import exit_with_parent
 threading.Thread(target=exit_with_parent, args=(int(sys.argv[1]), os.getppid()), daemon=True).start()
 print("watching", flush=True)
-time.sleep(600)  # as a main thread stuck in a collective whose other ranks are gone
+threading.Event().wait()  # as a main thread stuck in a collective whose other ranks are gone
 """
 
 

@@ -41,8 +41,7 @@ def _shared_memory_on_sm90(element: str, bits: int, group_size: int) -> int:
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     run = subprocess.run([sys.executable, "-c", _COMPILE, element, str(bits), str(group_size)], cwd=root, env=env,
                          capture_output=True, text=True, timeout=120)
-    if run.returncode:
-        pytest.skip(f"triton cannot compile for sm_90 here: {run.stderr.strip().splitlines()[-1:]}")
+    assert run.returncode == 0, run.stderr[-3000:]  # Triton compiles for sm_90 without a GPU
     return int(run.stdout.split()[-1])
 
 
