@@ -23,13 +23,7 @@ mkdir -p "$OUT"
 exec > >(tee -a "$OUT/run.log") 2>&1
 B="$PY -m ember.entrypoints.bench.cli"
 
-step() {  # step NAME SECONDS COMMAND...: run with a time limit, say how it ended
-  local name=$1 limit=$2 start=$SECONDS
-  shift 2
-  echo "== $name (limit ${limit}s)"
-  timeout -k 5 "$limit" "$@"
-  echo "== $name: exit $? after $((SECONDS - start)) s"
-}
+source benchmarks/gpu_step.sh
 
 nvidia-smi -L
 $PY -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"

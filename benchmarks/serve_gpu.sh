@@ -22,13 +22,7 @@ $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade
 export PYTHONPATH="$PWD:/tmp/site${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 B="$PY -m ember.entrypoints.bench.cli"
 
-step() {  # step NAME SECONDS COMMAND...: run with a time limit, say how it ended
-  local name=$1 limit=$2 start=$SECONDS
-  shift 2
-  echo "== $name (limit ${limit}s)"
-  timeout -k 5 "$limit" "$@"
-  echo "== $name: exit $? after $((SECONDS - start)) s"
-}
+source benchmarks/gpu_step.sh
 
 model_dir() {  # model_dir SHAPE: its config.json beside the Qwen vocabulary
   $PY - "$1" <<'PYEOF'
