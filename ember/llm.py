@@ -11,7 +11,7 @@ from ember.beam_search import BeamSearchOutput, BeamSearchParams
 from ember.engine.llm_engine import LLMEngine
 from ember.engine_args import EngineArgs
 from ember.outputs import RequestOutput
-from ember.request_checks import check_prompt, check_token_fields
+from ember.request_checks import check_prompt
 from ember.sampling_params import RequestOutputKind, SamplingParams
 from ember.tokenizer import read_chat_template, render_chat
 
@@ -50,11 +50,6 @@ class LLM:
             params = list(sampling_params)
             if len(params) != len(prompts):
                 raise ValueError(f"Got {len(params)} sampling_params for {len(prompts)} prompts.")
-        vocab_size = self.llm_engine.config.hf_config.vocab_size
-        for i, prompt in enumerate(prompts):
-            check_prompt(prompt, i)
-        for p in {id(p): p for p in params}.values():
-            check_token_fields(p, vocab_size)
         return self._run(prompts, params, use_tqdm)
 
     def beam_search(self, prompts: Seq[Prompt], params: BeamSearchParams, lora_request: Any = None,

@@ -26,16 +26,18 @@ def check_token_fields(params: SamplingParams, vocab_size: int) -> None:
                                            f"[0, {vocab_size}).")
 
 
-def check_prompt(prompt: object, index: int = 0) -> None:
+def check_prompt(prompt: object, index: int | None = None) -> None:
     """A prompt's token ids, when it gives them, are integers (a list of them, or a dict's
-    "prompt_token_ids"); strings and dicts are the engine's to read."""
+    "prompt_token_ids"); strings and dicts are the engine's to read. `index`: the prompt's place
+    in a batch, named in the message."""
+    where = "" if index is None else f"prompts[{index}]: "
     ids = prompt.get("prompt_token_ids") if isinstance(prompt, dict) else prompt
     if not isinstance(ids, (list, tuple)):
         if isinstance(prompt, dict) and "prompt_token_ids" in prompt:
-            raise FieldError("prompt_token_ids", f"prompts[{index}]: prompt_token_ids must be a list of integers, "
+            raise FieldError("prompt_token_ids", f"{where}prompt_token_ids must be a list of integers, "
                                                  f"got {type(ids).__name__}.")
         return
     bad = next((t for t in ids if not isinstance(t, int) or isinstance(t, bool)), None)
     if bad is not None:
-        raise FieldError("prompt_token_ids", f"prompts[{index}]: prompt_token_ids must hold integers (token ids), "
+        raise FieldError("prompt_token_ids", f"{where}prompt_token_ids must hold integers (token ids), "
                                              f"got {bad!r}.")

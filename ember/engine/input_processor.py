@@ -6,6 +6,7 @@ import time
 
 from ember.config import EngineConfig
 from ember.engine.messages import EngineCoreRequest
+from ember.request_checks import check_prompt, check_token_fields
 from ember.sampling_params import SamplingParams
 
 # generation_config.json keys that become SamplingParams defaults, as vLLM applies them.
@@ -38,6 +39,8 @@ class InputProcessor:
                 arrival_time: float | None = None) -> tuple[str | None, EngineCoreRequest]:
         """(the prompt's text if known, the request for the core). ValueError when it is invalid."""
         params = params if params is not None else self.default_sampling_params()
+        check_prompt(prompt)
+        check_token_fields(params, self.config.hf_config.vocab_size)
         text, ids = split_prompt(prompt)
         if ids is None:
             ids = self.tokenize(text)
@@ -89,20 +92,10 @@ def split_prompt(prompt: str | list[int] | dict) -> tuple[str | None, list[int] 
         return prompt, None
     if isinstance(prompt, dict):
         if "prompt_token_ids" in prompt:
-            return prompt.get("prompt"), _token_ids(prompt["prompt_token_ids"], "prompt_token_ids")
+            return prompt.get("prompt"), list(prompt["prompt_token_ids"])
         if "prompt" in prompt:
             return prompt["prompt"], None
         raise ValueError("A prompt dict needs 'prompt' or 'prompt_token_ids'.")
-    if isinstance(prompt, (list, tuple)) and all(_is_token_id(t) for t in prompt):
+    if isinstance(prompt, (list, tuple)):  # integers: check_prompt saw to it
         return None, list(prompt)
     raise ValueError(f"A prompt must be a string or a list of token ids, got {type(prompt).__name__}.")
-
-
-def _is_token_id(t) -> bool:
-    return isinstance(t, int) and not isinstance(t, bool)
-
-
-def _token_ids(ids, field: str) -> list[int]:
-    if not isinstance(ids, (list, tuple)) or not all(_is_token_id(t) for t in ids):
-        raise ValueError(f"{field} must be a list of integer token ids.")
-    return list(ids)
