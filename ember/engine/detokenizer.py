@@ -90,10 +90,14 @@ def find_stop_string(seq: SampleState, new_chars: int) -> str | None:
     return None
 
 
-def visible_text(seq: SampleState) -> str:
-    """Text safe to show now: while running, hold back what could still become a stop string."""
-    text = seq.detok.text
+def visible_length(seq: SampleState) -> int:
+    """How much of the text is safe to show now: while running, what could still become a stop
+    string is held back."""
+    length = len(seq.detok.text)
     if seq.is_finished or not seq.params.stop:
-        return text
-    holdback = max(len(s) for s in seq.params.stop) - 1
-    return text[:max(0, len(text) - holdback)]
+        return length
+    return max(0, length - (max(len(s) for s in seq.params.stop) - 1))
+
+
+def visible_text(seq: SampleState) -> str:
+    return seq.detok.text[:visible_length(seq)]

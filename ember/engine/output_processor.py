@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from ember.engine.detokenizer import Detokenizer, DetokenizerState, find_stop_string, visible_text
+from ember.engine.detokenizer import Detokenizer, DetokenizerState, find_stop_string, visible_length, visible_text
 from ember.engine.messages import LogprobEntry, SampleUpdate
 from ember.outputs import CompletionOutput, Logprob, RequestOutput
 from ember.sampling_params import RequestOutputKind, SamplingParams
@@ -194,17 +194,18 @@ class OutputProcessor:
 def _completion(s: SampleState, delta: bool) -> CompletionOutput | None:
     """The sample's output; as a delta, only what the previous one did not carry (None when
     nothing is new)."""
-    if delta and s.sent_final:
-        return None
-    text = visible_text(s)
     if not delta:
-        return CompletionOutput(s.index, text, list(s.output_token_ids), s.cumulative_logprob,
+        return CompletionOutput(s.index, visible_text(s), list(s.output_token_ids), s.cumulative_logprob,
                                 list(s.logprobs) if s.logprobs is not None else None, s.finish_reason,
                                 s.stop_reason)
-    new_text, new_tokens = text[s.sent_chars:], s.output_token_ids[s.sent_tokens:]
+    if s.sent_final:
+        return None
+    # Only the new part is sliced out: a stream's step costs what it added, not its length.
+    visible = visible_length(s)
+    new_text, new_tokens = s.detok.text[s.sent_chars:visible], s.output_token_ids[s.sent_tokens:]
     if not new_text and not new_tokens and not s.is_finished:
         return None
     logprobs = s.logprobs[s.sent_tokens:] if s.logprobs is not None else None
-    s.sent_chars, s.sent_tokens, s.sent_final = len(text), len(s.output_token_ids), s.is_finished
+    s.sent_chars, s.sent_tokens, s.sent_final = visible, len(s.output_token_ids), s.is_finished
     return CompletionOutput(s.index, new_text, new_tokens, s.cumulative_logprob, logprobs, s.finish_reason,
                             s.stop_reason)
