@@ -1,10 +1,9 @@
-"""What the lifetime tests look at: which processes live (from /proc), which descend from a
-process (tensor-parallel workers may be its grandchildren, under an engine process of its
-own), and an offline LLM run in a process of its own, timed from its last request to its exit."""
+"""What the lifetime tests look at besides tests/processes.py: which processes are
+tensor-parallel workers, and an offline LLM run in a process of its own, timed from its last
+request to its exit."""
 from __future__ import annotations
 
 import json
-import os
 import queue
 import subprocess
 import sys
@@ -12,40 +11,9 @@ import threading
 import time
 from dataclasses import dataclass
 
+from tests.processes import descendants, wait_gone
+
 WORKER_MODULE = "ember.executor.mp_worker"
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-
-
-def wait_gone(pids: list[int], timeout: float) -> list[int]:
-    """The pids still alive after up to `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while any(map(alive, pids)) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return [p for p in pids if alive(p)]
-
-
-def descendants(pid: int) -> list[int]:
-    parents = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    parents[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
-            except OSError:
-                continue
-    found, frontier = [], [pid]
-    while frontier:
-        children = [p for p, parent in parents.items() if parent in frontier]
-        found += children
-        frontier = children
-    return found
 
 
 def is_worker(pid: int) -> bool:

@@ -12,7 +12,8 @@ import time
 import pytest
 
 from ember import LLM
-from tests.distributed.processes import alive, generate_then_exit, wait_gone
+from tests.distributed.processes import generate_then_exit
+from tests.processes import alive, wait_gone
 
 
 def test_shutdown_stops_the_workers(checkpoints):

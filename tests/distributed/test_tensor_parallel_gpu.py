@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from tests.distributed.conftest import greedy
-from tests.distributed.processes import descendants, generate_then_exit, is_worker, wait_gone
+from tests.distributed.processes import generate_then_exit, is_worker
+from tests.processes import descendants, wait_gone
 from tests.server.launcher import ServerProcess, serve_command
 from tests.tiny_models import build_tiny_checkpoint
 

@@ -13,6 +13,7 @@ import subprocess
 
 import pytest
 
+from tests.processes import cmdline, descendants
 from tests.reliability.hostile import pickle_checkpoint, remote_code_checkpoint
 from tests.server.launcher import ServerProcess, hooked_serve_command, serve_command
 from tests.tiny_models import build_tiny_checkpoint
@@ -64,45 +65,13 @@ class Server(ServerProcess):
     def children(self) -> list[int]:
         """Pids of this server's descendant processes (the engine core, the chat template
         sandbox, the executor's workers under the core)."""
-        return descendants_of(self.proc.pid)
+        return descendants(self.proc.pid)
 
     def wait_exit(self, timeout: float) -> int:
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             raise AssertionError(f"server still running after {timeout} s:\n{self.log()[-3000:]}") from None
-
-
-def children_of(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid and fields[0] != "Z":
-            found.append(int(entry))
-    return found
-
-
-def cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline") as f:
-            return f.read().replace("\0", " ")
-    except OSError:
-        return ""
-
-
-def descendants_of(pid: int) -> list[int]:
-    found, frontier = [], [pid]
-    while frontier:
-        kids = children_of(frontier.pop())
-        found += kids
-        frontier += kids
-    return found
 
 
 def workers_of(server: "Server") -> dict[str, list[int]]:
@@ -112,14 +81,6 @@ def workers_of(server: "Server") -> dict[str, list[int]]:
     return {"core": [p for p in kids if "ember.engine.core_process" in cmdline(p)],
             "sandbox": [p for p in kids if "ember_template_sandbox" in cmdline(p)],
             "rank": [p for p in kids if "ember.executor.mp_worker" in cmdline(p)]}
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def self_signed_certificate(directory: str) -> tuple[str, str]:

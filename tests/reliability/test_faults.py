@@ -10,7 +10,8 @@ import time
 import httpx
 import pytest
 
-from tests.reliability.conftest import FAULT_STEP, NAME, alive, workers_of
+from tests.processes import alive
+from tests.reliability.conftest import FAULT_STEP, NAME, workers_of
 
 
 def test_engine_fault_fails_requests_then_exits(fault_server, report):

@@ -10,7 +10,8 @@ import time
 
 import httpx
 
-from tests.reliability.conftest import NAME, SIGINT_SHUTDOWN_TIMEOUT_S, alive, workers_of
+from tests.processes import alive
+from tests.reliability.conftest import NAME, SIGINT_SHUTDOWN_TIMEOUT_S, workers_of
 
 ENGINE_STOPPED_CLEAN = "Engine stopped: 0 requests left, 0 KV cache blocks in use"
 
