@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Issue 19's GPU measurement, for one H200 (the device tool's nvidia-h200): Ember against the
+# hardware floor, in one call of about 5 minutes. Run it first on a fresh machine: the first
+# step's "ready in" is the cold start (Triton's cache empty), the second step's the warm one.
+#   1. rand7b (128 requests) cold, then the `seed` workload warm;
+#   2. batch-1 latency, 7B shape, 64 in / 256 out;
+#   3. nano (256 requests);
+#   4. where the GPU time goes (benchmarks/step_profile.py): rand7b's first 64 requests, nano,
+#      batch 1: GPU time by kind of kernel and the GPU's idle share.
+# Everything printed goes to $OUT/floor.log, the results to $OUT/floor.json and the profiles to
+# $OUT/profile-*.txt. STEPS (default: all) picks some, e.g. STEPS="profile-nano nano".
+#   OUT=$OUT bash benchmarks/floor_gpu.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+PY=${PY:-python3}
+OUT=${OUT:-${TMPDIR:-/tmp}/ember-floor}
+STEPS=${STEPS:-"rand7b-cold seed latency nano profile-rand7b profile-nano profile-batch1"}
+RUNS=$(mktemp -d)
+mkdir -p "$OUT"
+exec > >(tee -a "$OUT/floor.log") 2>&1
+B="$PY -m ember.entrypoints.bench.cli"
+source benchmarks/gpu_step.sh
+wanted() { [[ " $STEPS " == *" $1 "* ]]; }
+
+nvidia-smi -L
+$PY -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
+git log -1 --format='commit %h %s' 2>/dev/null
+wanted rand7b-cold && step rand7b-cold 90 $B throughput --workload rand7b --output-json "$RUNS/rand7b.json"
+wanted seed && step seed 60 $B throughput --workload seed --output-json "$RUNS/seed.json"
+wanted latency && step latency 60 $B latency --batch-size 1 --input-len 64 --output-len 256 \
+  --num-iters-warmup 2 --num-iters 5 --output-json "$RUNS/latency.json"
+wanted nano && step nano 60 $B throughput --workload nano --output-json "$RUNS/nano.json"
+P="$PY benchmarks/step_profile.py"
+wanted profile-rand7b && step profile-rand7b 120 $P --workload rand7b --num-prompts 64 --out "$OUT/profile-rand7b.txt"
+wanted profile-nano && step profile-nano 120 $P --workload nano --out "$OUT/profile-nano.txt"
+wanted profile-batch1 && step profile-batch1 60 $P --batch-size 1 --input-len 64 --output-len 256 \
+  --out "$OUT/profile-batch1.txt"
+$PY - "$OUT" "$RUNS" <<'PY'
+import glob, json, os, sys
+out, runs_dir = sys.argv[1:]
+runs = {os.path.basename(p)[:-5]: json.load(open(p)) for p in sorted(glob.glob(f"{runs_dir}/*.json"))}
+json.dump(runs, open(f"{out}/floor.json", "w"), indent=1)
+for name, r in runs.items():
+    value = r.get("output_tokens_per_second") or r.get("time_per_output_token_ms")
+    print(f"{name:8} elapsed {r.get('elapsed_time', r.get('avg_latency')):.3f} s  {value:.2f}  "
+          f"ready in {r['startup_seconds']:.1f} s")
+PY
