@@ -1,17 +1,24 @@
 """The collectives of tensor parallelism, each a no-op on one rank: the sum of partial results
-after a row-parallel layer, the vocabulary slices of the logits gathered on the driver, and the
-driver's sampled tokens sent to the other ranks (which feed them to the next step)."""
+after a row-parallel layer (one-shot through symmetric memory for small messages where the
+group set it up, else the process group's), the vocabulary slices of the logits gathered on
+the driver, and the driver's sampled tokens sent to the other ranks (which feed them to the
+next step)."""
 from __future__ import annotations
 
 import torch
 import torch.distributed as dist
 
-from ember.distributed.parallel_state import tp_rank, tp_size
+from ember.distributed.parallel_state import one_shot_all_reduce, tp_rank, tp_size
 
 
 def all_reduce(x: torch.Tensor) -> torch.Tensor:
-    if tp_size() > 1:
-        dist.all_reduce(x)
+    """The sum of every rank's `x`: `x` itself summed in place, or a new tensor; use the result."""
+    if tp_size() == 1:
+        return x
+    one_shot = one_shot_all_reduce()
+    if one_shot is not None and one_shot.fits(x):
+        return one_shot(x)
+    dist.all_reduce(x)
     return x
 
 

@@ -6,21 +6,28 @@ from __future__ import annotations
 import time
 from typing import Callable
 
+import torch
 import torch.distributed as dist
+
+from ember.distributed.symm_mem_all_reduce import SymmMemAllReduce
 
 _rank = 0
 _size = 1
 # As long as torch.distributed's own default wait (gloo's), for ranks still loading a large model.
 RANKS_ARRIVAL_TIMEOUT_S = 1800.0
 _before_leaving: list[Callable[[], None]] = []
+# The one-shot all-reduce for small messages, where the GPUs and torch allow it (None: the
+# process group's own all-reduce for every message).
+_one_shot: SymmMemAllReduce | None = None
 
 
 def init_tensor_parallel(rank: int, world_size: int, init_method: str, backend: str,
                          watch: Callable[[], None] | None = None) -> None:
-    """Join the process group of all ranks: NCCL between GPUs, gloo on the CPU. `watch` is
-    called while waiting for the other ranks and raises if one of them has failed: the wait
-    inside torch.distributed would only end at its timeout (30 minutes on gloo)."""
-    global _rank, _size
+    """Join the process group of all ranks: NCCL between GPUs, gloo on the CPU, and on GPUs
+    that reach each other the one-shot all-reduce for small messages (chosen here, once).
+    `watch` is called while waiting for the other ranks and raises if one of them has failed:
+    the wait inside torch.distributed would only end at its timeout (30 minutes on gloo)."""
+    global _rank, _size, _one_shot
     if dist.is_initialized():
         raise RuntimeError("torch.distributed is already initialized in this process: one "
                            "tensor-parallel engine per process (shut the previous one down first).")
@@ -28,6 +35,8 @@ def init_tensor_parallel(rank: int, world_size: int, init_method: str, backend: 
     _wait_for_all_ranks(store, world_size, watch)
     dist.init_process_group(backend, store=store, rank=rank, world_size=world_size)
     _rank, _size = rank, world_size
+    if backend == "nccl":
+        _one_shot = SymmMemAllReduce.create(dist.group.WORLD, torch.device("cuda", torch.cuda.current_device()))
 
 
 def _wait_for_all_ranks(store, world_size: int, watch: Callable[[], None] | None) -> None:
@@ -58,14 +67,20 @@ def destroy_tensor_parallel() -> None:
     abort releases this rank's communicators alone, so the ranks may leave in any order, or
     not at all (a killed worker); collectives still in flight (an engine that failed mid-step)
     end with it. A torch without the abort destroys instead."""
-    global _rank, _size
+    global _rank, _size, _one_shot
     if _size > 1 and dist.is_initialized():
         while _before_leaving:
             _before_leaving.pop()()
+        if _one_shot is not None:  # after the graphs that captured it
+            _one_shot.close()
         leave = getattr(dist.distributed_c10d, "_abort_process_group", None) or dist.destroy_process_group
         leave()
     _before_leaving.clear()
-    _rank, _size = 0, 1
+    _rank, _size, _one_shot = 0, 1, None
+
+
+def one_shot_all_reduce() -> SymmMemAllReduce | None:
+    return _one_shot
 
 
 def tp_rank() -> int:
