@@ -6,7 +6,8 @@ offer, each checked against paged_attention_ref on small cases, then timed on
     chunk: an 8k-token chunk over 24k tokens of cached context (seq_len 32k), as chunked prefill
            of a 32k prompt runs its last chunk (bottom-right causal: query i sees keys <= ctx + i).
 
-Paths: Ember's Triton paged kernel as it runs today; torch's varlen flash (`varlen_attn`, GQA and
+Paths: Ember's Triton paged kernel as it runs today ("triton") and its large-tile prefill kernel
+("triton-prefill", ember/kernels/prefill_attention.py, with a short config sweep); torch's varlen flash (`varlen_attn`, GQA and
 causal form feature-detected, and the aten op under it with its native GQA); FlexAttention
 (compiled, causal + GQA); SDPA's flash and cuDNN backends on dense tensors; and the cost of
 gathering a sequence's K/V out of the paged cache into contiguous tensors (what a dense path pays
@@ -14,7 +15,7 @@ per layer call over cached context). TFLOP/s counts causal work only: 4 * d * Hq
 query sees), so 2 * 2 * Sq * Sk_avg * d * Hq.
 
     python benchmarks/prefill_attention_gpu.py              # everything, < 120 s
-    python benchmarks/prefill_attention_gpu.py --cases 8k,chunk --paths triton,varlen
+    python benchmarks/prefill_attention_gpu.py --cases 8k,chunk --paths triton,varlen --sweep ''
 A path whose 32k call would put 128k past ~1.5 s per call is skipped at 128k.
 """
 
@@ -35,6 +36,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import ember.kernels.paged_attention as pa  # noqa: E402
+from ember.kernels.prefill_attention import prefill_attention, prefill_config  # noqa: E402
 
 DEV, DT = "cuda", torch.bfloat16
 HQ, HKV, D, BS = 28, 4, 128, 16
@@ -104,6 +106,13 @@ def path_triton(c: Case):
     out = torch.empty_like(c.q)
     args = c.paged_args()
     return lambda: pa.paged_attention(**args, out=out)
+
+
+def path_triton_prefill(c: Case, config=None):
+    """Ember's large-tile prefill kernel (ember/kernels/prefill_attention.py), every sequence."""
+    out = torch.empty_like(c.q)
+    return lambda: prefill_attention(c.q, c.k_cache, c.v_cache, c.block_tables, c.query_start_loc, c.seq_lens_t,
+                                     SCALE, 1, out, config=config)
 
 
 def _varlen_fn():
@@ -220,6 +229,7 @@ def path_sdpa_cudnn(c: Case):
 # Compiling paths last: their compile time must not starve the others of the budget.
 PATHS = {
     "triton": path_triton,
+    "triton-prefill": path_triton_prefill,
     "aten-flash-gqa": path_aten_flash_gqa,
     "varlen": path_varlen,
     "sdpa-flash": path_sdpa_flash,
@@ -277,11 +287,36 @@ def check(paths) -> dict[str, str]:
     return verdict
 
 
+# (BLOCK_M, BLOCK_N, num_warps, num_stages) tried for the prefill kernel at 32k and on the chunk.
+SWEEP = [(128, 64, 8, 3), (128, 64, 8, 4), (128, 128, 8, 3), (128, 128, 8, 2), (128, 64, 4, 3),
+         (64, 64, 4, 3), (128, 32, 8, 4), (256, 64, 8, 3)]
+
+
+def sweep(case_names, seconds):
+    budget = time.monotonic() - START + seconds
+    print(f"\nprefill kernel configs (default {prefill_config(D)}):")
+    for case_name in case_names:
+        sq, sk = CASES[case_name]
+        c = make_case(case_name, [sq], [sk])
+        for cfg in SWEEP:
+            if time.monotonic() - START > budget:
+                print("  sweep stopped: past the budget")
+                return
+            try:
+                ms = time_ms(path_triton_prefill(c, cfg), min_time=0.1, max_iters=5)
+                print(f"  {case_name:<6} BM={cfg[0]} BN={cfg[1]} w={cfg[2]} s={cfg[3]}: {ms:8.3f} ms "
+                      f"{c.tflop() / ms * 1e3:7.1f} TFLOP/s", flush=True)
+            except Exception as e:  # e.g. out of shared memory
+                print(f"  {case_name:<6} {cfg}: {type(e).__name__}: {str(e).splitlines()[0][:100] if str(e) else ''}")
+        del c
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--cases", default=",".join(CASES))
     ap.add_argument("--paths", default=",".join(PATHS))
-    ap.add_argument("--budget", type=float, default=100.0, help="seconds; later timings are skipped past it")
+    ap.add_argument("--sweep", default="32k,chunk", help="cases for the prefill-kernel config sweep ('' = none)")
+    ap.add_argument("--budget", type=float, default=105.0, help="seconds; later timings are skipped past it")
     args = ap.parse_args()
     paths = [p for p in args.paths.split(",") if p]
     p = torch.cuda.get_device_properties(0)
@@ -291,6 +326,8 @@ def main():
     _, params = _varlen_fn()
     print("varlen_attn parameters:", ", ".join(params))
     verdict = check(paths)
+    if args.sweep:
+        sweep(args.sweep.split(","), 25.0)
     rows, ms32 = [], {}
     for case_name in args.cases.split(","):
         sq, sk = CASES[case_name]
