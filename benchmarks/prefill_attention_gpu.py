@@ -2,6 +2,7 @@
 heads, d=128, bf16, KV paged in blocks of 16): every attention path the device's torch and Ember
 offer, each checked against paged_attention_ref on small cases, then timed on
 
+    mix16: 16 fresh prompts of 100..1024 tokens (a rand7b-like prefill step, several sequences),
     fresh 8k, 32k, 128k prompts (one sequence, causal) and
     chunk: an 8k-token chunk over 24k tokens of cached context (seq_len 32k), as chunked prefill
            of a 32k prompt runs its last chunk (bottom-right causal: query i sees keys <= ctx + i).
@@ -249,8 +250,11 @@ PATHS = {
     "flex-128x128": path_flex_tuned,
 }
 
-# Timed shapes: (q_len, seq_len) of one sequence.
-CASES = {"8k": (8192, 8192), "chunk": (8192, 32768), "32k": (32768, 32768), "128k": (131072, 131072)}
+# Timed batches: (q_lens, seq_lens). "mix16" is rand7b's kind of prefill step (16 fresh prompts of
+# 100..1024 tokens, as benchmarks/kernels_gpu.py times it), for the short-prompt side of the routing.
+_MIX = [int(x) for x in torch.linspace(100, 1024, 16).tolist()]
+CASES = {"mix16": (_MIX, _MIX), "8k": ([8192], [8192]), "chunk": ([8192], [32768]),
+         "32k": ([32768], [32768]), "128k": ([131072], [131072])}
 
 
 def time_ms(fn, min_time=0.25, max_iters=20) -> float:
@@ -297,7 +301,7 @@ def check(paths) -> dict[str, str]:
     return verdict
 
 
-# (BLOCK_M, BLOCK_N, num_warps, num_stages) tried for the prefill kernel at 32k and on the chunk.
+# (BLOCK_M, BLOCK_N, num_warps, num_stages) tried for the prefill kernel (--sweep cases, 30 s at most).
 SWEEP = [(128, 64, 8, 3), (128, 64, 8, 4), (128, 128, 8, 3), (128, 128, 8, 2), (128, 64, 4, 3),
          (64, 64, 4, 3), (128, 32, 8, 4), (256, 64, 8, 3)]
 
@@ -306,8 +310,7 @@ def sweep(case_names, seconds):
     budget = time.monotonic() - START + seconds
     print(f"\nprefill kernel configs (default {prefill_config(D)}):")
     for case_name in case_names:
-        sq, sk = CASES[case_name]
-        c = make_case(case_name, [sq], [sk])
+        c = make_case(case_name, *CASES[case_name])
         for cfg in SWEEP:
             if time.monotonic() - START > budget:
                 print("  sweep stopped: past the budget")
@@ -325,8 +328,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--cases", default=",".join(CASES))
     ap.add_argument("--paths", default=",".join(PATHS))
-    ap.add_argument("--sweep", default="32k,chunk", help="cases for the prefill-kernel config sweep ('' = none)")
-    ap.add_argument("--budget", type=float, default=105.0, help="seconds; later timings are skipped past it")
+    ap.add_argument("--sweep", default="32k,mix16,chunk", help="cases for the prefill-kernel config sweep ('' = none)")
+    ap.add_argument("--budget", type=float, default=110.0, help="seconds; later timings are skipped past it")
     args = ap.parse_args()
     paths = [p for p in args.paths.split(",") if p]
     p = torch.cuda.get_device_properties(0)
@@ -337,12 +340,12 @@ def main():
     print("varlen_attn parameters:", ", ".join(params))
     verdict = check(paths)
     if args.sweep:
-        sweep(args.sweep.split(","), 25.0)
+        sweep(args.sweep.split(","), 30.0)
     rows, ms32 = [], {}
     for case_name in args.cases.split(","):
-        sq, sk = CASES[case_name]
-        c = make_case(case_name, [sq], [sk])
-        print(f"\n{case_name}: q {sq} x keys {sk}, {c.tflop():.2f} TFLOP per call", flush=True)
+        c = make_case(case_name, *CASES[case_name])
+        print(f"\n{case_name}: q {sum(c.q_lens)} x keys {sum(c.seq_lens)} in {len(c.q_lens)} sequence(s), "
+              f"{c.tflop():.2f} TFLOP per call", flush=True)
         for name in paths:
             if time.monotonic() - START > args.budget:
                 print(f"  {name:<24} skipped: past the {args.budget:.0f} s budget")
