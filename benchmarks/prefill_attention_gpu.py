@@ -8,8 +8,9 @@ offer, each checked against paged_attention_ref on small cases, then timed on
            of a 32k prompt runs its last chunk (bottom-right causal: query i sees keys <= ctx + i).
 
 Paths: Ember's Triton paged kernel as it runs today ("triton") and its large-tile prefill kernel
-("triton-prefill", ember/kernels/prefill_attention.py, with a short config sweep); torch's varlen flash (`varlen_attn`, GQA and
-causal form feature-detected, and the aten op under it with its native GQA); FlexAttention
+("triton-prefill", ember/kernels/prefill_attention.py, with a short config sweep); torch's varlen
+flash (`varlen_attn`, GQA and causal form feature-detected, and the aten op under it with its
+native GQA); FlexAttention
 (compiled, causal + GQA); SDPA's flash and cuDNN backends on dense tensors; and the cost of
 gathering a sequence's K/V out of the paged cache into contiguous tensors (what a dense path pays
 per layer call over cached context). TFLOP/s counts causal work only: 4 * d * Hq * (keys each
