@@ -7,14 +7,15 @@ offer, each checked against paged_attention_ref on small cases, then timed on
     chunk: an 8k-token chunk over 24k tokens of cached context (seq_len 32k), as chunked prefill
            of a 32k prompt runs its last chunk (bottom-right causal: query i sees keys <= ctx + i).
 
-Paths: Ember's Triton paged kernel as it runs today ("triton") and its large-tile prefill kernel
-("triton-prefill", ember/kernels/prefill_attention.py, with a short config sweep); torch's varlen
-flash (`varlen_attn`, GQA and causal form feature-detected, and the aten op under it with its
-native GQA); FlexAttention
-(compiled, causal + GQA); SDPA's flash and cuDNN backends on dense tensors; and the cost of
-gathering a sequence's K/V out of the paged cache into contiguous tensors (what a dense path pays
-per layer call over cached context). TFLOP/s counts causal work only: 4 * d * Hq * (keys each
-query sees), so 2 * 2 * Sq * Sk_avg * d * Hq.
+Paths: Ember's unified Triton paged kernel alone ("triton-unified", as before issue 19); its
+large-tile prefill kernel ("triton-prefill", ember/kernels/prefill_attention.py, with a short
+config sweep; "-fresh-kv" reads a fresh prompt's new K/V instead of the cache); paged_attention as
+the engine calls it, long sequences routed to the prefill kernel ("triton"); torch's varlen flash
+(`varlen_attn`, GQA and causal form feature-detected, and the aten op under it with its native
+GQA); FlexAttention (compiled, causal + GQA); SDPA's flash and cuDNN backends on dense tensors;
+and the cost of gathering a sequence's K/V out of the paged cache into contiguous tensors (what a
+dense path pays per layer call over cached context). TFLOP/s counts causal work only:
+4 * d * Hq * (keys each query sees), so 2 * 2 * Sq * Sk_avg * d * Hq.
 
     python benchmarks/prefill_attention_gpu.py              # everything, < 120 s
     python benchmarks/prefill_attention_gpu.py --cases 8k,chunk --paths triton,varlen --sweep ''
@@ -105,9 +106,24 @@ def make_case(name, q_lens, seq_lens, device=DEV) -> Case:
 # ---- paths: each takes a Case and returns a zero-argument callable producing out [sum q_lens, HQ, D]
 
 def path_triton(c: Case):
+    """paged_attention as the engine calls it (long sequences routed to the prefill kernel)."""
     out = torch.empty_like(c.q)
     args = c.paged_args()
     return lambda: pa.paged_attention(**args, out=out)
+
+
+def path_triton_unified(c: Case):
+    """The unified kernel alone for every sequence, as before the prefill kernel existed."""
+    out = torch.empty_like(c.q)
+    args = c.paged_args()
+
+    def run():
+        routed, pa.LONG_Q_LEN = pa.LONG_Q_LEN, 2**31 - 1
+        try:
+            return pa.paged_attention(**args, out=out)
+        finally:
+            pa.LONG_Q_LEN = routed
+    return run
 
 
 def path_triton_prefill(c: Case, config=None):
@@ -239,6 +255,7 @@ def path_sdpa_cudnn(c: Case):
 
 # Compiling paths last: their compile time must not starve the others of the budget.
 PATHS = {
+    "triton-unified": path_triton_unified,
     "triton": path_triton,
     "triton-prefill": path_triton_prefill,
     "triton-prefill-fresh-kv": path_triton_prefill_fresh_kv,

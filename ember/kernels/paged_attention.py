@@ -15,6 +15,7 @@ import torch
 
 from ember.kernels._triton import require_triton, tl, triton
 from ember.kernels.paged_attention_ref import paged_attention_ref
+from ember.kernels.prefill_attention import prefill_attention
 
 __all__ = ["paged_attention", "paged_attention_ref", "pick_num_splits"]
 
@@ -24,6 +25,10 @@ _LOG2E = 1.4426950408889634
 _MIN_SPLIT_TOKENS = 512  # shorter pieces: the extra partial traffic and reduce cost more
 _MAX_SPLITS = 64
 _TARGET_PROGRAMS_PER_SM = 2
+# Sequences with at least this many new tokens go to prefill_attention's large-tile kernel;
+# the rest (decodes, short prefills and chunks) stay here.
+LONG_Q_LEN = 128
+_NO_LONG = 2**31 - 1
 
 
 @triton.jit
@@ -70,11 +75,11 @@ def _attend_tile(q, m_i, l_i, acc, kpos, q_pos, kv_end, bt_row, k_base, v_base, 
 
 # num_seqs and the block-table stride change every step: specializing on their values would
 # compile new variants in the middle of serving.
-@triton.jit(do_not_specialize=["num_seqs", "stride_bt"])
+@triton.jit(do_not_specialize=["num_seqs", "stride_bt", "long_q_len"])
 def _attn_kernel(
     q_ptr, k_ptr, v_ptr, out_ptr, bt_ptr, qsl_ptr, seq_lens_ptr,
     part_m_ptr, part_l_ptr, part_acc_ptr,
-    scale_log2, num_seqs, num_q_heads,
+    scale_log2, num_seqs, num_q_heads, long_q_len,
     stride_qt, stride_qh, stride_ot, stride_oh,
     stride_kb, stride_ks, stride_kh, stride_vb, stride_vs, stride_vh, stride_bt,
     QPK: tl.constexpr, HEAD_DIM: tl.constexpr, HEAD_DIM_PAD: tl.constexpr,
@@ -93,7 +98,7 @@ def _attn_kernel(
         local_qb = q_block - (tl.load(qsl_ptr + seq) // BLOCK_Q + seq)
     q_start = tl.load(qsl_ptr + seq)
     q_len = tl.load(qsl_ptr + seq + 1) - q_start
-    if local_qb * BLOCK_Q >= q_len:
+    if (local_qb * BLOCK_Q >= q_len) | (q_len >= long_q_len):  # long: prefill_attention's
         return
     seq_len = tl.load(seq_lens_ptr + seq)
     ctx_len = seq_len - q_len  # keys cached before this chunk
@@ -225,6 +230,8 @@ def paged_attention(q, k_cache, v_cache, block_tables, query_start_loc, seq_lens
     the launch config. num_splits forces the split-K factor (None: heuristic);
     forced splits cut every sequence evenly, heuristic ones keep pieces of at
     least _MIN_SPLIT_TOKENS keys.
+    When max_query_len >= LONG_Q_LEN (and head_dim is a power of two), the sequences with
+    that many new tokens are attended by prefill_attention and the others here.
     Rows of padding tokens (index >= query_start_loc[-1]) are left unspecified.
     """
     require_triton()
@@ -244,6 +251,12 @@ def paged_attention(q, k_cache, v_cache, block_tables, query_start_loc, seq_lens
         return out
     qpk = num_q_heads // num_kv_heads
     d_pad = max(16, triton.next_power_of_2(head_dim))
+    long_q_len = _NO_LONG
+    if max_query_len >= LONG_Q_LEN and head_dim == d_pad and num_splits is None:
+        # Both launches always: max_query_len may be a bound, so which sequences are long is
+        # known only on the device; this kernel's programs of long sequences return at once.
+        prefill_attention(q, k_cache, v_cache, block_tables, query_start_loc, seq_lens, scale, LONG_Q_LEN, out)
+        long_q_len = LONG_Q_LEN
     block_m, block_q, tile_n, warps, stages = _block_config(qpk, d_pad, max_query_len)
     direct = max_query_len <= block_q
     min_split_tiles = 1
@@ -262,7 +275,7 @@ def paged_attention(q, k_cache, v_cache, block_tables, query_start_loc, seq_lens
     _attn_kernel[(q_blocks, num_kv_heads, num_splits)](
         q, k_cache, v_cache, out, block_tables, query_start_loc, seq_lens,
         part_m, part_l, part_acc,
-        scale * _LOG2E, num_seqs, num_q_heads,
+        scale * _LOG2E, num_seqs, num_q_heads, long_q_len,
         q.stride(0), q.stride(1), out.stride(0), out.stride(1),
         k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
         v_cache.stride(0), v_cache.stride(1), v_cache.stride(2), block_tables.stride(0),

@@ -1,0 +1,100 @@
+"""prefill_attention (the large-tile kernel for long query runs) and paged_attention's routing of
+long sequences to it, against paged_attention_ref, in caches whose unowned slots are NaN.
+
+On the CPU (Triton's interpreter) the tiles are shrunk through `config` so that a few dozen
+tokens already span several q blocks, full key tiles and diagonal tiles."""
+
+import pytest
+import torch
+
+import ember.kernels.paged_attention as pa
+from ember.kernels.paged_attention import paged_attention, paged_attention_ref
+from ember.kernels.prefill_attention import prefill_attention
+from tests.kernels.test_paged_attention import build_case
+
+SMALL = (32, 16, 4, 2)  # BLOCK_M, BLOCK_N, warps, stages
+
+
+def _rows(case, seqs):
+    qsl = case["query_start_loc"].tolist()
+    return torch.cat([torch.arange(qsl[s], qsl[s + 1]) for s in seqs])
+
+
+def _prefill(case, min_q_len, **kw):
+    out = torch.full_like(case["q"], float("nan"))
+    prefill_attention(case["q"], case["k_cache"], case["v_cache"], case["block_tables"], case["query_start_loc"],
+                      case["seq_lens"], case["scale"], min_q_len, out, **kw)
+    return out
+
+
+@pytest.mark.parametrize("qpk", [1, 7])
+def test_fresh_prompts_and_chunks_over_cached_context(device, dtype, tol, qpk):
+    # fresh prompts (one shorter than a q block), chunks whose context is not a multiple of
+    # the key tile or the cache block, and one with more context than queries.
+    case, _, _ = build_case([70, 9, 45, 33], [70, 9, 45 + 21, 33 + 100], 2 * qpk, 2, 64, dtype, device)
+    ref = paged_attention_ref(**case)
+    out = _prefill(case, 1, config=SMALL)
+    torch.testing.assert_close(out.float(), ref.float(), **tol(dtype))
+
+
+def test_short_sequences_are_left_to_the_unified_kernel(device, tol):
+    case, _, _ = build_case([40, 1, 3, 50], [40, 60, 3, 90], 4, 2, 64, torch.float32, device)
+    out = _prefill(case, 20, config=SMALL)
+    long_rows, short_rows = _rows(case, [0, 3]), _rows(case, [1, 2])
+    ref = paged_attention_ref(**case)
+    torch.testing.assert_close(out[long_rows], ref[long_rows], **tol(torch.float32))
+    assert torch.isnan(out[short_rows]).all()
+
+
+def test_fresh_kv_reads_the_new_keys_like_the_cache(device, dtype, tol):
+    """A batch of fresh prompts: keys from the new contiguous K/V rows (strided, as a slice of a
+    fused qkv projection is) give what the cache gives."""
+    q_lens = [50, 7, 36]
+    case, dense_k, dense_v = build_case(q_lens, q_lens, 6, 2, 64, dtype, device)
+    qkv = torch.randn(sum(q_lens), 10, 64, device=device, dtype=dtype)  # 6 q + 2 k + 2 v heads
+    k, v = qkv[:, 6:8], qkv[:, 8:]
+    k.copy_(torch.cat(dense_k).to(dtype))
+    v.copy_(torch.cat(dense_v).to(dtype))
+    ref = paged_attention_ref(**case)
+    out = _prefill(case, 1, config=SMALL, fresh_kv=(k, v))
+    torch.testing.assert_close(out.float(), ref.float(), **tol(dtype))
+
+
+@pytest.mark.parametrize("cache_dtype", [torch.float8_e5m2, torch.float8_e4m3fn], ids=["e5m2", "e4m3"])
+def test_fp8_cache(device, tol, cache_dtype):
+    case, _, _ = build_case([40, 20], [40, 70], 4, 2, 64, torch.float16, device)
+    case["k_cache"], case["v_cache"] = case["k_cache"].to(cache_dtype), case["v_cache"].to(cache_dtype)
+    ref = paged_attention_ref(**case)
+    torch.testing.assert_close(_prefill(case, 1, config=SMALL).float(), ref.float(), **tol(torch.float16))
+
+
+@pytest.mark.parametrize("block_size", [8, 32])
+def test_block_sizes(device, tol, block_size):
+    case, _, _ = build_case([40, 20], [40, 90], 4, 2, 64, torch.float32, device, block_size=block_size)
+    ref = paged_attention_ref(**case)
+    torch.testing.assert_close(_prefill(case, 1, config=SMALL), ref, **tol(torch.float32))
+
+
+def test_paged_attention_routes_long_sequences(device, dtype, tol, monkeypatch):
+    """One batch: a long prompt, a long chunk over cached context, decodes and a short chunk;
+    every row equals the reference whichever kernel took it, padding rows aside."""
+    monkeypatch.setattr(pa, "LONG_Q_LEN", 24)
+    case, _, _ = build_case([30, 1, 5, 1, 26], [30, 40, 50, 3, 26 + 37], 14, 2, 64, dtype, device, pad_tokens=3)
+    ref = paged_attention_ref(**case)
+    out = paged_attention(**case)
+    n = int(case["query_start_loc"][-1])
+    assert not torch.isnan(out[:n]).any()
+    torch.testing.assert_close(out[:n].float(), ref[:n].float(), **tol(dtype))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("q_lens,seq_lens", [([3000], [3000]), ([1000, 1, 700], [4000, 900, 700])],
+                         ids=["fresh", "chunk+decode+fresh"])
+def test_7b_shape_bf16_on_gpu(q_lens, seq_lens, tol):
+    """The Qwen2.5-7B attention shape (28 q / 4 kv heads, d=128) in bf16 at the default tiles."""
+    case, _, _ = build_case(q_lens, seq_lens, 28, 4, 128, torch.bfloat16, "cuda")
+    ref = paged_attention_ref(**{**case, "q": case["q"].float(), "k_cache": case["k_cache"].float(),
+                                 "v_cache": case["v_cache"].float()})
+    out = paged_attention(**case)
+    torch.testing.assert_close(out.float(), ref, **tol(torch.bfloat16))
