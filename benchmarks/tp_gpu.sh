@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
 # Issue 18's 2-GPU measurement, for a host with 2 GPUs (the device tool's nvidia-h200-x2), in
-# one call of about 9 minutes at most: every step runs under `timeout`, and the script prints
-# each step's exit code and time, then which ember processes and GPU processes are left.
-#   1. the tensor-parallel GPU tests: shutdown first (a TP=2 LLM process exits within 5 s of its
+# one call of at most BUDGET_S (530) seconds: every step runs under `timeout`, cut to what is
+# left of the budget (a step with nothing left is skipped), and the script prints each step's
+# exit code and time, then which ember processes and GPU processes are left.
+#   1. all-reduce microbenchmark: NCCL against the one-shot path through symmetric memory,
+#      7 KB .. 4 MB bf16, eager and CUDA-graphed, results checked equal (allreduce_gpu.py);
+#   2. the tensor-parallel GPU tests: shutdown first (a TP=2 LLM process exits within 5 s of its
 #      last request; `ember serve -tp 2` exits 0 after SIGTERM; needs fastapi and uvicorn, else
-#      skipped), then TP=2 greedy tokens equal to TP=1 (NCCL, CUDA graphs on each rank);
-#   2. rand7b, greedy, TP=1 then TP=2, each in its own process: throughput and the token-for-
-#      token comparison (NUM_PROMPTS=N takes the first N of the 128 requests);
-#   3. batch-1 latency (7B shape, 64 in / 256 out, 2 warm-up + 5 iterations), TP=1 then TP=2.
-# Everything goes to $OUT/tp_gpu.log; the JSON results beside it. Record in docs/benchmarks.md.
+#      skipped), then the one-shot all-reduce equal to NCCL's (eager, in a CUDA graph) and TP=2
+#      greedy tokens equal to TP=1 (NCCL, CUDA graphs on each rank);
+#   3. batch-1 latency (7B shape, 64 in / 256 out, 2 warm-up + 5 iterations), TP=1 then TP=2;
+#   4. where a TP=2 batch-1 decode step's time goes on rank 0 (torch.profiler, tp_profile.py);
+#   5. rand7b, greedy, TP=1 then TP=2, each in its own process: throughput and the token-for-
+#      token comparison (NUM_PROMPTS=N takes the first N of the 128 requests, 64 by default).
+# Everything goes to $OUT/tp_gpu.log; the JSON results beside it (6 files). Record in
+# docs/benchmarks.md.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # benchmarks/*.py import ember from the checkout
@@ -17,7 +23,8 @@ export PYTHONUNBUFFERED=1
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 PY=${PY:-python3}
 OUT=${OUT:-${TMPDIR:-/tmp}/ember-tp}
-NUM_PROMPTS=${NUM_PROMPTS:-128}
+NUM_PROMPTS=${NUM_PROMPTS:-64}
+BUDGET_S=${BUDGET_S:-530}
 mkdir -p "$OUT"
 LOG="$OUT/tp_gpu.log"
 STEPS=$(mktemp -d)
@@ -40,6 +47,13 @@ left_behind() {
 step() {
   local name=$1 limit=$2 start=$SECONDS code
   shift 2
+  local left=$((BUDGET_S - SECONDS))
+  if (( left < 10 )); then
+    echo "=== $name: SKIPPED (the ${BUDGET_S} s budget is spent)" | tee -a "$LOG"
+    SUMMARY+=("$name: SKIPPED (budget)")
+    return
+  fi
+  (( limit > left )) && limit=$left
   echo "=== $name (limit ${limit} s): $*" | tee -a "$LOG"
   timeout -k 5 "$limit" "$@" > "$STEPS/$name.log" 2>&1
   code=$?
@@ -55,20 +69,26 @@ step() {
 nvidia-smi -L | tee -a "$LOG"
 $PY -c 'import torch, torch.distributed as d; print("torch", torch.__version__, "cuda", torch.version.cuda,
 "nccl", torch.cuda.nccl.version(), "gpus", torch.cuda.device_count(),
-"abort", hasattr(d.distributed_c10d, "_abort_process_group"))' 2>&1 | tee -a "$LOG"
+"abort", hasattr(d.distributed_c10d, "_abort_process_group"),
+"one-shot op", hasattr(getattr(torch.ops, "symm_mem", None), "one_shot_all_reduce_copy_out"),
+"peer access 0->1", torch.cuda.device_count() > 1 and torch.cuda.can_device_access_peer(0, 1))' 2>&1 | tee -a "$LOG"
+nvidia-smi topo -m 2>&1 | head -n 4 | tee -a "$LOG"
 
 TESTS=tests/distributed/test_tensor_parallel_gpu.py
-step shutdown_tests 140 $PY -m pytest -v -s -p no:cacheprovider -o faulthandler_timeout=100 "$TESTS" -k exits
-step greedy_tests 100 $PY -m pytest -v -s -p no:cacheprovider -o faulthandler_timeout=80 "$TESTS" -k greedy
-step rand7b_tp1 85 $PY benchmarks/tp_rand7b.py --tp 1 --num-prompts "$NUM_PROMPTS" --out "$OUT/rand7b_tp1.json"
-step rand7b_tp2 85 $PY benchmarks/tp_rand7b.py --tp 2 --num-prompts "$NUM_PROMPTS" --out "$OUT/rand7b_tp2.json"
-step rand7b_compare 10 $PY benchmarks/tp_rand7b.py --compare "$OUT/rand7b_tp1.json" "$OUT/rand7b_tp2.json"
+step allreduce_bench 60 $PY benchmarks/allreduce_gpu.py --out "$OUT/allreduce.json"
+step shutdown_tests 120 $PY -m pytest -v -s -p no:cacheprovider -o faulthandler_timeout=100 "$TESTS" -k exits
+step greedy_and_allreduce_tests 110 $PY -m pytest -v -s -p no:cacheprovider -o faulthandler_timeout=80 \
+  tests/distributed/test_all_reduce_gpu.py "$TESTS" -k "greedy or one_shot"
 LATENCY=(-m ember.entrypoints.cli bench latency --model qwen2.5-7b --batch-size 1 --input-len 64 --output-len 256
          --num-iters-warmup 2 --num-iters 5 --max-num-seqs 8)
-step latency_tp1 55 $PY "${LATENCY[@]}" -tp 1 --output-json "$OUT/latency_tp1.json"
+step latency_tp1 50 $PY "${LATENCY[@]}" -tp 1 --output-json "$OUT/latency_tp1.json"
 step latency_tp2 55 $PY "${LATENCY[@]}" -tp 2 --output-json "$OUT/latency_tp2.json"
+step profile_tp2 60 $PY benchmarks/tp_profile.py --tp 2
+step rand7b_tp1 75 $PY benchmarks/tp_rand7b.py --tp 1 --num-prompts "$NUM_PROMPTS" --out "$OUT/rand7b_tp1.json"
+step rand7b_tp2 75 $PY benchmarks/tp_rand7b.py --tp 2 --num-prompts "$NUM_PROMPTS" --out "$OUT/rand7b_tp2.json"
+step rand7b_compare 10 $PY benchmarks/tp_rand7b.py --compare "$OUT/rand7b_tp1.json" "$OUT/rand7b_tp2.json"
 
 echo "=== summary" | tee -a "$LOG"
 printf '%s\n' "${SUMMARY[@]}" | tee -a "$LOG"
-grep -h -E "^(TP=|Throughput:|Output throughput|Avg time per output token|Avg latency)|exit code .* after" \
+grep -h -E "^(TP=|Throughput:|Output throughput|Avg time per output token|Avg latency|all-reduce|GPU busy|wall time)|^  (all-reduce|other collectives|GEMM|attention|other) |^ +[0-9]+ +[0-9]+ \||exit code .* after" \
   "$STEPS"/*.log | tee -a "$LOG"

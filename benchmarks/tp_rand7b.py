@@ -10,6 +10,7 @@ import json
 import time
 
 from ember import LLM, SamplingParams
+from ember.distributed.parallel_state import one_shot_all_reduce
 from ember.entrypoints.bench.workloads import WORKLOADS, shape_dir, workload_requests
 
 
@@ -17,6 +18,10 @@ def run(tp: int, out: str, num_prompts: int | None) -> None:
     requests = workload_requests("rand7b", num_prompts)
     llm = LLM(shape_dir(WORKLOADS["rand7b"].shape), tensor_parallel_size=tp, load_format="dummy",
               skip_tokenizer_init=True)
+    if tp > 1:
+        one_shot = one_shot_all_reduce()
+        print("all-reduce: " + (f"one-shot up to {one_shot.max_bytes // 1024} KiB, then NCCL"
+                                if one_shot is not None else "NCCL alone"))
     prompts = [{"prompt_token_ids": p} for p, _ in requests]
     params = [SamplingParams(temperature=0.0, ignore_eos=True, max_tokens=o) for _, o in requests]
     start = time.perf_counter()

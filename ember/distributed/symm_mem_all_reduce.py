@@ -103,8 +103,9 @@ class SymmMemAllReduce:
             except Exception as e:  # noqa: BLE001 - any failure means the process group's all-reduce
                 reason = f"allocating the symmetric buffer failed: {e!r}"
         if not all_ranks_agree(reason is None, group, device):
-            logger.info("All-reduce through %s: the one-shot path is unavailable (%s)", backend,
-                        reason or "on another rank")
+            logger.log(logging.INFO if switched_off() else logging.WARNING,
+                       "All-reduce through %s: the one-shot path is unavailable (%s)", backend,
+                       reason or "on another rank")
             return None
         fast = None
         try:

@@ -1,0 +1,100 @@
+"""Where a batch-1 decode step's time goes on rank 0 (the engine process) under tensor
+parallelism: torch.profiler around STEPS greedy decode steps of one 64-token prompt (the 7B shape,
+random weights), its GPU kernels grouped into all-reduce, other collectives, GEMMs, attention
+and the rest, per decode step and as a share of the GPU's busy time; then the 20 costliest
+kernels. A one-shot all-reduce kernel's time includes its wait at the barrier for the other
+rank, as NCCL's does. `python benchmarks/tp_profile.py --tp 2 [--out trace.json]`;
+benchmarks/tp_gpu.sh runs it. `--device cpu --model DIR` runs it on the CPU (no kernels to
+group: the operator table alone)."""
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import time
+from collections import defaultdict
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from ember import LLM, SamplingParams
+from ember.distributed.parallel_state import one_shot_all_reduce
+from ember.entrypoints.bench.workloads import WORKLOADS, shape_dir
+
+STEPS = 64
+PROMPT = list(range(1000, 1064))
+# Kernel name -> group, first match wins (NCCL's kernels: ncclDevKernel_AllReduce_..., and
+# _SendRecv / _Broadcast for the logits' gather and the sampled tokens' broadcast).
+GROUPS = [("all-reduce", re.compile(r"allreduce|all_reduce", re.I)),
+          ("other collectives", re.compile(r"nccl", re.I)),
+          ("GEMM", re.compile(r"gemm|nvjet|cutlass|xmma|matmul|splitk", re.I)),
+          ("attention", re.compile(r"attention|attn|flash", re.I))]
+
+
+def group_of(kernel: str) -> str:
+    return next((name for name, pattern in GROUPS if pattern.search(kernel)), "other")
+
+
+def decode(llm: LLM, steps: int) -> float:
+    """Seconds for one prompt's prefill and `steps` greedy decode steps."""
+    params = SamplingParams(temperature=0.0, max_tokens=steps + 1, ignore_eos=True)
+    start = time.perf_counter()
+    llm.generate([{"prompt_token_ids": PROMPT}], params, use_tqdm=False)
+    return time.perf_counter() - start
+
+
+def summarize(prof, wall_s: float) -> None:
+    kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    print(f"wall time {wall_s * 1000 / STEPS:.3f} ms per decode step under the profiler "
+          f"({STEPS} steps and one 64-token prefill)")
+    if not kernels:
+        print("no GPU kernels recorded")
+    else:
+        by_group, by_name, counts = defaultdict(float), defaultdict(float), defaultdict(int)
+        for e in kernels:
+            us = e.time_range.elapsed_us()
+            by_group[group_of(e.name)] += us
+            by_name[e.name] += us
+            counts[e.name] += 1
+        busy = sum(by_group.values())
+        print(f"GPU busy {busy / 1000 / STEPS:.3f} ms per decode step ({len(kernels)} kernels in all)")
+        for name, us in sorted(by_group.items(), key=lambda kv: -kv[1]):
+            print(f"  {name:<18} {us / 1000 / STEPS:7.3f} ms per step  {100 * us / busy:5.1f}% of GPU busy")
+        print("costliest kernels (total us, calls, us per call):")
+        for name, us in sorted(by_name.items(), key=lambda kv: -kv[1])[:20]:
+            print(f"  {us:10.0f} {counts[name]:6d} {us / counts[name]:8.2f}  [{group_of(name)}] {name[:110]}")
+    sort_by = "self_device_time_total" if kernels else "self_cpu_time_total"
+    print(prof.key_averages().table(sort_by=sort_by, row_limit=15, max_name_column_width=60))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--tp", type=int, default=2)
+    parser.add_argument("--model", default=None, help="a checkpoint directory (default: the 7B shape)")
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--out", help="also write a Chrome trace here")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    model = args.model or shape_dir(WORKLOADS["rand7b"].shape)
+    llm = LLM(model, tensor_parallel_size=args.tp, load_format="dummy", skip_tokenizer_init=True,
+              max_num_seqs=8, device=args.device)
+    try:
+        one_shot = one_shot_all_reduce()
+        print("all-reduce on rank 0: " + (f"one-shot up to {one_shot.max_bytes // 1024} KiB, then the process group's"
+                                           if one_shot is not None else "the process group's alone"))
+        decode(llm, 16)  # warm up
+        plain = decode(llm, STEPS)
+        print(f"TP={args.tp}: {plain * 1000 / STEPS:.3f} ms per decode step without the profiler "
+              f"({STEPS} steps and one 64-token prefill)")
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if args.device.startswith("cuda") else [])
+        with profile(activities=activities) as prof:
+            wall = decode(llm, STEPS)
+        summarize(prof, wall)
+        if args.out:
+            prof.export_chrome_trace(args.out)
+    finally:
+        llm.llm_engine.shutdown()
+
+
+if __name__ == "__main__":
+    main()
