@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 
 import torch
 import torch.distributed as dist
@@ -29,7 +30,8 @@ logger = logging.getLogger(__name__)
 ONE_SHOT_MAX_BYTES = 2 * 1024 * 1024
 # The kernel reads and writes 16-byte vectors.
 ALIGNMENT = 16
-DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+# What PyTorch's CUDA one-shot kernel sums (AT_DISPATCH_FLOAT_AND_BFLOAT16); fp16 goes to NCCL.
+DTYPES = (torch.float32, torch.bfloat16)
 # vLLM's switch for its own symmetric-memory all-reduce is honoured too.
 SWITCHES = ("EMBER_ALLREDUCE_USE_SYMM_MEM", "VLLM_ALLREDUCE_USE_SYMM_MEM")
 
@@ -70,6 +72,16 @@ def unavailable_reason(device: torch.device) -> str | None:
     return None
 
 
+def _host() -> str:
+    """This host's identity: its name and its kernel's boot (containers may share a name)."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            boot = f.read().strip()
+    except OSError:
+        boot = ""
+    return f"{socket.gethostname()}/{boot}"
+
+
 def all_ranks_agree(ok: bool, group, device: torch.device) -> bool:
     """True when `ok` holds on every rank (one collective of the process group)."""
     flag = torch.tensor([1 if ok else 0], dtype=torch.int32, device=device)
@@ -92,7 +104,9 @@ class SymmMemAllReduce:
         rank alone is followed by the ranks' agreement: no rank is left waiting in a
         rendezvous, a barrier or a collective that another has skipped."""
         backend = dist.get_backend(group)
-        reason = unavailable_reason(device)
+        hosts = [None] * dist.get_world_size(group)
+        dist.all_gather_object(hosts, _host(), group=group)
+        reason = "the ranks span hosts" if len(set(hosts)) > 1 else unavailable_reason(device)
         buffer = None
         if reason is None:
             try:
