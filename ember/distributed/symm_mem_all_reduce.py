@@ -147,9 +147,9 @@ class SymmMemAllReduce:
         return torch.ops.symm_mem.one_shot_all_reduce_copy_out(staging, x, "sum", self.group_name, out)
 
     def close(self) -> None:
-        """Drop the buffer and the peers' mappings (before the process group goes)."""
-        if self.buffer is not None and self.buffer.is_cuda:
-            torch.cuda.synchronize(self.buffer.device)
+        """Drop the buffer and the peers' mappings (before the process group goes). No wait
+        for the device: after a rank died mid-step, a kernel of ours waits at the barrier for
+        ever, and the rank leaving must not wait for it."""
         self.buffer = self.handle = None
 
     def _check(self, group, device: torch.device, reason: str | None) -> str | None:
