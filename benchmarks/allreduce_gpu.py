@@ -1,5 +1,5 @@
 """All-reduce on 2 GPUs of one host: NCCL against the one-shot path through symmetric memory
-(ember/distributed/symm_mem_all_reduce.py), bf16, 7 KB (batch 1 of the 7B shape) to 4 MB,
+(ember/distributed/symm_mem_all_reduce.py), and PyTorch's two-shot for reference, bf16, 7 KB (batch 1 of the 7B shape) to 4 MB,
 called eagerly and replayed from a CUDA graph (as the decode graphs do), with a check that
 both give the same sums. Two processes of its own (no torchrun): `python
 benchmarks/allreduce_gpu.py [--out F.json]`. Prints one row per size; where one-shot stops
@@ -33,6 +33,16 @@ GRAPH_CALLS, GRAPH_REPLAYS = 50, 10
 def nccl(x: torch.Tensor) -> torch.Tensor:
     dist.all_reduce(x)
     return x
+
+
+def two_shot(one_shot: SymmMemAllReduce):
+    """PyTorch's two-shot all-reduce through the same buffer (reduce-scatter, then all-gather,
+    both over peer memory): timed beside the others, for where one-shot's reads stop paying."""
+    def reduce(x: torch.Tensor) -> torch.Tensor:
+        staging = one_shot.buffer[:x.numel() * x.element_size()].view(x.dtype).view(x.shape)
+        staging.copy_(x)
+        return torch.ops.symm_mem.two_shot_all_reduce_out(staging, "sum", one_shot.group_name, torch.empty_like(x))
+    return reduce
 
 
 def eager_us(op, x: torch.Tensor) -> float:
@@ -83,9 +93,15 @@ def _rank(rank: int, init_method: str, results) -> None:
             row["nccl_eager_us"] = eager_us(nccl, zeros)
             row["nccl_graph_us"] = graph_us(nccl, zeros)
             if one_shot is not None:
-                row["equal"] = torch.equal(one_shot(x), nccl(x.clone()))
+                expected = nccl(x.clone())
+                row["equal"] = torch.equal(one_shot(x), expected)
                 row["one_shot_eager_us"] = eager_us(one_shot, zeros)
                 row["one_shot_graph_us"] = graph_us(one_shot, zeros)
+                try:  # a reference only: a size it refuses (on every rank alike) leaves it out
+                    row["two_shot_equal"] = torch.equal(two_shot(one_shot)(x), expected)
+                    row["two_shot_graph_us"] = graph_us(two_shot(one_shot), zeros)
+                except RuntimeError as e:
+                    row["two_shot_error"] = str(e)[:200]
             rows.append(row)
         results.put((rank, one_shot is not None, rows))
     finally:
@@ -108,20 +124,26 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         mp.spawn(_rank, args=("file://" + os.path.join(tmp, "rendezvous"), results), nprocs=2)
     by_rank = dict((rank, (available, rows)) for rank, available, rows in (results.get() for _ in range(2)))
-    available, rows = by_rank[0]
-    if not available:
-        print("one-shot path unavailable: NCCL alone (the log above says why)")
-    print(f"{'bytes':>9} {'rows':>5} | {'NCCL eager':>10} {'one-shot':>9} | {'NCCL graph':>10} {'one-shot':>9} "
-          f"{'speed-up':>8} | equal (rank 0, 1)")
-    for i, row in enumerate(rows):
-        one_shot = row.get("one_shot_graph_us")
-        print(f"{row['bytes']:>9} {row['rows']:>5.0f} | {row['nccl_eager_us']:>8.1f}us "
-              f"{row.get('one_shot_eager_us', float('nan')):>7.1f}us | {row['nccl_graph_us']:>8.1f}us "
-              f"{one_shot or float('nan'):>7.1f}us {row['nccl_graph_us'] / one_shot if one_shot else float('nan'):>7.2f}x"
-              f" | {row.get('equal')}, {by_rank[1][1][i].get('equal')}")
+    report(by_rank)
     if args.out:
         with open(args.out, "w") as f:
             json.dump({rank: rows for rank, (_, rows) in by_rank.items()}, f, indent=1)
+
+
+def report(by_rank: dict) -> None:
+    available, rows = by_rank[0]
+    if not available:
+        print("one-shot path unavailable: NCCL alone (the log above says why)")
+    nan = float("nan")
+    print(f"{'bytes':>9} {'rows':>5} | {'NCCL eager':>10} {'one-shot':>9} | {'NCCL graph':>10} {'one-shot':>9} "
+          f"{'speed-up':>8} {'two-shot':>9} | equal one-shot (rank 0, 1), two-shot")
+    for i, row in enumerate(rows):
+        one_shot = row.get("one_shot_graph_us")
+        print(f"{row['bytes']:>9} {row['rows']:>5.0f} | {row['nccl_eager_us']:>8.1f}us "
+              f"{row.get('one_shot_eager_us', nan):>7.1f}us | {row['nccl_graph_us']:>8.1f}us "
+              f"{one_shot or nan:>7.1f}us {row['nccl_graph_us'] / one_shot if one_shot else nan:>7.2f}x "
+              f"{row.get('two_shot_graph_us', nan):>7.1f}us | {row.get('equal')}, {by_rank[1][1][i].get('equal')}, "
+              f"{row.get('two_shot_equal', row.get('two_shot_error'))}")
 
 
 if __name__ == "__main__":
