@@ -3,6 +3,8 @@
 its dot product instead of scaling every weight element."""
 from __future__ import annotations
 
+import torch
+
 from ember.kernels._triton import triton
 
 _MAX_BLOCK_K = 64
@@ -20,3 +22,8 @@ def gemm_tiles(m: int, k: int, scale_block_k: int) -> tuple[int, int, int]:
         raise ValueError(f"scale blocks of {scale_block_k} input features are not supported "
                          "(tiles need a multiple of 16)")
     return block_m, block_n, min(block_k, _MAX_BLOCK_K)
+
+
+def num_sms(device: torch.device) -> int:
+    """Multiprocessors to spread a split K over (4 under the CPU interpreter)."""
+    return torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 4

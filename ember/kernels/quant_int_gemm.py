@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import torch
 
 from ember.kernels._triton import require_triton, tl, triton
+from ember.kernels.quant_gemm_tiles import num_sms
 from ember.kernels.quant_packing import unpack_int32
 
 __all__ = ["IntTiles", "DECODE_TILES", "int_gemm", "dequantize_int_strips", "to_strips",
@@ -101,10 +102,6 @@ def _int_gemm_kernel(
     tl.store(out, acc.to(out_ptr.dtype.element_ty), mask=m_mask[:, None] & n_mask[None, :])
 
 
-def _num_sms(device: torch.device) -> int:
-    return torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 4
-
-
 def int_gemm(x, qweight, scales, zeros, bits: int, group_size: int, tiles: IntTiles = DECODE_TILES):
     """x [M, K] (unit stride on K, columns already in the weight's row order) @ the strip-
     shuffled weight (`to_strips`) -> [M, N] in x's dtype, N = scales.shape[1]."""
@@ -122,7 +119,7 @@ def int_gemm(x, qweight, scales, zeros, bits: int, group_size: int, tiles: IntTi
     grid_n, grid_m = triton.cdiv(n, tiles.block_n), triton.cdiv(m, tiles.block_m)
     split = 1
     if tiles.split_k:
-        split = max(1, min(k_tiles, triton.cdiv(_PROGRAMS_PER_SM * _num_sms(x.device), grid_n * grid_m)))
+        split = max(1, min(k_tiles, triton.cdiv(_PROGRAMS_PER_SM * num_sms(x.device), grid_n * grid_m)))
     k_split = triton.cdiv(k_tiles, split) * tiles.block_k
     split = triton.cdiv(k, k_split)
     # Partial sums of a split K go to fp32 slices, summed after.

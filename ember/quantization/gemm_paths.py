@@ -3,10 +3,14 @@ in the step). Each table is (largest M, path) pairs read in order; None ends a t
 tables hold the fastest path per M that benchmarks/quant_gemm_gpu.py measured (per decoder
 layer of the 7B shapes, M = 1, 16, 256, 4096); it times only the paths named here, plus bf16.
 
-int4/int8 (GPTQ, AWQ), ember/kernels/quant_int_gemm.py:
-  decode   the fused kernel with split-K (DECODE_TILES): the packed weight read once,
-           dequantized in registers; its BLOCK_M is 16, so past 16 rows it reads the weight
-           again for every 16 more
+int4/int8 (GPTQ, AWQ):
+  gemv     M <= 8 (quant_int_gemv.py): the packed weight streamed once, FMA in registers, no
+           tensor cores, split-K where the columns leave multiprocessors idle
+  tiled    tensor cores (quant_int_tiled_gemm.py): one weight tile dequantized in registers
+           per tl.dot, the weight read once per BLOCK_M rows (16..128 by M)
+  decode   quant_int_gemm.py's fused kernel with split-K (DECODE_TILES): eight 16-deep dots
+           per K tile, BLOCK_M 16; measured before gemv/tiled existed, kept to be timed
+           against them
   dequant  the dense weight written once per call, then cuBLAS
 
 FP8 on fp8 tensor cores (compute capability >= 8.9), activations quantized per token (per
@@ -20,10 +24,15 @@ from __future__ import annotations
 # per decoder layer, bf16 cuBLAS 135 us at M=1, 137 at 16, 213 at 256, 2855 at 4096:
 # int4  decode (BLOCK_K 128) 148 / 252 us at M = 1 / 16, dequant 295 / 289; at 256 and 4096
 #       dequant 356 / 3035 us, the fused kernel (any tiles) 2913 / 41322 or more.
-INT4_PATHS = ((16, "decode"), (None, "dequant"))
+#       gemv and tiled are not measured on a GPU yet: M <= 8 reads the weight once (the fused
+#       kernel's 148 us is far from the ~30 us of reading 4-bit weights at ~4 TB/s), and up to
+#       256 the tiled kernel reads the 4-bit weight once per 16..128 rows where dequant writes
+#       and reads back a bf16 copy (~4x the weight's bytes).
+INT4_PATHS = ((8, "gemv"), (256, "tiled"), (None, "dequant"))
 # int8  dequant 22.6 / 21.5 us against decode 35.3 / 45.9 on the qkv shape at M = 1 / 16 (the
 #       run ended before the other shapes; decode was timed with BLOCK_K 256 only).
-INT8_PATHS = ((None, "dequant"),)
+#       gemv and tiled (not measured yet) read one byte a weight where dequant moves five.
+INT8_PATHS = ((8, "gemv"), (256, "tiled"), (None, "dequant"))
 # fp8 per-tensor  Triton 148 us at M=1 against cuBLAS row-wise 156; cuBLAS 149 / 168 / 1783 at
 #                 16 / 256 / 4096 against Triton 153 / 406 / 3825.
 FP8_PATHS = ((1, "w8a8-triton"), (None, "w8a8-cublas"))

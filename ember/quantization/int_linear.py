@@ -2,7 +2,8 @@
 into the one layout the int GEMM reads (ember/kernels/quant_int_gemm.py), still packed, and the
 forward pass. Chosen when the model is built, by device:
 - GPU: the words shuffled into strips at load; per call, the path of gemm_paths.INT4_PATHS or
-  INT8_PATHS for the call's M (the fused decode kernel, or dequantize-then-cuBLAS);
+  INT8_PATHS for the call's M (the GEMV kernel, the tensor-core tiled kernel, the older fused
+  decode kernel, or dequantize-then-cuBLAS);
 - elsewhere: the checkpoint layout, dequantized and multiplied in plain torch."""
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import torch
 
 from ember.kernels import triton_available
 from ember.kernels.quant_int_gemm import DECODE_TILES, dequantize_int_strips, int_gemm, int_gemm_ref, to_strips
+from ember.kernels.quant_int_gemv import int_gemv
+from ember.kernels.quant_int_tiled_gemm import int_tiled_gemm
 from ember.kernels.quant_packing import pack_int32
 from ember.quantization.gemm_paths import INT4_PATHS, INT8_PATHS, path_for
 from ember.quantization.params import replace_params
@@ -66,8 +69,13 @@ class IntLinearMethod:
             return out.reshape(*x.shape[:-1], out.shape[-1])
         rows = rows[:, perm] if perm is not None else rows.contiguous()
         args = (layer.qweight, layer.scales, layer.zeros, self.bits, self.group_size_of(layer))
-        if path_for(self.paths, rows.shape[0]) == "dequant":
-            out = rows @ dequantize_int_strips(*args)
-        else:
+        path = path_for(self.paths, rows.shape[0])
+        if path == "gemv":
+            out = int_gemv(rows, *args)
+        elif path == "tiled":
+            out = int_tiled_gemm(rows, *args)
+        elif path == "decode":
             out = int_gemm(rows, *args, DECODE_TILES)
+        else:
+            out = rows @ dequantize_int_strips(*args)
         return out.reshape(*x.shape[:-1], out.shape[-1])
