@@ -66,12 +66,13 @@ def _key_tile(q, m_i, l_i, acc, kpos, q_pos, kv_end, bt_row, k_base, v_base, off
         k = tl.load(k_base + slot_k[:, None] + offs_d[None, :])
         v = tl.load(v_base + slot_v[:, None] + offs_d[None, :])
     # .to: an fp8 cache is widened to the query dtype (a no-op otherwise).
-    s = tl.dot(q, tl.trans(k.to(q.dtype)), input_precision=DOT_PREC) * scale_log2
+    s = tl.dot(q, tl.trans(k.to(q.dtype)), input_precision=DOT_PREC)
     if MASKED:
         s = tl.where(kmask[None, :] & (kpos[None, :] <= q_pos[:, None]), s, float("-inf"))
-    # Every row sees key 0 in the first tile it reads, so m_new is finite: no -inf - -inf.
-    m_new = tl.maximum(m_i, tl.max(s, 1))
-    p = tl.exp2(s - m_new[:, None])
+    # Every row sees key 0 in the first tile it reads, so m_new is finite: no -inf - -inf. The
+    # scale is applied in the max and in one fused multiply-add with the subtraction.
+    m_new = tl.maximum(m_i, tl.max(s, 1) * scale_log2)
+    p = tl.exp2(s * scale_log2 - m_new[:, None])
     alpha = tl.exp2(m_i - m_new)
     l_i = l_i * alpha + tl.sum(p, 1)
     acc = tl.dot(p.to(q.dtype), v.to(q.dtype), acc * alpha[:, None], input_precision=DOT_PREC)
