@@ -1,8 +1,9 @@
 """Time the quantized GEMM paths that ember/quantization/gemm_paths.py's tables can choose
-against bf16 cuBLAS on the Qwen2.5-7B layer shapes, at M = 1, 16, 256 and 4096 rows, and print
-the fastest path per M and the table's pick: the measurements the tables are set from.
+against bf16 cuBLAS on the Qwen2.5-7B layer shapes, at M = 1, 4, 16, 64, 128, 256 and 4096 rows
+(decode batches, prefill chunks), and print the fastest path per M, the table's pick, and the
+table the timings suggest: the measurements the tables are set from.
 
-    PYTHONPATH=. python benchmarks/quant_gemm_gpu.py [--out results.json]
+    PYTHONPATH=. python benchmarks/quant_gemm_gpu.py [--out results.json] [--rows 1,16]
 
 Each timing is the median of CUDA-graph replays (the engine replays decode steps from graphs)
 over enough copies of the weights to exceed the L2 cache, so the weights come from memory as
@@ -27,6 +28,8 @@ from ember.kernels.quant_fp8_scaled_mm import scaled_mm_blockwise, scaled_mm_rec
 from ember.kernels.quant_fp8_w8a8_gemm import fp8_w8a8_gemm  # noqa: E402
 from ember.kernels.quant_int_gemm import (DECODE_TILES, dequantize_int, dequantize_int_strips,  # noqa: E402
                                           int_gemm, to_strips)
+from ember.kernels.quant_int_gemv import GEMV_MAX_ROWS, int_gemv  # noqa: E402
+from ember.kernels.quant_int_tiled_gemm import int_tiled_gemm  # noqa: E402
 from ember.kernels.quant_packing import pack_int32  # noqa: E402
 from ember.quantization.gemm_paths import (FP8_BLOCK_PATHS, FP8_PATHS, INT4_PATHS, INT8_PATHS,  # noqa: E402
                                           path_for)
@@ -34,7 +37,10 @@ from ember.quantization.int_linear import STRIP  # noqa: E402
 
 DEV, DT = "cuda", torch.bfloat16
 SHAPES = {"qkv": (3584, 4608), "o": (3584, 3584), "gate_up": (3584, 37888), "down": (18944, 3584)}
-ROWS = (1, 16, 256, 4096)
+ROWS = (1, 4, 16, 64, 128, 256, 4096)
+# The rows each path runs: the GEMV takes decode batches only; the fused decode kernel (BLOCK_M
+# 16) took 2.9 ms a layer at M = 256 and 41 ms at 4096 on the H200, not worth timing again.
+PATH_ROWS = {"gemv": GEMV_MAX_ROWS, "decode": 16}
 GROUP = 128
 L2_BYTES = 240 << 20  # several times the H200's 60 MB L2
 
@@ -74,7 +80,9 @@ def int_paths(k, n, bits):
     copies = [int_weights(k, n, bits) for _ in range(2)]
     dense = dequantize_int(*copies[0], bits, GROUP)
     packed = [(to_strips(q, STRIP), s, z) for q, s, z in copies]
-    paths = {"decode": lambda w: (lambda x: int_gemm(x, *w, bits, GROUP, DECODE_TILES)),
+    paths = {"gemv": lambda w: (lambda x: int_gemv(x, *w, bits, GROUP)),
+             "tiled": lambda w: (lambda x: int_tiled_gemm(x, *w, bits, GROUP)),
+             "decode": lambda w: (lambda x: int_gemm(x, *w, bits, GROUP, DECODE_TILES)),
              "dequant": lambda w: (lambda x: x @ dequantize_int_strips(*w, bits, GROUP))}
     nbytes = k * n * bits // 8 + 2 * 2 * (k // GROUP) * n
     return paths, packed[0], lambda: (to_strips(int_weights(k, n, bits)[0], STRIP), *copies[0][1:]), nbytes, dense
@@ -119,7 +127,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default=None)
     parser.add_argument("--formats", default=",".join(FORMATS), help="comma-separated, in order of measurement")
+    parser.add_argument("--rows", default=",".join(map(str, ROWS)), help="comma-separated M values")
     args = parser.parse_args()
+    rows = [int(m) for m in args.rows.split(",")]
     torch.manual_seed(0)
     print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}, triton {triton.__version__}, "
           f"cuBLAS scaled-GEMM recipes: {sorted(scaled_mm_recipes(DEV))}", flush=True)
@@ -128,10 +138,12 @@ def main() -> None:
         for shape, (k, n) in SHAPES.items():
             paths, first, fresh, nbytes, dense = FORMATS[fmt](k, n)
             weights = [first] + [fresh() for _ in range(max(1, -(-L2_BYTES // nbytes)) - 1)]
-            for m in ROWS:
+            for m in rows:
                 x = torch.randn(m, k, device=DEV, dtype=DT)
                 ref = x.float() @ dense.float()
                 for path, make in paths.items():
+                    if m > PATH_ROWS.get(path, m):
+                        continue
                     fns = [make(w) for w in weights]
                     try:
                         err = rel_err(fns[0](x), ref)
@@ -146,15 +158,16 @@ def main() -> None:
             del weights
             torch.cuda.empty_cache()
         # After each format, so a run cut short by its time limit still leaves its findings.
-        summarize(results)
+        summarize(results, rows)
         if args.out:
             with open(args.out, "w") as f:
                 json.dump(results, f, indent=1)
 
 
-def summarize(results) -> None:
+def summarize(results, rows) -> None:
     """Per format and M: each path's time summed over the four shapes (one decoder layer's
-    GEMMs), the fastest, the table's current choice, and the ratio to bf16."""
+    GEMMs), the fastest, the table's current choice, and the ratio to bf16; then the table
+    of fastest paths by M, in gemm_paths.py's form."""
     layer = {}
     for r in results:
         key = (r["format"], r["m"], r["path"])
@@ -163,11 +176,13 @@ def summarize(results) -> None:
     tables = {"int4": INT4_PATHS, "int8": INT8_PATHS, "fp8": FP8_PATHS, "fp8-block": FP8_BLOCK_PATHS}
     print("\nPer decoder layer (qkv + o + gate_up + down), us; fastest path per M:")
     for fmt in dict.fromkeys(r["format"] for r in results):
-        for m in ROWS:
+        fastest = []  # (M, path)
+        for m in rows:
             times = {p: t for (f, mm, p), t in layer.items() if f == fmt and mm == m}
             if not times:
                 continue
             best = min(times, key=times.get)
+            fastest.append((m, best))
             chosen = path_for(tables[fmt], m) if fmt in tables else "cublas"
             if chosen == "w8a8-cublas" and chosen not in times:  # no cuBLAS recipe for these scales
                 chosen = "w8a8-triton"
@@ -176,6 +191,20 @@ def summarize(results) -> None:
             print(f"{fmt:9} M={m:<5} fastest {best:13} {times[best]:9.1f} us {ratio:12} | table picks {chosen}"
                   + (f" ({chosen_time:.1f} us)" if chosen_time else "") + " | "
                   + " ".join(f"{p}={t:.0f}" for p, t in sorted(times.items(), key=lambda i: i[1])))
+        if fmt in tables and fastest:
+            print(f"{fmt:9} table from these timings: {suggested_table(fastest)!r}")
+
+
+def suggested_table(fastest) -> tuple:
+    """[(M, fastest path)] in increasing M -> ((largest M, path), ..., (None, path)): each run of
+    one path ends at its last measured M; the last path takes every M above."""
+    table = []
+    for m, path in fastest:
+        if table and table[-1][1] == path:
+            table[-1] = (m, path)
+        else:
+            table.append((m, path))
+    return tuple(table[:-1]) + ((None, table[-1][1]),)
 
 
 if __name__ == "__main__":
