@@ -45,7 +45,7 @@ def kernel_split(prof) -> dict[str, float]:
         if not us or e.key.startswith(("ProfilerStep", "cuda", "aten::")):
             continue
         name = e.key.lower()
-        kind = ("attention" if "attn" in name or "attention" in name or "prefill_kernel" in name
+        kind = ("attention" if any(s in name for s in ("attn", "attention", "prefill_kernel", "flash", "fmha"))
                 else "gemm" if any(s in name for s in ("gemm", "nvjet", "cutlass", "sm90_xmma", "matmul"))
                 else "other")
         split[kind] += us / 1e3
