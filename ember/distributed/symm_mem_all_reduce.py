@@ -10,8 +10,8 @@ Chosen once at group set-up, and only where it proves itself: every rank must ha
 peer access to every other GPU and the buffer; then it must give NCCL's sums, eagerly and
 replayed from a CUDA graph. Otherwise (and on the CPU, and for messages over
 ONE_SHOT_MAX_BYTES) the process group's own all-reduce runs. NVLink multicast is never used:
-no multimem op, and the CUDA backend allocates without multicast when
-TORCH_SYMM_MEM_DISABLE_MULTICAST=1 (benchmarks/tp_gpu.sh sets it)."""
+no multimem op, and the CUDA backend allocates without a multicast object
+(TORCH_SYMM_MEM_DISABLE_MULTICAST=1, set here unless the environment says otherwise)."""
 from __future__ import annotations
 
 import logging
@@ -109,6 +109,9 @@ class SymmMemAllReduce:
         reason = "the ranks span hosts" if len(set(hosts)) > 1 else unavailable_reason(device)
         buffer = None
         if reason is None:
+            # No multicast object: nothing here uses multimem, and on a shared host NVLink
+            # multicast is a risk of its own (unless someone explicitly asked for it).
+            os.environ.setdefault("TORCH_SYMM_MEM_DISABLE_MULTICAST", "1")
             try:
                 from torch.distributed._symmetric_memory import _SymmetricMemory
                 # Outside symmetric memory's cached pool: freed with the tensor, so a later
