@@ -10,20 +10,24 @@ as the FP8 checkpoints store them, in the one layout of quant_fp8_gemm.py:
 block_k >= K: one scale per token and per weight row (per-tensor checkpoints). The tile's dot
 product runs on fp8 operands with fp32 accumulation; the scales are applied once per K block.
 This is the Triton path for the block-wise (128x128) checkpoints; cuBLAS's scaled GEMM
-(quant_fp8_scaled_mm.py) is the other, and ember/quantization/gemm_paths.py picks by M."""
+(quant_fp8_scaled_mm.py) is the other, and ember/quantization/gemm_paths.py picks by M. Where
+the output tiles alone leave multiprocessors idle (decode: one row tile; the 7B `qkv`, `o` and
+`down` shapes have 56..72 column tiles for 132 multiprocessors) K is split over programs, their
+fp32 partial sums added after, so that enough programs stream the weight."""
 from __future__ import annotations
 
 import torch
 
 from ember.kernels._triton import require_triton, tl, triton
+from ember.kernels.quant_gemm_tiles import num_sms
 
 __all__ = ["fp8_w8a8_gemm", "fp8_w8a8_gemm_ref"]
 
 
 @triton.jit
 def _w8a8_kernel(
-    a_ptr, as_ptr, w_ptr, s_ptr, srow_ptr, out_ptr, M, N, K,
-    stride_am, stride_asm, stride_asb, stride_wn, stride_sr, stride_sb, stride_om,
+    a_ptr, as_ptr, w_ptr, s_ptr, srow_ptr, out_ptr, M, N, K, K_SPLIT,
+    stride_am, stride_asm, stride_asb, stride_wn, stride_sr, stride_sb, stride_om, stride_os,
     SCALE_BLOCK_K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -35,7 +39,8 @@ def _w8a8_kernel(
     as_rows = as_ptr + offs_m * stride_asm
     s_rows = s_ptr + tl.load(srow_ptr + offs_n, mask=n_mask, other=0) * stride_sr
     acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
-    for k0 in range(0, K, BLOCK_K):
+    k_begin = tl.program_id(2) * K_SPLIT
+    for k0 in range(k_begin, tl.minimum(k_begin + K_SPLIT, K), BLOCK_K):
         k = k0 + offs_k
         k_mask = k < K
         a = tl.load(a_rows + k[None, :], mask=m_mask[:, None] & k_mask[None, :], other=0.0)
@@ -44,8 +49,11 @@ def _w8a8_kernel(
         a_scale = tl.load(as_rows + b * stride_asb, mask=m_mask, other=0.0)
         w_scale = tl.load(s_rows + b * stride_sb, mask=n_mask, other=0.0)
         acc += tl.dot(a, w) * a_scale[:, None] * w_scale[None, :]
-    out = out_ptr + offs_m.to(tl.int64)[:, None] * stride_om + offs_n[None, :]
+    out = out_ptr + tl.program_id(2) * stride_os + offs_m.to(tl.int64)[:, None] * stride_om + offs_n[None, :]
     tl.store(out, acc.to(out_ptr.dtype.element_ty), mask=m_mask[:, None] & n_mask[None, :])
+
+
+_PROGRAMS_PER_SM = 2
 
 
 def _tiles(m: int, k: int, block_k: int) -> tuple[int, int, int, int]:
@@ -68,21 +76,26 @@ def fp8_w8a8_gemm(a, a_scale, weight, scale, scale_row, block_k: int, out_dtype:
     n = weight.shape[0]
     assert a.dtype == weight.dtype == torch.float8_e4m3fn and a.stride(1) == 1 and weight.stride(1) == 1
     assert weight.shape[1] == k and scale.dtype == a_scale.dtype == torch.float32 and scale_row.dtype == torch.int32
-    out = torch.empty((m, n), dtype=out_dtype, device=a.device)
     if m == 0:
-        return out
+        return torch.empty((m, n), dtype=out_dtype, device=a.device)
     block_m, block_n, tile_k, warps = _tiles(m, k, block_k)
+    grid_m, grid_n, k_tiles = triton.cdiv(m, block_m), triton.cdiv(n, block_n), triton.cdiv(k, tile_k)
+    split = max(1, min(k_tiles, triton.cdiv(_PROGRAMS_PER_SM * num_sms(a.device), grid_m * grid_n)))
+    k_split = triton.cdiv(k_tiles, split) * tile_k
+    split = triton.cdiv(k, k_split)
+    # Partial sums of a split K go to fp32 slices, summed after.
+    out = torch.empty((split, m, n), dtype=torch.float32 if split > 1 else out_dtype, device=a.device)
     # One scale column covers the row: read column 0 for every tile.
     scale_block_k, stride_asb, stride_sb = ((block_k, a_scale.stride(1), scale.stride(1)) if block_k < k
                                             else (tile_k, 0, 0))
-    grid = (triton.cdiv(m, block_m), triton.cdiv(n, block_n))
-    _w8a8_kernel[grid](
-        a, a_scale, weight, scale, scale_row, out, m, n, k,
-        a.stride(0), a_scale.stride(0), stride_asb, weight.stride(0), scale.stride(0), stride_sb, out.stride(0),
+    _w8a8_kernel[(grid_m, grid_n, split)](
+        a, a_scale, weight, scale, scale_row, out, m, n, k, k_split,
+        a.stride(0), a_scale.stride(0), stride_asb, weight.stride(0), scale.stride(0), stride_sb, out.stride(1),
+        out.stride(0),
         SCALE_BLOCK_K=scale_block_k, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=tile_k,
         num_warps=warps, num_stages=3,
     )
-    return out
+    return out[0] if split == 1 else out.sum(0).to(out_dtype)
 
 
 def fp8_w8a8_gemm_ref(a, a_scale, weight, scale, scale_row, block_k: int, out_dtype: torch.dtype) -> torch.Tensor:

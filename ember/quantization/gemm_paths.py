@@ -35,7 +35,9 @@ INT4_PATHS = ((8, "gemv"), (256, "tiled"), (None, "dequant"))
 INT8_PATHS = ((8, "gemv"), (256, "tiled"), (None, "dequant"))
 # fp8 per-tensor  Triton 148 us at M=1 against cuBLAS row-wise 156; cuBLAS 149 / 168 / 1783 at
 #                 16 / 256 / 4096 against Triton 153 / 406 / 3825.
-FP8_PATHS = ((1, "w8a8-triton"), (None, "w8a8-cublas"))
+#                 The Triton kernel then ran 72 programs (qkv), 56 (o, down) at M <= 16 on
+#                 132 multiprocessors; it now splits K there (not measured yet), hence up to 16.
+FP8_PATHS = ((16, "w8a8-triton"), (None, "w8a8-cublas"))
 # fp8 128x128 blocks  cuBLAS's block-wise recipe did not run on that torch: the Triton kernel
 #                     (141 / 145 / 647 / 5964 us) was the fastest path measured at every M.
 FP8_BLOCK_PATHS = ((None, "w8a8-cublas"),)
