@@ -64,7 +64,7 @@ def unavailable_reason(device: torch.device) -> str | None:
     if enable is not None and getattr(enable, "__deprecated__", None) is None:
         # Before the rendezvous resolved groups by name, a group was registered once per
         # process under a name the next engine's group reuses, with the old group's store.
-        return f"torch {torch.__version__} needs enable_symm_mem_for_group (torch >= 2.10 does not)"
+        return f"torch {torch.__version__} needs enable_symm_mem_for_group (torch 2.11 and later do not)"
     others = [i for i in range(torch.cuda.device_count()) if i != device.index]
     unreachable = [i for i in others if not torch.cuda.can_device_access_peer(device.index, i)]
     if unreachable:
