@@ -76,7 +76,7 @@ nvidia-smi topo -m 2>&1 | head -n 4 | tee -a "$LOG"
 
 TESTS=tests/distributed/test_tensor_parallel_gpu.py
 step allreduce_bench 60 $PY benchmarks/allreduce_gpu.py --out "$OUT/allreduce.json"
-step shutdown_tests 120 $PY -m pytest -v -s -p no:cacheprovider -o faulthandler_timeout=100 "$TESTS" -k exits
+step shutdown_tests 140 $PY -m pytest -v -s -p no:cacheprovider -o faulthandler_timeout=100 "$TESTS" -k exits
 step greedy_and_allreduce_tests 110 $PY -m pytest -v -s -p no:cacheprovider -o faulthandler_timeout=80 \
   tests/distributed/test_all_reduce_gpu.py "$TESTS" -k "greedy or one_shot"
 LATENCY=(-m ember.entrypoints.cli bench latency --model qwen2.5-7b --batch-size 1 --input-len 64 --output-len 256
