@@ -3,8 +3,8 @@ chat templates."""
 from __future__ import annotations
 
 import os
-from typing import Any
 
+from ember.gguf_tokenizer import load_gguf_tokenizer
 from ember.models.hf_config import split_gguf
 from ember.qwen_v1_tokenizer import VOCAB_FILE as QWEN_V1_VOCAB_FILE, QWenTokenizer
 
@@ -17,10 +17,9 @@ def load_tokenizer(path: str, trust_remote_code: bool = False, revision: str | N
             and not os.path.isfile(os.path.join(directory, "tokenizer.json"))):
         # Qwen v1: its tokenizer class is checkpoint code, which Ember never runs.
         return QWenTokenizer.from_directory(directory)
-    kwargs: dict[str, Any] = {"trust_remote_code": False}
     if gguf_file is not None:
-        kwargs["gguf_file"] = gguf_file
-    return AutoTokenizer.from_pretrained(directory, **kwargs)
+        return load_gguf_tokenizer(os.path.join(directory, gguf_file))
+    return AutoTokenizer.from_pretrained(directory, trust_remote_code=False)
 
 
 def read_chat_template(template: str | None) -> str | None:

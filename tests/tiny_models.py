@@ -18,10 +18,9 @@ def smollm2_gguf_path() -> str:
 
 @functools.lru_cache(maxsize=None)
 def smollm2_tokenizer():
-    from transformers import AutoTokenizer
+    from ember.gguf_tokenizer import load_gguf_tokenizer
 
-    path = smollm2_gguf_path()
-    return AutoTokenizer.from_pretrained(os.path.dirname(path), gguf_file=os.path.basename(path))
+    return load_gguf_tokenizer(smollm2_gguf_path())  # AutoTokenizer's, in a tenth of the time
 
 
 def tiny_config(family: str, **overrides):
