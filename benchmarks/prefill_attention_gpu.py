@@ -12,10 +12,10 @@ large-tile prefill kernel ("triton-prefill", ember/kernels/prefill_attention.py,
 config sweep; "-fresh-kv" reads a fresh prompt's new K/V instead of the cache); paged_attention as
 the engine calls it, long sequences routed to the prefill kernel ("triton"); torch's varlen flash
 (`varlen_attn`, GQA and causal form feature-detected, and the aten op under it with its native
-GQA); FlexAttention (compiled, causal + GQA); SDPA's flash and cuDNN backends on dense tensors,
-cuDNN's op on a chunk split into context (unmasked) and own keys (causal) merged by log-sum-exp,
-and cuDNN's varlen op;
-and the cost of gathering a sequence's K/V out of the paged cache into contiguous tensors (what a
+GQA); FlexAttention (compiled, causal + GQA); SDPA's flash and cuDNN backends on dense tensors
+and cuDNN's varlen op; "lone-flash"/"lone-cudnn": ember/kernels/prefill_attention_dense.py as the
+engine would call it (paged K/V gathered, then FlashAttention-2, or cuDNN with a chunk split into
+its cached context and its own keys, merged by log-sum-exp); and the cost of gathering a sequence's K/V out of the paged cache into contiguous tensors (what a
 dense path pays per layer call over cached context). TFLOP/s counts causal work only:
 4 * d * Hq * (keys each query sees), so 2 * 2 * Sq * Sk_avg * d * Hq.
 
@@ -42,6 +42,7 @@ import torch.nn.functional as F  # noqa: E402
 
 import ember.kernels.paged_attention as pa  # noqa: E402
 from ember.kernels.prefill_attention import prefill_attention, prefill_config  # noqa: E402
+from ember.kernels.prefill_attention_dense import lone_sequence_attention  # noqa: E402
 
 DEV, DT = "cuda", torch.bfloat16
 HQ, HKV, D, BS = 28, 4, 128, 16
@@ -142,6 +143,17 @@ def path_triton_prefill_fresh_kv(c: Case):
     out = torch.empty_like(c.q)
     return lambda: prefill_attention(c.q, c.k_cache, c.v_cache, c.block_tables, c.query_start_loc, c.seq_lens_t,
                                      SCALE, 1, out, fresh_kv=(c.k, c.v))
+
+
+def _lone(op):
+    def path(c: Case):
+        """ember/kernels/prefill_attention_dense.py as the engine would run it for a lone
+        sequence: K/V gathered out of the paged cache, then the dense kernel."""
+        if not c.single:
+            raise NotImplementedError("a lone sequence only")
+        return lambda: lone_sequence_attention(op, c.q, c.k_cache, c.v_cache, c.block_tables, c.query_start_loc,
+                                               c.seq_lens_t, SCALE, c.q_lens[0], c.seq_lens[0], None)
+    return path
 
 
 def _varlen_fn():
@@ -247,38 +259,6 @@ def _sdpa(c: Case, backend):
     return run
 
 
-def _merge(o1, lse1, o2, lse2):
-    """Softmax-merge two attention results over disjoint key sets: o [H, Sq, D], lse [H, Sq] (natural log)."""
-    m = torch.maximum(lse1, lse2)
-    w1, w2 = torch.exp(lse1 - m)[..., None], torch.exp(lse2 - m)[..., None]
-    return (o1.float() * w1 + o2.float() * w2) / (w1 + w2)
-
-
-def path_cudnn_split(c: Case):
-    """cuDNN attention (aten._scaled_dot_product_cudnn_attention) for one sequence: a chunk's
-    queries over its cached context (no mask; the GQA group's q heads folded into extra query
-    rows, so K/V stay at 4 heads) and over its own keys (causal square, K/V heads expanded),
-    merged through their log-sum-exps. A fresh prompt is the causal square alone."""
-    op = torch.ops.aten._scaled_dot_product_cudnn_attention
-    if not c.single:
-        raise NotImplementedError("single sequence only here")
-    sq, sk = c.q_lens[0], c.seq_lens[0]
-    ctx, g = sk - sq, HQ // HKV
-    q = c.q.transpose(0, 1)[None]
-    k_own, v_own = (t[ctx:].repeat_interleave(g, dim=1).transpose(0, 1)[None] for t in (c.k, c.v))
-    if ctx == 0:
-        return lambda: op(q, k_own, v_own, None, False, 0.0, True, False, scale=SCALE)[0][0].transpose(0, 1)
-    k_ctx, v_ctx = (t[:ctx].transpose(0, 1)[None] for t in (c.k, c.v))
-
-    def run():
-        q_fold = c.q.view(sq, HKV, g, D).permute(1, 2, 0, 3).reshape(1, HKV, g * sq, D)
-        o1, lse1 = op(q_fold, k_ctx, v_ctx, None, True, 0.0, False, False, scale=SCALE)[:2]
-        o2, lse2 = op(q, k_own, v_own, None, True, 0.0, True, False, scale=SCALE)[:2]
-        o = _merge(o1.view(HQ, sq, D), lse1.view(HQ, sq), o2[0], lse2.view(HQ, sq))
-        return o.to(c.q.dtype).transpose(0, 1)
-    return run
-
-
 def path_cudnn_varlen(c: Case):
     """aten._cudnn_attention_forward with cumulative lengths (varlen), K/V heads expanded (its GQA
     is not known here); whether its causal mask is bottom-right shows on the chunk check."""
@@ -303,10 +283,11 @@ PATHS = {
     "triton-prefill": path_triton_prefill,
     "triton-prefill-fresh-kv": path_triton_prefill_fresh_kv,
     "aten-flash-gqa": path_aten_flash_gqa,
+    "lone-flash": _lone("flash"),
+    "lone-cudnn": _lone("cudnn"),
     "varlen": path_varlen,
     "sdpa-flash": path_sdpa_flash,
     "sdpa-cudnn": path_sdpa_cudnn,
-    "cudnn-split": path_cudnn_split,
     "cudnn-varlen": path_cudnn_varlen,
     "gather-kv": path_gather_kv,
     "flex": path_flex,

@@ -1,0 +1,81 @@
+"""Attention of a lone long sequence (one prompt, or one chunk of it over its cached context)
+through a dense attention kernel of torch's: its K/V are gathered out of the paged cache into
+contiguous tensors once per layer call (a copy of a few tens of microseconds at 32k tokens),
+then attended by
+
+  "flash": FlashAttention-2 as torch ships it (`aten._flash_attention_forward`, varlen form),
+           GQA native, causal aligned bottom-right (query i of a chunk sees keys <= ctx + i);
+  "cudnn": cuDNN's fused attention (`aten._scaled_dot_product_cudnn_attention`): a chunk over
+           cached context is two calls merged by their log-sum-exps, the context part without a
+           mask (the GQA group's q heads folded into extra query rows, K/V kept at their heads)
+           and the chunk's own keys causal (a square: no alignment question), K/V heads expanded.
+
+Which kernel, if any, serves is decided once per device (`lone_prefill_op`) from what the
+device's torch offers and what measured fastest (benchmarks/prefill_attention_gpu.py).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def gather_kv(cache: torch.Tensor, block_table: torch.Tensor, seq_len: int) -> torch.Tensor:
+    """[seq_len, kv heads, D]: one sequence's keys (or values) in position order, contiguous."""
+    block_size = cache.shape[1]
+    blocks = block_table[:-(-seq_len // block_size)]
+    return cache.index_select(0, blocks).flatten(0, 1)[:seq_len]
+
+
+def _flash(q, k, v, query_start_loc, key_start_loc, q_len, seq_len, scale):
+    return torch.ops.aten._flash_attention_forward(q, k, v, query_start_loc, key_start_loc, q_len, seq_len,
+                                                   0.0, True, False, scale=scale)[0]
+
+
+def _cudnn_attend(q, k, v, causal: bool, scale: float):
+    """[1, H, Sq, D] each -> (out [1, H, Sq, D], log-sum-exp [1, H, Sq] or [1, H, Sq, 1])."""
+    return torch.ops.aten._scaled_dot_product_cudnn_attention(q, k, v, None, True, 0.0, causal, False,
+                                                              scale=scale)[:2]
+
+
+def split_at_context(q, k, v, q_len: int, seq_len: int, scale: float, attend):
+    """Causal attention of q [q_len, Hq, D] (the last q_len of seq_len positions) over k, v
+    [seq_len, Hkv, D] from two calls of attend (see _cudnn_attend): the cached context without a
+    mask, GQA folded into query rows, and the chunk's own keys causal, merged by log-sum-exp."""
+    num_q_heads, num_kv_heads, head_dim = q.shape[1], k.shape[1], q.shape[2]
+    group, ctx = num_q_heads // num_kv_heads, seq_len - q_len
+    own_k, own_v = (t[ctx:].repeat_interleave(group, dim=1).transpose(0, 1)[None] for t in (k, v))
+    own, own_lse = attend(q.transpose(0, 1)[None], own_k, own_v, True, scale)
+    if ctx == 0:
+        return own[0].transpose(0, 1).contiguous()
+    # [kv heads, group * q_len, D]: q head h = kv * group + g attends its kv head's keys only.
+    q_fold = q.view(q_len, num_kv_heads, group, head_dim).permute(1, 2, 0, 3).reshape(1, num_kv_heads, -1, head_dim)
+    past, past_lse = attend(q_fold, k[:ctx].transpose(0, 1)[None], v[:ctx].transpose(0, 1)[None], False, scale)
+    past_lse, own_lse = past_lse.reshape(num_q_heads, q_len, 1), own_lse.reshape(num_q_heads, q_len, 1)
+    m = torch.maximum(past_lse, own_lse)
+    w_past, w_own = torch.exp(past_lse - m), torch.exp(own_lse - m)
+    merged = (past.view(num_q_heads, q_len, head_dim).float() * w_past + own[0].float() * w_own) / (w_past + w_own)
+    return merged.to(q.dtype).transpose(0, 1).contiguous()
+
+
+def _cudnn(q, k, v, query_start_loc, key_start_loc, q_len, seq_len, scale):
+    return split_at_context(q, k, v, q_len, seq_len, scale, _cudnn_attend)
+
+
+OPS = {"flash": _flash, "cudnn": _cudnn}
+
+
+def lone_sequence_attention(op: str, q, k_cache, v_cache, block_tables, query_start_loc, seq_lens, scale: float,
+                            q_len: int, seq_len: int, out):
+    """out [q_len, Hq, D] = causal attention of the batch's only sequence, q_len new tokens of
+    seq_len (both exact), its K/V (the new ones included) already in the cache. out None: a new
+    tensor (the kernel's own output where it can be)."""
+    k = gather_kv(k_cache, block_tables[0], seq_len).to(q.dtype)
+    v = gather_kv(v_cache, block_tables[0], seq_len).to(q.dtype)
+    key_start_loc = torch.nn.functional.pad(seq_lens[:1], (1, 0))  # [0, seq_len], on the device
+    result = OPS[op](q[:q_len], k, v, query_start_loc[:2], key_start_loc, q_len, seq_len, scale)
+    if out is None and q.shape[0] == q_len:
+        return result
+    if out is None:
+        out = torch.empty_like(q)
+    out[:q_len] = result
+    return out

@@ -1,0 +1,47 @@
+"""prefill_attention_dense: the paged K/V gather and the split of a chunk into its cached context
+and its own keys (merged by log-sum-exp) against paged_attention_ref on the CPU, with a plain
+torch `attend` standing in for cuDNN; the library kernels themselves on the GPU only."""
+
+import pytest
+import torch
+
+from ember.kernels.paged_attention_ref import paged_attention_ref
+from ember.kernels.prefill_attention_dense import gather_kv, lone_sequence_attention, split_at_context
+from tests.kernels.test_paged_attention import build_case
+
+
+def _attend(q, k, v, causal, scale):
+    """What cuDNN returns: out and the natural-log log-sum-exp of each query row's scores."""
+    s = (q.float() @ k.float().transpose(-1, -2)) * scale
+    if causal:
+        s = s.masked_fill(torch.ones(s.shape[-2:], dtype=torch.bool).triu(1), float("-inf"))
+    return (torch.softmax(s, -1) @ v.float()).to(q.dtype), torch.logsumexp(s, -1)
+
+
+def test_gather_kv_is_the_sequence_in_position_order():
+    case, dense_k, dense_v = build_case([5, 3], [5, 37], 4, 2, 16, torch.float32, "cpu")
+    assert torch.equal(gather_kv(case["k_cache"], case["block_tables"][1], 37), dense_k[1])
+    assert torch.equal(gather_kv(case["v_cache"], case["block_tables"][0], 5), dense_v[0])
+
+
+@pytest.mark.parametrize("q_len,seq_len", [(20, 20), (20, 53), (1, 9)], ids=["fresh", "chunk", "one-token"])
+@pytest.mark.parametrize("qpk", [1, 7])
+def test_split_at_context_equals_causal_attention(q_len, seq_len, qpk):
+    case, dense_k, dense_v = build_case([q_len], [seq_len], 2 * qpk, 2, 16, torch.float32, "cpu")
+    ref = paged_attention_ref(**case)
+    out = split_at_context(case["q"], dense_k[0], dense_v[0], q_len, seq_len, case["scale"], _attend)
+    assert out.is_contiguous()
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("op", ["flash", "cudnn"])
+@pytest.mark.parametrize("q_len,seq_len", [(1500, 1500), (700, 2100)], ids=["fresh", "chunk"])
+def test_lone_sequence_on_gpu(op, q_len, seq_len, tol):
+    case, _, _ = build_case([q_len], [seq_len], 28, 4, 128, torch.bfloat16, "cuda")
+    ref = paged_attention_ref(**{**case, "q": case["q"].float(), "k_cache": case["k_cache"].float(),
+                                 "v_cache": case["v_cache"].float()})
+    out = lone_sequence_attention(op, case["q"], case["k_cache"], case["v_cache"], case["block_tables"],
+                                  case["query_start_loc"], case["seq_lens"], case["scale"], q_len, seq_len, None)
+    torch.testing.assert_close(out.float(), ref, **tol(torch.bfloat16))
