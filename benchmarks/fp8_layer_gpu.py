@@ -10,9 +10,10 @@ prints, in that order:
   1. which FP8 linear method the model build picks on this device, and cuBLAS's recipes;
   2. per layer of the tiny test model (loaded by Ember's loader, in bf16) and of 7B-shape
      layers, for every path (auto: what Ember runs at that M; w8a8-triton; w8a8-cublas;
-     w8a16) at M = 1, 16, 128, 300: the max abs and relative (Frobenius) error against
-     (a) dequant(W) @ x and (b) dequant(W) @ round_e4m3(x), in fp32. A W8A8 path should sit
-     near bf16 output rounding (~3e-3 relative) against (b) and at the e4m3 error against (a);
+     w8a16, the tiled W8A16 kernel; w8a16-gemv up to 4 rows) at M = 1, 16, 128, 300: the max
+     abs and relative (Frobenius) error against (a) dequant(W) @ x and (b) dequant(W) @
+     round_e4m3(x), in fp32. A W8A8 path should sit near bf16 output rounding (~3e-3
+     relative) against (b) and at the e4m3 error against (a), a W8A16 path the other way;
   3. for the whole tiny model: how many times the twin's hook ran and how much it moved the
      logprobs; Ember's (loader + kernels, no engine) prompt logprobs against the twin rounded
      and unrounded; and the noise floor: the rounded twin in bf16 against the rounded twin in
@@ -35,6 +36,7 @@ from safetensors.torch import load_file  # noqa: E402
 from ember.engine_args import EngineArgs  # noqa: E402
 from ember.kernels.quant_fp8_act import quantize_fp8, quantize_fp8_ref  # noqa: E402
 from ember.kernels.quant_fp8_gemm import dequantize_fp8, fp8_gemm  # noqa: E402
+from ember.kernels.quant_fp8_gemv import FP8_GEMV_MAX_ROWS, fp8_gemv  # noqa: E402
 from ember.kernels.quant_fp8_scaled_mm import scaled_mm_blockwise, scaled_mm_recipes, scaled_mm_rowwise  # noqa: E402
 from ember.kernels.quant_fp8_w8a8_gemm import fp8_w8a8_gemm  # noqa: E402
 from ember.models.layers.linear import Linear  # noqa: E402
@@ -65,14 +67,16 @@ def errors(out, ref) -> str:
     return f"max {d.abs().max().item():8.2e} rel {(d.norm() / ref.norm()).item():8.2e}"
 
 
-def paths_of(layer) -> dict:
-    """name -> fn(x [M, K] bf16) -> [M, N], for every FP8 path this layer can run here."""
+def paths_of(layer, x_rows: int) -> dict:
+    """name -> fn(x [M, K] bf16) -> [M, N], for every FP8 path this layer can run here at M = x_rows."""
     method = layer.quant_method
     block = method.config.block_size
     group = None if block is None else block[1]
     block_k = method.block_k(layer)
     paths = {"auto": lambda x: method.apply(layer, x),
              "w8a16": lambda x: fp8_gemm(x, layer.weight, layer.scale, layer.scale_row, block_k)}
+    if x_rows <= FP8_GEMV_MAX_ROWS:
+        paths["w8a16-gemv"] = lambda x: fp8_gemv(x, layer.weight, layer.scale, layer.scale_row, block_k)
     if isinstance(method, FP8W8A8LinearMethod):
         paths["w8a8-triton"] = lambda x: fp8_w8a8_gemm(*quantize_fp8(x, group), layer.weight, layer.scale,
                                                        layer.scale_row, block_k, x.dtype)
@@ -97,7 +101,7 @@ def compare_layer(label: str, layer, dense: torch.Tensor, x_scale: float) -> Non
         ref_a = x.float() @ dense.T
         ref_b = round_e4m3(x, group) @ dense.T
         print(f"  {label:34} M={m:<4} e4m3 effect (b vs a): {errors(ref_b, ref_a)}", flush=True)
-        for name, fn in paths_of(layer).items():
+        for name, fn in paths_of(layer, m).items():
             try:
                 out = fn(x)
             except Exception as e:  # a path that cannot run here is reported, not fatal

@@ -14,7 +14,9 @@ How it runs, chosen when the model is built:
 - on a GPU with fp8 tensor cores (compute capability >= 8.9, where cuBLAS's row-wise scaled
   GEMM runs): W8A8, activations quantized on the fly per token (per token and 1x128 group for
   block-wise weights), as vLLM does; a static input_scale is read and unused (dynamic scales
-  fit each token); gemm_paths.FP8_PATHS / FP8_BLOCK_PATHS pick cuBLAS or Triton by M;
+  fit each token); gemm_paths.FP8_PATHS / FP8_BLOCK_PATHS pick cuBLAS or Triton by M, and for
+  decode batches of a few rows a W8A16 GEMV (no tensor cores, so no activation quantization:
+  one kernel less per layer, and the activations unrounded);
 - elsewhere: W8A16, the fp8 weight widened to the activation dtype in the GEMM's tile loop
   (Triton on a GPU, plain torch on the CPU).
 """
@@ -26,6 +28,7 @@ import torch
 
 from ember.kernels.quant_fp8_act import quantize_fp8
 from ember.kernels.quant_fp8_gemm import fp8_gemm, fp8_gemm_ref
+from ember.kernels.quant_fp8_gemv import fp8_gemv
 from ember.kernels.quant_fp8_scaled_mm import scaled_mm_blockwise, scaled_mm_recipes, scaled_mm_rowwise
 from ember.kernels.quant_fp8_w8a8_gemm import fp8_w8a8_gemm
 from ember.quantization.gemm_paths import FP8_BLOCK_PATHS, FP8_PATHS, path_for
@@ -116,7 +119,7 @@ class FP8LinearMethod:
 class FP8W8A8LinearMethod(FP8LinearMethod):
     """W8A8 on fp8 tensor cores: activations quantized per token (and per block_k group for
     block-wise weights) at every call, then the path of FP8_PATHS / FP8_BLOCK_PATHS for the
-    call's M: the Triton W8A8 kernel, or cuBLAS (per-row weight scales to its row-wise GEMM,
+    call's M: the W8A16 GEMV for a few rows (unquantized activations), the Triton W8A8 kernel, or cuBLAS (per-row weight scales to its row-wise GEMM,
     128x128 blocks to its block-wise GEMM where this torch runs it and the layer's blocks are
     regular: no fused part ends in a partial block; else the Triton kernel)."""
 
@@ -137,8 +140,12 @@ class FP8W8A8LinearMethod(FP8LinearMethod):
 
     def apply(self, layer, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, x.shape[-1]).contiguous()
+        path = path_for(self.paths, rows.shape[0])
+        if path == "w8a16-gemv":
+            out = fp8_gemv(rows, layer.weight, layer.scale, layer.scale_row, self.block_k(layer))
+            return out.reshape(*x.shape[:-1], out.shape[-1])
         kernel = "triton"
-        if path_for(self.paths, rows.shape[0]) == "w8a8-cublas" and self.cublas:
+        if path == "w8a8-cublas" and self.cublas:
             kernel = self.cublas
         group = None if self.config.block_size is None else self.config.block_size[1]
         a, a_scale = quantize_fp8(rows, group, column_major_scales=kernel == "blockwise")

@@ -1,7 +1,8 @@
 """Which GEMM runs a quantized layer's product on the GPU, by M (the rows of the call: tokens
 in the step). Each table is (largest M, path) pairs read in order; None ends a table. The
 tables hold the fastest path per M that benchmarks/quant_gemm_gpu.py measured (per decoder
-layer of the 7B shapes, M = 1, 16, 256, 4096); it times only the paths named here, plus bf16.
+layer of the 7B shapes), or, for paths not measured yet (said below), the one expected to be;
+it times the paths named here, plus bf16, and prints the table its timings suggest.
 
 int4/int8 (GPTQ, AWQ):
   gemv     M <= 8 (quant_int_gemv.py): the packed weight streamed once, FMA in registers, no
@@ -14,7 +15,9 @@ int4/int8 (GPTQ, AWQ):
   dequant  the dense weight written once per call, then cuBLAS
 
 FP8 on fp8 tensor cores (compute capability >= 8.9), activations quantized per token (per
-1x128 group for block-wise weights) at every call:
+1x128 group for block-wise weights) at every call, except on the GEMV path:
+  w8a16-gemv   M <= 4 (quant_fp8_gemv.py): the fp8 weight streamed once, widened and scaled in
+               registers, FMA with the unquantized activations, split-K
   w8a8-triton  the Triton W8A8 kernel (quant_fp8_w8a8_gemm.py)
   w8a8-cublas  cuBLAS's scaled GEMM (quant_fp8_scaled_mm.py) where it runs the layer's scales,
                else the Triton kernel"""
@@ -37,10 +40,12 @@ INT8_PATHS = ((8, "gemv"), (256, "tiled"), (None, "dequant"))
 #                 16 / 256 / 4096 against Triton 153 / 406 / 3825.
 #                 The Triton kernel then ran 72 programs (qkv), 56 (o, down) at M <= 16 on
 #                 132 multiprocessors; it now splits K there (not measured yet), hence up to 16.
-FP8_PATHS = ((16, "w8a8-triton"), (None, "w8a8-cublas"))
+#                 The GEMV (not measured yet) reads the weight once without the activation
+#                 quantizer's kernel (4 a layer, a few us each at M = 1).
+FP8_PATHS = ((4, "w8a16-gemv"), (16, "w8a8-triton"), (None, "w8a8-cublas"))
 # fp8 128x128 blocks  cuBLAS's block-wise recipe did not run on that torch: the Triton kernel
 #                     (141 / 145 / 647 / 5964 us) was the fastest path measured at every M.
-FP8_BLOCK_PATHS = ((None, "w8a8-cublas"),)
+FP8_BLOCK_PATHS = ((4, "w8a16-gemv"), (None, "w8a8-cublas"))
 
 
 def path_for(table, m: int) -> str:

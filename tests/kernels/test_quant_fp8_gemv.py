@@ -1,0 +1,42 @@
+"""The FP8 GEMV kernel (W8A16, decode batches of at most 4 rows) against the W8A16 reference:
+per-tensor scales (one per fused part) and block-wise scales, K split over programs and not,
+N not a multiple of the kernel's rows."""
+import pytest
+import torch
+
+from ember.kernels.quant_fp8_gemm import fp8_gemm_ref
+from ember.kernels.quant_fp8_gemv import FP8_GEMV_MAX_ROWS, fp8_gemv
+
+N = 100
+
+_DTYPES = {"bf16": torch.bfloat16} if torch.cuda.is_available() else {"fp32": torch.float32, "fp16": torch.float16}
+
+
+@pytest.fixture(params=list(_DTYPES.values()), ids=list(_DTYPES))
+def dtype(request, device):
+    return request.param
+
+
+def _weights(device, k, block_k):
+    weight = torch.randn(N, k).to(torch.float8_e4m3fn).to(device)
+    scale = (torch.rand(3, -(-k // block_k)) * 0.1).to(device)
+    scale_row = torch.randint(0, 3, (N,), dtype=torch.int32).to(device)
+    return weight, scale, scale_row
+
+
+@pytest.mark.parametrize("m", [1, 3, FP8_GEMV_MAX_ROWS])
+@pytest.mark.parametrize("k, block_k", [(384, 384), (384, 128), (4096, 128), (320, 32)],
+                         ids=["per-tensor", "block128", "block128-split-k", "block32"])
+def test_fp8_gemv(device, dtype, k, block_k, m):
+    weight, scale, scale_row = _weights(device, k, block_k)
+    x = torch.randn(m, k, device=device).to(dtype)
+    out = fp8_gemv(x, weight, scale, scale_row, block_k)
+    ref = fp8_gemm_ref(x.float(), weight, scale, scale_row, block_k)
+    assert out.dtype == dtype
+    torch.testing.assert_close(out.float(), ref, atol=2e-2, rtol=2e-2)
+
+
+def test_fp8_gemv_takes_decode_batches_only(device):
+    weight, scale, scale_row = _weights(device, 128, 128)
+    with pytest.raises(AssertionError, match="at most 4 rows"):
+        fp8_gemv(torch.randn(FP8_GEMV_MAX_ROWS + 1, 128, device=device), weight, scale, scale_row, 128)
