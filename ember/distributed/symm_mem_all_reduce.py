@@ -174,11 +174,14 @@ class SymmMemAllReduce:
         # Replayed only once every rank has captured: a lone replay would wait for ever.
         if not all_ranks_agree(reason is None, group, device):
             return reason or "failed on another rank"
-        graph.replay()
-        torch.cuda.synchronize(device)
-        if not torch.equal(captured, expected[0]):
-            reason = "sums replayed from a CUDA graph differ"
-        graph.reset()
+        try:
+            graph.replay()
+            torch.cuda.synchronize(device)
+            if not torch.equal(captured, expected[0]):
+                reason = "sums replayed from a CUDA graph differ"
+            graph.reset()
+        except Exception as e:  # noqa: BLE001
+            reason = repr(e)
         if not all_ranks_agree(reason is None, group, device):
             return reason or "failed on another rank"
         return None
