@@ -1,9 +1,10 @@
 """All-reduce on 2 GPUs of one host: NCCL against the one-shot path through symmetric memory
-(ember/distributed/symm_mem_all_reduce.py), and PyTorch's two-shot for reference, bf16, 7 KB (batch 1 of the 7B shape) to 4 MB,
-called eagerly and replayed from a CUDA graph (as the decode graphs do), with a check that
-both give the same sums. Two processes of its own (no torchrun): `python
-benchmarks/allreduce_gpu.py [--out F.json]`. Prints one row per size; where one-shot stops
-winning is where ONE_SHOT_MAX_BYTES belongs. NVLink multicast stays off."""
+(ember/distributed/symm_mem_all_reduce.py), and PyTorch's two-shot for reference, in bf16
+from 7 KB (batch 1 of the 7B shape) to 4 MB, called eagerly and replayed from a CUDA graph
+(as the decode graphs do), with a check that they give the same sums. Two processes of its
+own (no torchrun): `python benchmarks/allreduce_gpu.py [--out F.json]`. Prints one row per
+size; where one-shot stops winning is where ONE_SHOT_MAX_BYTES belongs. NVLink multicast
+stays off."""
 from __future__ import annotations
 
 import argparse
