@@ -7,10 +7,14 @@ Same weight layout as quant_fp8_gemm.py (per-tensor and block-wise checkpoints):
   weight fp8 [N, K], scale fp32 [S, ceil(K / block_k)], scale_row int32 [N]
   W[n, k] = weight[n, k] * scale[scale_row[n], k // block_k];  y = x @ W.T
 
-A program owns BLOCK_N rows of the weight and loads [BLOCK_N, BLOCK_K] tiles along K, each row
-a contiguous run of BLOCK_K bytes; K is split over programs where the rows alone leave
-multiprocessors idle, the fp32 partial sums added after. Products accumulate over
-[rows, BLOCK_N, BLOCK_K], summed over K once at the end."""
+A program owns BLOCK_N rows of the weight and one row of the activations, and loads
+[BLOCK_N, BLOCK_K] tiles along K, each weight row a contiguous run of BLOCK_K bytes; the
+programs of the activation rows of one weight block are launched next to each other (the row
+is the grid's fastest axis), so rows after the first read those bytes from L2. K is split over
+programs where the weight rows alone leave multiprocessors idle, the fp32 partial sums added
+after. Products accumulate over [BLOCK_N, BLOCK_K], summed over K once at the end; the weight
+tile keeps its load layout (compiled for sm_90, the loop's one layout conversion is the
+activations' 128 values; a [rows, BLOCK_N, BLOCK_K] accumulator took eleven)."""
 from __future__ import annotations
 
 import torch
@@ -21,25 +25,25 @@ from ember.kernels.quant_gemm_tiles import num_sms
 __all__ = ["FP8_GEMV_MAX_ROWS", "fp8_gemv"]
 
 FP8_GEMV_MAX_ROWS = 4
-_PROGRAMS_PER_SM = 4  # a GEMV only streams: enough resident programs to keep loads in flight
+# A GEMV only streams, without software pipelining: resident programs keep the loads in flight.
+_PROGRAMS_PER_SM = 8
 _BLOCK_N = 32
 
 
 @triton.jit
 def _fp8_gemv_kernel(
-    x_ptr, w_ptr, s_ptr, srow_ptr, out_ptr, M, N, K, K_SPLIT,
+    x_ptr, w_ptr, s_ptr, srow_ptr, out_ptr, N, K, K_SPLIT,
     stride_xm, stride_wn, stride_sr, stride_sk, stride_om, stride_os,
-    SCALE_BLOCK_K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    SCALE_BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
-    pid_n, pid_k = tl.program_id(0), tl.program_id(1)
-    offs_m = tl.arange(0, BLOCK_M)
+    row, pid_n, pid_k = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     offs_k = tl.arange(0, BLOCK_K)
-    m_mask, n_mask = offs_m < M, offs_n < N
-    x_rows = x_ptr + offs_m.to(tl.int64)[:, None] * stride_xm
+    n_mask = offs_n < N
+    x_row = x_ptr + row.to(tl.int64) * stride_xm
     w_rows = w_ptr + offs_n.to(tl.int64)[:, None] * stride_wn
     s_rows = s_ptr + tl.load(srow_ptr + offs_n, mask=n_mask, other=0) * stride_sr
-    acc = tl.zeros([BLOCK_M, BLOCK_N, BLOCK_K], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float32)
     k_begin = pid_k * K_SPLIT
     for k0 in range(k_begin, tl.minimum(k_begin + K_SPLIT, K), BLOCK_K):
         k = k0 + offs_k
@@ -47,15 +51,10 @@ def _fp8_gemv_kernel(
         w = tl.load(w_rows + k[None, :], mask=n_mask[:, None] & k_mask[None, :], other=0.0).to(tl.float32)
         # The tile lies in one scale block along K (BLOCK_K divides it).
         scale = tl.load(s_rows + (k0 // SCALE_BLOCK_K) * stride_sk, mask=n_mask, other=0.0)
-        x = tl.load(x_rows + k[None, :], mask=m_mask[:, None] & k_mask[None, :], other=0.0).to(tl.float32)
-        acc += x[:, None, :] * (w * scale[:, None])[None, :, :]
-    out = out_ptr + pid_k * stride_os + offs_m.to(tl.int64)[:, None] * stride_om + offs_n[None, :]
-    tl.store(out, tl.sum(acc, axis=2).to(out_ptr.dtype.element_ty), mask=m_mask[:, None] & n_mask[None, :])
-
-
-def _block_k(block_m: int, scale_block_k: int) -> int:
-    """The K tile: 4096 accumulator elements per 128 threads, and a divisor of the scale block."""
-    return min(128 // block_m, scale_block_k & -scale_block_k)
+        x = tl.load(x_row + k, mask=k_mask, other=0.0).to(tl.float32)
+        acc += x[None, :] * w * scale[:, None]
+    out = out_ptr + pid_k * stride_os + row.to(tl.int64) * stride_om + offs_n
+    tl.store(out, tl.sum(acc, axis=1).to(out_ptr.dtype.element_ty), mask=n_mask)
 
 
 def fp8_gemv(x, weight, scale, scale_row, block_k: int) -> torch.Tensor:
@@ -68,21 +67,21 @@ def fp8_gemv(x, weight, scale, scale_row, block_k: int) -> torch.Tensor:
     assert scale.dtype == torch.float32 and scale_row.dtype == torch.int32
     if m == 0:
         return torch.empty((0, n), dtype=x.dtype, device=x.device)
-    block_m = triton.next_power_of_2(m)
     # One scale column covers the row: read column 0 for every tile.
     scale_block_k, stride_sk = (block_k, scale.stride(1)) if block_k < k else (1 << 20, 0)
-    tile_k = _block_k(block_m, scale_block_k)
+    # The K tile: 128 bytes of each weight row, a divisor of the scale block.
+    tile_k = min(128, scale_block_k & -scale_block_k)
     if tile_k < 16:
         raise ValueError(f"FP8 scale blocks of {block_k} input features are not supported by the GEMV kernel")
     k_tiles, grid_n = triton.cdiv(k, tile_k), triton.cdiv(n, _BLOCK_N)
-    split = max(1, min(k_tiles, triton.cdiv(_PROGRAMS_PER_SM * num_sms(x.device), grid_n)))
+    split = max(1, min(k_tiles, triton.cdiv(_PROGRAMS_PER_SM * num_sms(x.device), grid_n * m)))
     k_split = triton.cdiv(k_tiles, split) * tile_k
     split = triton.cdiv(k, k_split)
     # Partial sums of a split K go to fp32 slices, summed after.
     out = torch.empty((split, m, n), dtype=torch.float32 if split > 1 else x.dtype, device=x.device)
-    _fp8_gemv_kernel[(grid_n, split)](
-        x, weight, scale, scale_row, out, m, n, k, k_split,
+    _fp8_gemv_kernel[(m, grid_n, split)](
+        x, weight, scale, scale_row, out, n, k, k_split,
         x.stride(0), weight.stride(0), scale.stride(0), stride_sk, out.stride(1), out.stride(0),
-        SCALE_BLOCK_K=scale_block_k, BLOCK_M=block_m, BLOCK_N=_BLOCK_N, BLOCK_K=tile_k, num_warps=4, num_stages=4,
+        SCALE_BLOCK_K=scale_block_k, BLOCK_N=_BLOCK_N, BLOCK_K=tile_k, num_warps=4,
     )
     return out[0] if split == 1 else out.sum(0).to(x.dtype)

@@ -31,13 +31,15 @@ elif kernel_name == "tiled":
     tiles = dict(BLOCK_M=t.block_m, BLOCK_N=t.block_n, BLOCK_K=t.block_k, DOT_PREC="ieee")
     warps, stages = t.num_warps, t.num_stages
 else:
-    from ember.kernels.quant_int_gemv import GEMV_MAX_ROWS, _BLOCK_N, _words_per_step, _int_gemv_kernel as kernel
-    tiles = dict(BLOCK_M=GEMV_MAX_ROWS, BLOCK_N=_BLOCK_N, WORDS=_words_per_step(GEMV_MAX_ROWS))
-    warps, stages = 4, 4
+    from ember.kernels.quant_int_gemv import _BLOCK_N, _WORDS, _int_gemv_kernel as kernel
+    tiles = dict(BLOCK_N=_BLOCK_N, WORDS=_WORDS)
+    warps, stages = 4, 3
 block_k = tiles.get("BLOCK_K") or tiles["WORDS"] * (32 // bits)
 signature = {"x_ptr": f"*{element}", "qw_ptr": "*i32", "s_ptr": f"*{element}", "z_ptr": f"*{element}",
              "out_ptr": "*fp32", "M": "i32", "N": "i32", "K": "i32", "K_SPLIT": "i32", "stride_xm": "i32",
              "stride_sg": "i32", "stride_om": "i32", "stride_os": "i32"}
+if kernel_name == "gemv":  # one row per program: no M
+    del signature["M"]
 constants = dict(BITS=bits, GROUP_SIZE=group_size, STRIP=128, TILE_SCALE=group_size % block_k == 0, **tiles)
 divisible = [i for i, name in enumerate(signature) if name != "M"]
 source = ASTSource(kernel, {**signature, **dict.fromkeys(constants, "constexpr")}, constexprs=constants,
