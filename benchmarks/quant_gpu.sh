@@ -43,7 +43,7 @@ PIDS="$PIDS $!"
 step int-kernel-tests 150 $PY -m pytest -q -p no:cacheprovider tests/kernels/test_quant_int_gemv_tiled.py \
   > "$LOGS/3-int-kernel-tests.log" 2>&1 &
 PIDS="$PIDS $!"
-step gpu-quantized-tests 150 $PY -m pytest -q -s -p no:cacheprovider tests/quantization/test_gpu_quantized.py \
+step gpu-quantized-tests 200 $PY -m pytest -q -s -p no:cacheprovider tests/quantization/test_gpu_quantized.py \
   > "$LOGS/4-gpu-quantized-tests.log" 2>&1 &
 PIDS="$PIDS $!"
 wait $PIDS
