@@ -5,8 +5,9 @@ layer of the 7B shapes), or, for paths not measured yet (said below), the one ex
 it times the paths named here, plus bf16, and prints the table its timings suggest.
 
 int4/int8 (GPTQ, AWQ):
-  gemv     M <= 8 (quant_int_gemv.py): the packed weight streamed once, FMA in registers, no
-           tensor cores, split-K where the columns leave multiprocessors idle
+  gemv     up to 8 rows (quant_int_gemv.py): the packed weight streamed once, unpacked per
+           row, FMA in registers, no tensor cores, split-K where the columns leave
+           multiprocessors idle
   tiled    tensor cores (quant_int_tiled_gemm.py): one weight tile dequantized in registers
            per tl.dot, the weight read once per BLOCK_M rows (16..128 by M)
   decode   quant_int_gemm.py's fused kernel with split-K (DECODE_TILES): eight 16-deep dots
@@ -16,8 +17,8 @@ int4/int8 (GPTQ, AWQ):
 
 FP8 on fp8 tensor cores (compute capability >= 8.9), activations quantized per token (per
 1x128 group for block-wise weights) at every call, except on the GEMV path:
-  w8a16-gemv   M <= 4 (quant_fp8_gemv.py): the fp8 weight streamed once, widened and scaled in
-               registers, FMA with the unquantized activations, split-K
+  w8a16-gemv   up to 4 rows (quant_fp8_gemv.py): the fp8 weight streamed once, widened and
+               scaled in registers per row, FMA with the unquantized activations, split-K
   w8a8-triton  the Triton W8A8 kernel (quant_fp8_w8a8_gemm.py)
   w8a8-cublas  cuBLAS's scaled GEMM (quant_fp8_scaled_mm.py) where it runs the layer's scales,
                else the Triton kernel"""
@@ -27,25 +28,28 @@ from __future__ import annotations
 # per decoder layer, bf16 cuBLAS 135 us at M=1, 137 at 16, 213 at 256, 2855 at 4096:
 # int4  decode (BLOCK_K 128) 148 / 252 us at M = 1 / 16, dequant 295 / 289; at 256 and 4096
 #       dequant 356 / 3035 us, the fused kernel (any tiles) 2913 / 41322 or more.
-#       gemv and tiled are not measured on a GPU yet: M <= 8 reads the weight once (the fused
-#       kernel's 148 us is far from the ~30 us of reading 4-bit weights at ~4 TB/s), and up to
-#       256 the tiled kernel reads the 4-bit weight once per 16..128 rows where dequant writes
-#       and reads back a bf16 copy (~4x the weight's bytes).
-INT4_PATHS = ((8, "gemv"), (256, "tiled"), (None, "dequant"))
+#       gemv and tiled are not measured on a GPU yet. The GEMV reads the weight once (the fused
+#       kernel's 148 us is far from the ~30 us of reading 4-bit weights at ~4 TB/s) but unpacks
+#       it again for every row: ~4 instructions a weight, ~28 us a row on the H200's fp32
+#       lanes, so past 2 rows the tiled kernel (unpacking once per 16 rows) is expected to win;
+#       up to 256 it reads the 4-bit weight once per 16..128 rows where dequant writes and reads
+#       back a bf16 copy (~4x the weight's bytes).
+INT4_PATHS = ((2, "gemv"), (256, "tiled"), (None, "dequant"))
 # int8  dequant 22.6 / 21.5 us against decode 35.3 / 45.9 on the qkv shape at M = 1 / 16 (the
 #       run ended before the other shapes; decode was timed with BLOCK_K 256 only).
 #       gemv and tiled (not measured yet) read one byte a weight where dequant moves five.
-INT8_PATHS = ((8, "gemv"), (256, "tiled"), (None, "dequant"))
+INT8_PATHS = ((2, "gemv"), (256, "tiled"), (None, "dequant"))
 # fp8 per-tensor  Triton 148 us at M=1 against cuBLAS row-wise 156; cuBLAS 149 / 168 / 1783 at
 #                 16 / 256 / 4096 against Triton 153 / 406 / 3825.
 #                 The Triton kernel then ran 72 programs (qkv), 56 (o, down) at M <= 16 on
 #                 132 multiprocessors; it now splits K there (not measured yet), hence up to 16.
 #                 The GEMV (not measured yet) reads the weight once without the activation
-#                 quantizer's kernel (4 a layer, a few us each at M = 1).
-FP8_PATHS = ((4, "w8a16-gemv"), (16, "w8a8-triton"), (None, "w8a8-cublas"))
+#                 quantizer's kernel (4 a layer, a few us each at M = 1), but widens it again
+#                 for every row (~28 us a row of a 7B layer on the fp32 lanes): up to 2 rows.
+FP8_PATHS = ((2, "w8a16-gemv"), (16, "w8a8-triton"), (None, "w8a8-cublas"))
 # fp8 128x128 blocks  cuBLAS's block-wise recipe did not run on that torch: the Triton kernel
 #                     (141 / 145 / 647 / 5964 us) was the fastest path measured at every M.
-FP8_BLOCK_PATHS = ((4, "w8a16-gemv"), (None, "w8a8-cublas"))
+FP8_BLOCK_PATHS = ((2, "w8a16-gemv"), (None, "w8a8-cublas"))
 
 
 def path_for(table, m: int) -> str:
