@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 
 from ember.kernels._triton import require_triton, tl, triton
+from ember.kernels.step_memo import StepMemo
 
 __all__ = ["write_kv_cache", "write_kv_cache_ref"]
 
@@ -73,8 +74,7 @@ def _fp8_max(dtype: torch.dtype) -> float:
 def write_kv_cache_ref(k, v, k_cache, v_cache, slot_mapping) -> None:
     """Torch reference (host sync on the mask; fine for CPU and tests), also the CPU's writer:
     a step without padding slots (the usual case) skips the boolean indexing."""
-    keep = slot_mapping >= 0
-    every_slot = bool(keep.all())
+    every_slot, keep = _padding_free((slot_mapping,))
     slots = slot_mapping if every_slot else slot_mapping[keep]
     block_size = k_cache.shape[1]
     limit = _fp8_max(k_cache.dtype)
@@ -88,3 +88,12 @@ def write_kv_cache_ref(k, v, k_cache, v_cache, slot_mapping) -> None:
             flat.index_copy_(0, slots, rows)
         else:
             cache[slots // block_size, slots % block_size] = rows
+
+
+def _build_padding_free(slot_mapping):
+    """(whether every slot is a real one, the mask of real ones): once per step, for all layers."""
+    keep = slot_mapping >= 0
+    return bool(keep.all()), keep
+
+
+_padding_free = StepMemo(_build_padding_free)

@@ -12,17 +12,19 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ember.kernels.step_memo import StepMemo
+
 
 def paged_attention_torch(q, k_cache, v_cache, block_tables, query_start_loc, seq_lens, scale: float,
                           max_query_len: int, max_seq_len: int, out=None, num_splits=None):
     """num_splits is accepted for signature parity and ignored."""
     num_tokens, num_q_heads, head_dim = q.shape
-    if out is None:
-        out = q.new_zeros(num_tokens, num_q_heads, head_dim)
     num_seqs = seq_lens.shape[0]
     if max_query_len == 1 and num_tokens == num_seqs:  # decodes only: no host reads at all
-        out.copy_(_decode(q, k_cache, v_cache, block_tables, seq_lens, scale, max_seq_len))
-        return out
+        decoded = _decode(q, k_cache, v_cache, block_tables, seq_lens, scale, max_seq_len)
+        return decoded if out is None else out.copy_(decoded)
+    if out is None:
+        out = q.new_zeros(num_tokens, num_q_heads, head_dim)
     starts = query_start_loc.tolist()
     lens = seq_lens.tolist()
     q_lens = [starts[s + 1] - starts[s] for s in range(num_seqs)]
@@ -61,28 +63,46 @@ def _decode(q, k_cache, v_cache, block_tables, seq_lens, scale, max_seq_len):
     placed in its kv head's columns of a zero row of kv heads * D (block-diagonal), so one bmm
     scores every head; the weighted V keeps each head's own block. The zeros cost kv-heads-fold
     multiplies, which is nothing at these sizes next to the copies it saves. On the CPU, SDPA
-    with enable_gqa and a mask took ~2.5 ms for 16 sequences of 160 tokens (9 q / 3 kv heads)."""
+    with enable_gqa and a mask took ~2.5 ms for 16 sequences of 160 tokens (9 q / 3 kv heads).
+    What depends only on the step (which slots, which of them lie past a sequence's length) is
+    derived once per step for all layers (_decode_plan)."""
     num_seqs, num_q_heads, head_dim = q.shape
     block_size, num_kv_heads = k_cache.shape[1], k_cache.shape[2]
-    group = num_q_heads // num_kv_heads
-    slots = -(-max_seq_len // block_size) * block_size
-    blocks = block_tables[:, :slots // block_size].reshape(-1).long()  # int32 indexes 3x slower
-    # Slots past a sequence's length (a partial last block, a shorter sequence) never count.
-    outside = torch.arange(slots, device=q.device) >= seq_lens[:, None]  # [S, slots]
+    blocks, length_bias, unowned, diagonal = _decode_plan((block_tables, seq_lens), (
+        max_seq_len, block_size, num_kv_heads, num_q_heads // num_kv_heads, q.dtype))
     k = _slot_rows(k_cache, blocks, q.dtype)
     v = _slot_rows(v_cache, blocks, q.dtype)
-    # Unwritten slots hold whatever memory held, NaN included: a zero weight is not enough,
-    # since 0 * NaN is NaN in the weighted sum of V (masking the scores covers K).
-    v.index_fill_(0, outside.view(-1).nonzero().squeeze(1), 0)
-    k, v = k.view(num_seqs, slots, -1), v.view(num_seqs, slots, -1)
-    spread = q.new_zeros(num_seqs, num_kv_heads, group, num_kv_heads, head_dim)
-    heads = torch.arange(num_kv_heads, device=q.device)
-    spread[:, heads, :, heads] = q.view(num_seqs, num_kv_heads, group, head_dim).transpose(0, 1)
-    scores = torch.bmm(spread.view(num_seqs, num_q_heads, -1), k.transpose(1, 2))  # [S, Hq, slots]
-    scores = scores.float().masked_fill_(outside[:, None, :], float("-inf"))
-    weights = torch.softmax(scores * scale, dim=-1).to(q.dtype)
-    out = torch.bmm(weights, v).view(num_seqs, num_kv_heads, group, num_kv_heads, head_dim)
-    return out[:, heads, :, heads].transpose(0, 1).reshape(num_seqs, num_q_heads, head_dim)
+    # Unwritten slots hold whatever memory held, NaN included: neither a -inf score nor a zero
+    # weight hides a NaN (NaN + -inf, 0 * NaN), so those rows of K and V are zeroed.
+    if unowned is not None:
+        k.index_fill_(0, unowned, 0)
+        v.index_fill_(0, unowned, 0)
+    k, v = k.view(num_seqs, -1, num_kv_heads * head_dim), v.view(num_seqs, -1, num_kv_heads * head_dim)
+    spread = q.new_zeros(num_seqs, num_kv_heads * num_q_heads, head_dim).index_copy_(1, diagonal, q)
+    # scale * q.k + (0 or -inf by length), in one op; softmax accumulates in float32.
+    scores = torch.baddbmm(length_bias, spread.view(num_seqs, num_q_heads, -1), k.transpose(1, 2), alpha=scale)
+    weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
+    out = torch.bmm(weights, v).view(num_seqs, num_q_heads * num_kv_heads, head_dim)
+    return out.index_select(1, diagonal)
+
+
+def _build_decode_plan(block_tables, seq_lens, max_seq_len, block_size, num_kv_heads, group, dtype):
+    """(blocks: int64 [S * slots / block_size], length_bias: [S, Hq, slots] 0 or -inf,
+    unowned: int64 flat slot rows past their sequence's length or None, diagonal: int64 [Hq]
+    the row of each q head (kv head h, member g) in the block-diagonal [kv heads * Hq] layout)."""
+    slots = -(-max_seq_len // block_size) * block_size
+    blocks = block_tables[:, :slots // block_size].reshape(-1).long()  # int32 indexes 3x slower
+    outside = torch.arange(slots, device=seq_lens.device) >= seq_lens[:, None]  # [S, slots]
+    num_q_heads = num_kv_heads * group
+    length_bias = torch.zeros(outside.shape, dtype=dtype, device=outside.device).masked_fill_(outside, float("-inf"))
+    unowned = outside.view(-1).nonzero().squeeze(1)
+    heads = torch.arange(num_q_heads, device=seq_lens.device)
+    diagonal = heads * num_kv_heads + heads // group  # [h, g, h] of [kv heads, group, kv heads]
+    return (blocks, length_bias[:, None, :].expand(-1, num_q_heads, -1), unowned if unowned.numel() else None,
+            diagonal)
+
+
+_decode_plan = StepMemo(_build_decode_plan)
 
 
 def _slot_rows(cache, blocks, dtype) -> torch.Tensor:

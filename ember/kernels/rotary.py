@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 
 from ember.kernels._triton import require_triton, tl, triton
+from ember.kernels.step_memo import StepMemo
 
 __all__ = ["apply_rotary", "apply_rotary_ref"]
 
@@ -59,11 +60,32 @@ def apply_rotary(q, k, positions, cos_sin_cache):
 
 
 def apply_rotary_ref(q, k, positions, cos_sin_cache):
-    """Torch reference with the same in-place contract; also the CPU's rotary, hence narrow/
-    index_select rather than Ellipsis slicing (a few us of Python each, 30 layers a token)."""
+    """Torch reference with the same in-place contract; also the CPU's rotary, hence few ops: the
+    step's cos/sin rows once for all layers (StepMemo), q and k rotated as one view where they lie
+    side by side (the fused qkv projection's output), rotate_half as a roll with the sign in sin."""
     half = cos_sin_cache.shape[-1] // 2
+    cos, signed_sin = _rotary_rows((positions, cos_sin_cache))
+    for x in _side_by_side(q, k):
+        part = x.narrow(-1, 0, 2 * half)
+        xf = part.float()
+        part.copy_(xf * cos + xf.roll(half, -1) * signed_sin)  # no FMA: HF's roundings
+    return q, k
+
+
+def _build_rotary_rows(positions, cos_sin_cache):
+    """(cos, sin with the first half negated), each [T, 1, rot_dim] fp32: x * cos + roll(x) *
+    sin is (x1 cos - x2 sin, x2 cos + x1 sin), rotate_half's rotation."""
     cos, sin = cos_sin_cache.index_select(0, positions).float().unsqueeze(1).chunk(2, dim=-1)
-    for x in (q, k):
-        x1, x2 = x.narrow(-1, 0, half).float(), x.narrow(-1, half, half).float()
-        x.narrow(-1, 0, 2 * half).copy_(torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1))
+    return torch.cat((cos, cos), dim=-1), torch.cat((-sin, sin), dim=-1)
+
+
+_rotary_rows = StepMemo(_build_rotary_rows)
+
+
+def _side_by_side(q, k) -> tuple:
+    """(one [T, Hq + Hk, D] view of both) when k's heads follow q's in memory with the same
+    strides, else (q, k)."""
+    if (q.shape[0] == k.shape[0] and q.stride() == k.stride() and q.dtype == k.dtype and q.shape[2] == k.shape[2]
+            and q.stride(1) == q.shape[2] and k.data_ptr() == q.data_ptr() + q.shape[1] * q.stride(1) * q.element_size()):
+        return (q.as_strided((q.shape[0], q.shape[1] + k.shape[1], q.shape[2]), q.stride()),)
     return q, k

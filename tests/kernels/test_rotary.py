@@ -43,3 +43,27 @@ def test_apply_rotary_ref_matches_hf_rotate_half():
     q_ref, k_ref = apply_rotary_ref(q.clone(), k.clone(), positions, cache)
     torch.testing.assert_close(q_ref, q_hf)
     torch.testing.assert_close(k_ref, k_hf)
+
+
+@pytest.mark.parametrize("fused", [True, False], ids=["q-k-side-by-side", "separate"])
+def test_apply_rotary_ref_is_hf_rotate_half_bit_for_bit_in_fp32(fused):
+    """The CPU's rotary rotates q and k of a fused qkv output as one view; either way its fp32
+    result is HF's exactly (the greedy oracle compares against HF token for token)."""
+    torch.manual_seed(0)
+    hq, hk, d, half = 3, 1, 64, 32
+    qkv = torch.randn(5, hq + 2 * hk, d)
+    q, k = (qkv[:, :hq], qkv[:, hq:hq + hk]) if fused else (qkv[:, :hq].clone(), qkv[:, hq:hq + hk].clone())
+    v_before = qkv[:, hq + hk:].clone()
+    positions = torch.tensor([3, 0, 9, 100, 7])
+    cache = _cos_sin_cache(128, d)
+    cos = torch.cat((cache[positions, :half], cache[positions, :half]), -1)[:, None]
+    sin = torch.cat((cache[positions, half:], cache[positions, half:]), -1)[:, None]
+
+    def rotate_half(x):
+        return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+    q_hf, k_hf = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
+    q_out, k_out = apply_rotary_ref(q, k, positions, cache)
+    assert q_out is q and k_out is k
+    assert torch.equal(q, q_hf) and torch.equal(k, k_hf)
+    assert torch.equal(qkv[:, hq + hk:], v_before)
