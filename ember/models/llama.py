@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ember.distributed.parallel_state import tp_size
+from ember.kernels.qk_rotary_kv_write import supports as supports_fused
 from ember.models.layers.activation import SiluAndMul
 from ember.models.layers.attention import Attention
 from ember.models.layers.kernels import LayerKernels
@@ -41,11 +42,22 @@ class DecoderAttention(nn.Module):
         self.q_norm = RMSNorm(self.head_dim, config.rms_norm_eps, kernels) if qk_norm else None
         self.k_norm = RMSNorm(self.head_dim, config.rms_norm_eps, kernels) if qk_norm else None
         self.attn = Attention(self.num_heads, self.head_dim, self.num_kv_heads, self.head_dim ** -0.5, kernels)
+        fused = kernels.qk_rotary_kv_write
+        self.fused_prelude = fused if fused is not None and supports_fused(self.head_dim,
+                                                                           rope.cos_sin_cache.shape[-1]) else None
 
     def forward(self, positions: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         q, k, v = self.qkv_proj(x)
         q = q.view(-1, self.num_heads, self.head_dim)
         k = k.view(-1, self.num_kv_heads, self.head_dim)
+        if self.fused_prelude is not None:
+            # q/k norm, rotary and the cache write in one kernel, in place in the qkv output.
+            v = v.view(-1, self.num_kv_heads, self.head_dim)
+            slots = self.attn.cache_slots()
+            norms = (self.q_norm.weight, self.k_norm.weight) if self.q_norm is not None else (None, None)
+            eps = self.q_norm.eps if self.q_norm is not None else 0.0
+            self.fused_prelude(q, k, v, *norms, eps, positions, self.rope.cos_sin_cache, *(slots or ()))
+            return self.o_proj(self.attn(q, k, v, kv_written=slots is not None))
         if self.q_norm is not None:
             q = self.q_norm(q)
             k = self.k_norm(k)

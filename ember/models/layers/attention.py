@@ -46,14 +46,24 @@ class Attention(nn.Module):
         self.k_cache: torch.Tensor | None = None
         self.v_cache: torch.Tensor | None = None
 
-    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    def cache_slots(self) -> tuple | None:
+        """(k_cache, v_cache, slot_mapping) where this step's new K/V go, for a caller that
+        writes them itself (a fused kernel); None without a cache (the profiling pass)."""
+        meta = _metadata
+        if meta is None or self.k_cache is None:
+            return None
+        return self.k_cache, self.v_cache, meta.slot_mapping
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kv_written: bool = False) -> torch.Tensor:
+        """kv_written: the caller already put k and v into cache_slots()."""
         q = q.view(-1, self.num_heads, self.head_dim)
         k = k.view(-1, self.num_kv_heads, self.head_dim)
         v = v.view(-1, self.num_kv_heads, self.head_dim)
         meta = _metadata
         if meta is None or self.k_cache is None:
             return self._causal_without_cache(q, k, v)
-        self.kernels.write_kv_cache(k, v, self.k_cache, self.v_cache, meta.slot_mapping)
+        if not kv_written:
+            self.kernels.write_kv_cache(k, v, self.k_cache, self.v_cache, meta.slot_mapping)
         out = self.kernels.paged_attention(q, self.k_cache, self.v_cache, meta.block_tables, meta.query_start_loc,
                      meta.seq_lens, self.scale, meta.max_query_len, meta.max_seq_len)
         return out.view(-1, self.num_heads * self.head_dim)

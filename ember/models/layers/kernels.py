@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from ember.kernels import activation, kv_cache_write, paged_attention, rmsnorm, rotary, triton_available
+from ember.kernels import (activation, kv_cache_write, paged_attention, qk_rotary_kv_write, rmsnorm, rotary,
+                           triton_available)
 from ember.kernels.paged_attention_torch import paged_attention_torch
 
 
@@ -18,10 +19,14 @@ class LayerKernels:
     silu_and_mul: Callable
     write_kv_cache: Callable
     paged_attention: Callable
+    # q/k norm + rotary + KV-cache write in one launch (ember/kernels/qk_rotary_kv_write.py);
+    # None: the separate kernels above (the CPU, whose few large ops are cheaper unfused).
+    qk_rotary_kv_write: Callable | None = None
 
 
 TRITON = LayerKernels(rmsnorm.rms_norm, rmsnorm.fused_add_rms_norm, rotary.apply_rotary, activation.silu_and_mul,
-                      kv_cache_write.write_kv_cache, paged_attention.paged_attention)
+                      kv_cache_write.write_kv_cache, paged_attention.paged_attention,
+                      qk_rotary_kv_write.qk_rotary_kv_write)
 TORCH = LayerKernels(rmsnorm.rms_norm_ref, rmsnorm.fused_add_rms_norm_ref, rotary.apply_rotary_ref,
                      activation.silu_and_mul_ref, kv_cache_write.write_kv_cache_ref, paged_attention_torch)
 
@@ -34,4 +39,4 @@ def layer_kernels(device: str, attention_backend: str | None = None) -> LayerKer
         return kernels
     source = TRITON if attention_backend == "triton" else TORCH
     return LayerKernels(kernels.rms_norm, kernels.fused_add_rms_norm, kernels.rotary, kernels.silu_and_mul,
-                        source.write_kv_cache, source.paged_attention)
+                        source.write_kv_cache, source.paged_attention, kernels.qk_rotary_kv_write)
