@@ -10,6 +10,7 @@ online in fp32, in the exp2 domain (scale folded with log2(e)).
 from __future__ import annotations
 
 import functools
+import os
 
 import torch
 
@@ -25,6 +26,10 @@ _LOG2E = 1.4426950408889634
 _MIN_SPLIT_TOKENS = 512  # shorter pieces: the extra partial traffic and reduce cost more
 _MAX_SPLITS = 64
 _TARGET_PROGRAMS_PER_SM = 2
+# Decode tile: (TILE_N keys per step, num_warps, num_stages), from an H100 sweep (s=3 was ~20%
+# slower there). EMBER_DECODE_ATTENTION_CONFIG="TILE_N,WARPS,STAGES" overrides it, so one GPU
+# call can sweep (benchmarks/decode_attention_gpu.py) and then run the engine with the winner.
+DECODE_CONFIG = tuple(int(x) for x in os.environ.get("EMBER_DECODE_ATTENTION_CONFIG", "64,4,2").split(","))
 # Sequences with at least this many new tokens go to prefill_attention's large-tile kernel;
 # the rest (decodes, short prefills and chunks) stay here.
 LONG_Q_LEN = 128
@@ -75,16 +80,18 @@ def _attend_tile(q, m_i, l_i, acc, kpos, q_pos, kv_end, bt_row, k_base, v_base, 
 
 # num_seqs and the block-table stride change every step: specializing on their values would
 # compile new variants in the middle of serving.
-@triton.jit(do_not_specialize=["num_seqs", "stride_bt", "long_q_len"])
+# num_splits follows the batch size (pick_num_splits): a runtime value, so the CUDA-graph ladder
+# compiles one split variant instead of one per batch size.
+@triton.jit(do_not_specialize=["num_seqs", "stride_bt", "long_q_len", "num_splits"])
 def _attn_kernel(
     q_ptr, k_ptr, v_ptr, out_ptr, bt_ptr, qsl_ptr, seq_lens_ptr,
     part_m_ptr, part_l_ptr, part_acc_ptr,
-    scale_log2, num_seqs, num_q_heads, long_q_len,
+    scale_log2, num_seqs, num_q_heads, long_q_len, num_splits,
     stride_qt, stride_qh, stride_ot, stride_oh,
     stride_kb, stride_ks, stride_kh, stride_vb, stride_vs, stride_vh, stride_bt,
     QPK: tl.constexpr, HEAD_DIM: tl.constexpr, HEAD_DIM_PAD: tl.constexpr,
     BLOCK_SIZE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_Q: tl.constexpr,
-    TILE_N: tl.constexpr, NUM_SPLITS: tl.constexpr, MIN_SPLIT_TILES: tl.constexpr,
+    TILE_N: tl.constexpr, SPLIT: tl.constexpr, MIN_SPLIT_TILES: tl.constexpr,
     DIRECT_MAP: tl.constexpr, DOT_PREC: tl.constexpr,
 ):
     q_block = tl.program_id(0)
@@ -121,7 +128,7 @@ def _attn_kernel(
     # Splits share the real length (not the max_seq_len bound) evenly, but no
     # piece is shorter than MIN_SPLIT_TILES: short sequences leave trailing
     # splits empty (they only write m=-inf), cheap under a loose graph bound.
-    tiles_per_split = tl.maximum(tl.cdiv(num_tiles, NUM_SPLITS), MIN_SPLIT_TILES)
+    tiles_per_split = tl.maximum(tl.cdiv(num_tiles, num_splits), MIN_SPLIT_TILES)
     t_lo = split * tiles_per_split
     t_hi = tl.minimum(num_tiles, t_lo + tiles_per_split)
 
@@ -143,24 +150,24 @@ def _attn_kernel(
             q, m_i, l_i, acc, t * TILE_N + offs_n, q_pos, kv_end, bt_row, k_base, v_base, offs_d, d_mask,
             scale_log2, stride_kb, stride_ks, stride_vb, stride_vs, BLOCK_SIZE, True, DOT_PREC)
 
-    if NUM_SPLITS == 1:
+    if not SPLIT:
         l_safe = tl.where(l_i == 0.0, 1.0, l_i)
         o = acc / l_safe[:, None]
         tl.store(out_ptr + tok[:, None] * stride_ot + head[:, None] * stride_oh + offs_d[None, :],
                  o.to(out_ptr.dtype.element_ty), mask=row_mask[:, None] & d_mask[None, :])
     else:  # partial results: (max, sum) in log2 domain and the unnormalised acc
-        row = (tok * num_q_heads + head) * NUM_SPLITS + split
+        row = (tok * num_q_heads + head) * num_splits + split
         tl.store(part_m_ptr + row, m_i, mask=row_mask)
         tl.store(part_l_ptr + row, l_i, mask=row_mask)
         tl.store(part_acc_ptr + row[:, None] * HEAD_DIM_PAD + offs_d[None, :], acc,
                  mask=row_mask[:, None])
 
 
-@triton.jit(do_not_specialize=["num_seqs"])
+@triton.jit(do_not_specialize=["num_seqs", "num_splits"])
 def _reduce_kernel(
-    part_m_ptr, part_l_ptr, part_acc_ptr, out_ptr, qsl_ptr, num_seqs, num_q_heads,
+    part_m_ptr, part_l_ptr, part_acc_ptr, out_ptr, qsl_ptr, num_seqs, num_q_heads, num_splits,
     stride_ot, stride_oh,
-    NUM_SPLITS: tl.constexpr, SPLITS_PAD: tl.constexpr,
+    SPLITS_PAD: tl.constexpr,
     HEAD_DIM: tl.constexpr, HEAD_DIM_PAD: tl.constexpr,
 ):
     tok = tl.program_id(0).to(tl.int64)
@@ -169,8 +176,8 @@ def _reduce_kernel(
     offs_s = tl.arange(0, SPLITS_PAD)
     offs_d = tl.arange(0, HEAD_DIM_PAD)
     live = (tok + offs_s * 0) < tl.load(qsl_ptr + num_seqs)  # vector: interpreter can't mix
-    s_mask = (offs_s < NUM_SPLITS) & live
-    row = (tok * num_q_heads + head) * NUM_SPLITS + offs_s
+    s_mask = (offs_s < num_splits) & live
+    row = (tok * num_q_heads + head) * num_splits + offs_s
     m = tl.load(part_m_ptr + row, mask=s_mask, other=float("-inf"))
     l = tl.load(part_l_ptr + row, mask=s_mask, other=0.0)
     acc = tl.load(part_acc_ptr + row[:, None] * HEAD_DIM_PAD + offs_d[None, :],
@@ -181,6 +188,12 @@ def _reduce_kernel(
     o = tl.sum(w[:, None] * acc, 0) / tl.where(denom == 0.0, 1.0, denom)
     tl.store(out_ptr + tok * stride_ot + head * stride_oh + offs_d, o.to(out_ptr.dtype.element_ty),
              mask=offs_d < HEAD_DIM)
+
+
+def _splits_pad(num_splits: int) -> int:
+    """The reduce kernel's split axis: two sizes cover every count up to _MAX_SPLITS, so
+    batch sizes share compiled variants (masked lanes load nothing)."""
+    return 16 if num_splits <= 16 else triton.next_power_of_2(max(num_splits, _MAX_SPLITS))
 
 
 @functools.lru_cache(maxsize=None)
@@ -197,9 +210,11 @@ def _num_sms(device: torch.device) -> int:
 def _block_config(qpk: int, head_dim_pad: int, max_query_len: int):
     """(BLOCK_M, BLOCK_Q, TILE_N, num_warps, num_stages) for this batch shape."""
     min_m = max(16, triton.next_power_of_2(qpk))
-    tile_n = 64 if head_dim_pad <= 128 else 32
     if max_query_len <= min_m // qpk:  # decode / short spec-decode: small M, memory bound
-        return min_m, min_m // qpk, tile_n, 4, 2  # H100 sweep: s=3 was ~20% slower
+        tile_n, warps, stages = DECODE_CONFIG
+        if head_dim_pad > 128:  # the K/V tiles' shared memory grows with the head
+            tile_n = max(16, tile_n * 128 // head_dim_pad)
+        return min_m, min_m // qpk, tile_n, warps, stages
     # Prefill: H100/H200 sweeps (d=128, 16 seqs of 100..1024) favoured 64x32 tiles, 4 warps.
     block_m = max(min_m, 64)
     return block_m, block_m // qpk, 32, 4 if head_dim_pad <= 128 else 8, 2
@@ -275,21 +290,21 @@ def paged_attention(q, k_cache, v_cache, block_tables, query_start_loc, seq_lens
     _attn_kernel[(q_blocks, num_kv_heads, num_splits)](
         q, k_cache, v_cache, out, block_tables, query_start_loc, seq_lens,
         part_m, part_l, part_acc,
-        scale * _LOG2E, num_seqs, num_q_heads, long_q_len,
+        scale * _LOG2E, num_seqs, num_q_heads, long_q_len, num_splits,
         q.stride(0), q.stride(1), out.stride(0), out.stride(1),
         k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
         v_cache.stride(0), v_cache.stride(1), v_cache.stride(2), block_tables.stride(0),
         QPK=qpk, HEAD_DIM=head_dim, HEAD_DIM_PAD=d_pad, BLOCK_SIZE=block_size,
-        BLOCK_M=block_m, BLOCK_Q=block_q, TILE_N=tile_n, NUM_SPLITS=num_splits,
+        BLOCK_M=block_m, BLOCK_Q=block_q, TILE_N=tile_n, SPLIT=num_splits > 1,
         MIN_SPLIT_TILES=min_split_tiles,
         DIRECT_MAP=direct, DOT_PREC="ieee" if q.dtype == torch.float32 else "tf32",
         num_warps=warps, num_stages=stages,
     )
     if num_splits > 1:
         _reduce_kernel[(num_tokens, num_q_heads)](
-            part_m, part_l, part_acc, out, query_start_loc, num_seqs, num_q_heads,
+            part_m, part_l, part_acc, out, query_start_loc, num_seqs, num_q_heads, num_splits,
             out.stride(0), out.stride(1),
-            NUM_SPLITS=num_splits, SPLITS_PAD=triton.next_power_of_2(num_splits),
+            SPLITS_PAD=_splits_pad(num_splits),
             HEAD_DIM=head_dim, HEAD_DIM_PAD=d_pad, num_warps=4,
         )
     return out
