@@ -18,7 +18,7 @@ from ember.kernels._triton import require_triton, tl, triton
 from ember.kernels.paged_attention_ref import paged_attention_ref
 from ember.kernels.prefill_attention import prefill_attention
 
-__all__ = ["paged_attention", "paged_attention_ref", "pick_num_splits"]
+__all__ = ["decode_num_splits", "paged_attention", "paged_attention_ref", "pick_num_splits"]
 
 _LOG2E = 1.4426950408889634
 # Split-K knobs (see pick_num_splits), from an H100 sweep of decode batches
@@ -235,6 +235,15 @@ def pick_num_splits(num_seqs: int, num_kv_heads: int, max_query_len: int, max_se
     splits = min(_MAX_SPLITS, max_seq_len // _MIN_SPLIT_TOKENS,
                  triton.cdiv(_TARGET_PROGRAMS_PER_SM * num_sms, programs))
     return max(1, splits)
+
+
+def decode_num_splits(num_seqs: int, num_q_heads: int, num_kv_heads: int, head_dim: int, max_seq_len: int,
+                      device: torch.device) -> int:
+    """The split count a decode step (one new token per sequence) is launched with: all that
+    the context bound changes in it, so bounds that agree can share one CUDA graph."""
+    d_pad = max(16, triton.next_power_of_2(head_dim))
+    block_q = _block_config(num_q_heads // num_kv_heads, d_pad, 1)[1]
+    return pick_num_splits(num_seqs, num_kv_heads, 1, max_seq_len, block_q, _num_sms(device))
 
 
 def paged_attention(q, k_cache, v_cache, block_tables, query_start_loc, seq_lens, scale: float,

@@ -3,9 +3,15 @@ captured once per batch size on a ladder, it becomes one launch. The graph ends 
 head, since every row of a decode step samples: it yields logits. Inputs live in static
 buffers; a batch is padded up to the next captured size (padding rows write no cache slot).
 
-Each size is captured twice: for contexts up to SHORT_CONTEXT tokens and for any context.
-The attention kernel picks its split-K layout from the context bound it is given, and a bound
-of max_model_len would make short decodes pay for splits and a reduction they do not need."""
+Each size is captured for contexts up to SHORT_CONTEXT tokens and for any context: the
+attention kernel picks its split-K layout from the context bound it is given, and a bound of
+max_model_len would make short decodes pay for splits and a reduction they do not need. Where
+both bounds give the same launch (large batches never split), one graph serves both.
+
+Cold start: the ladder is short (15 sizes up to 256; above 16 sequences a batch is padded by
+less than half), and
+each graph gets one warm-up forward (Triton compiles its variants there, cuBLAS picks its
+kernels); the attention kernel takes the split count at run time, so sizes share variants."""
 from __future__ import annotations
 
 import logging
@@ -14,16 +20,22 @@ import time
 import torch
 
 from ember.distributed.parallel_state import before_leaving, is_driver, tp_size
+from ember.kernels import paged_attention as triton_attention
 from ember.models.layers.attention import AttentionMetadata, attention_metadata
 from ember.worker.input_batch import ModelInput
+from ember.worker.kv_cache import attention_layers
 
 logger = logging.getLogger(__name__)
 
 SHORT_CONTEXT = 512
 
 
+# Steps of at most ~1.5x up to 32, then ~1.33x down to ~1.14x: little padding, few graphs.
+LADDER = [1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 160, 192, 224, 256] + list(range(320, 1024 + 1, 64))
+
+
 def capture_sizes(max_num_seqs: int) -> list[int]:
-    ladder = [1, 2, 4, 8] + list(range(16, 256 + 1, 16)) + list(range(288, 1024 + 1, 32))
+    ladder = LADDER
     sizes = [s for s in ladder if s < max_num_seqs] + [max_num_seqs]
     return sorted(set(sizes))
 
@@ -47,6 +59,7 @@ class DecodeGraphs:
             if is_driver() else None
         self.context_bounds = sorted({min(SHORT_CONTEXT, max_model_len), max_model_len})
         self.graphs: dict[tuple[int, int], torch.cuda.CUDAGraph] = {}
+        self.attention = attention_layers(model)[0]
 
     def _metadata(self, n: int, context_bound: int) -> AttentionMetadata:
         # max_seq_len is an upper bound: the graph serves every context up to it.
@@ -60,18 +73,31 @@ class DecodeGraphs:
             before_leaving(self.release)
         pool = torch.cuda.graph_pool_handle()
         for n in reversed(self.sizes):  # largest first, so smaller graphs reuse its memory
-            for bound in self.context_bounds:
-                with attention_metadata(self._metadata(n, bound)):
-                    for _ in range(2):  # warm up: Triton compiles, cuBLAS picks its kernels
-                        self._forward(n)
-                    torch.cuda.synchronize()
-                    graph = torch.cuda.CUDAGraph()
-                    with torch.cuda.graph(graph, pool=pool):
-                        self._forward(n)
-                self.graphs[n, bound] = graph
+            captured: dict[object, torch.cuda.CUDAGraph] = {}
+            for bound in reversed(self.context_bounds):
+                launch = self._launch_key(n, bound)
+                if launch not in captured:
+                    with attention_metadata(self._metadata(n, bound)):
+                        self._forward(n)  # warm up: Triton compiles, cuBLAS picks its kernels
+                        torch.cuda.synchronize()
+                        graph = torch.cuda.CUDAGraph()
+                        with torch.cuda.graph(graph, pool=pool):
+                            self._forward(n)
+                    captured[launch] = graph
+                self.graphs[n, bound] = captured[launch]
         torch.cuda.synchronize()
-        logger.info("Captured CUDA graphs for %d decode batch sizes (1..%d) x context bounds %s in %.1f s",
-                    len(self.sizes), self.sizes[-1], self.context_bounds, time.perf_counter() - start)
+        distinct = len({id(g) for g in self.graphs.values()})
+        logger.info("Captured %d CUDA graphs for %d decode batch sizes (1..%d) x context bounds %s in %.1f s",
+                    distinct, len(self.sizes), self.sizes[-1], self.context_bounds, time.perf_counter() - start)
+
+    def _launch_key(self, n: int, bound: int):
+        """What the context bound changes in a decode step of n sequences: Ember's Triton
+        attention's split count; another attention backend: assume the bound itself."""
+        attn = self.attention
+        if attn.kernels.paged_attention is not triton_attention.paged_attention:
+            return bound
+        return triton_attention.decode_num_splits(n, attn.num_heads, attn.num_kv_heads, attn.head_dim, bound,
+                                                  self.input_ids.device)
 
     def _forward(self, n: int) -> None:
         hidden = self.model(self.input_ids[:n], self.positions[:n])
@@ -80,7 +106,7 @@ class DecodeGraphs:
             self.logits[:n].copy_(logits)
 
     def release(self) -> None:
-        for graph in self.graphs.values():
+        for graph in {id(g): g for g in self.graphs.values()}.values():
             graph.reset()
         self.graphs.clear()
 

@@ -59,10 +59,14 @@ class ModelRunner:
             return c.num_gpu_blocks_override
         if self.device.type != "cuda":
             return max(1, cpu_kv_cache_bytes() // per_block)
+        start = time.perf_counter()
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(self.device)
         self._profile_forward()
         peak = torch.cuda.max_memory_allocated(self.device)
+        # Part of the cold start: the first forward also compiles the prefill path's kernels.
+        logger.info("Profiled memory (one forward of %d tokens) in %.1f s", c.max_num_batched_tokens,
+                    time.perf_counter() - start)
         return kv_cache.gpu_blocks_from_profile(peak, c.gpu_memory_utilization, per_block, self.device)
 
     @torch.inference_mode()
@@ -84,8 +88,10 @@ class ModelRunner:
     def initialize_cache(self, num_blocks: int) -> None:
         self.num_blocks = num_blocks
         c = self.config
+        start = time.perf_counter()
         self.kv_caches = kv_cache.allocate_kv_cache(self.model, num_blocks, c.block_size, c.kv_cache_torch_dtype,
                                                     self.device)
+        logger.info("Allocated the KV cache (%d blocks) in %.1f s", num_blocks, time.perf_counter() - start)
         if self.device.type == "cuda" and not c.enforce_eager:
             self.graphs = DecodeGraphs(self.model, c.max_num_seqs, c.max_model_len, c.block_size, self.device)
             self.graphs.capture()
