@@ -10,7 +10,8 @@ prints, in that order:
   1. which FP8 linear method the model build picks on this device, and cuBLAS's recipes;
   2. per layer of the tiny test model (loaded by Ember's loader, in bf16) and of 7B-shape
      layers, for every path (auto: what Ember runs at that M; w8a8-triton; w8a8-cublas;
-     w8a16, the tiled W8A16 kernel; w8a16-gemv up to 4 rows) at M = 1, 16, 128, 300: the max
+     w8a16, the tiled W8A16 kernel; w8a16-gemv up to 4 rows; dequant, block-wise: the dense
+     bf16 weight for cuBLAS) at M = 1, 16, 128, 300: the max
      abs and relative (Frobenius) error against (a) dequant(W) @ x and (b) dequant(W) @
      round_e4m3(x), in fp32. A W8A8 path should sit near bf16 output rounding (~3e-3
      relative) against (b) and at the e4m3 error against (a), a W8A16 path the other way;
@@ -31,10 +32,12 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 
 from ember.engine_args import EngineArgs  # noqa: E402
 from ember.kernels.quant_fp8_act import quantize_fp8, quantize_fp8_ref  # noqa: E402
+from ember.kernels.quant_fp8_dequant import dequantize_fp8_dense  # noqa: E402
 from ember.kernels.quant_fp8_gemm import dequantize_fp8, fp8_gemm  # noqa: E402
 from ember.kernels.quant_fp8_gemv import FP8_GEMV_MAX_ROWS, fp8_gemv  # noqa: E402
 from ember.kernels.quant_fp8_scaled_mm import scaled_mm_blockwise, scaled_mm_recipes, scaled_mm_rowwise  # noqa: E402
@@ -75,6 +78,9 @@ def paths_of(layer, x_rows: int) -> dict:
     block_k = method.block_k(layer)
     paths = {"auto": lambda x: method.apply(layer, x),
              "w8a16": lambda x: fp8_gemm(x, layer.weight, layer.scale, layer.scale_row, block_k)}
+    if block is not None:
+        paths["dequant"] = lambda x: F.linear(x, dequantize_fp8_dense(layer.weight, layer.scale, layer.scale_row,
+                                                                      block_k, x.dtype))
     if x_rows <= FP8_GEMV_MAX_ROWS:
         paths["w8a16-gemv"] = lambda x: fp8_gemv(x, layer.weight, layer.scale, layer.scale_row, block_k)
     if isinstance(method, FP8W8A8LinearMethod):

@@ -23,6 +23,7 @@ import torch.nn.functional as F  # noqa: E402
 import triton.testing  # noqa: E402
 
 from ember.kernels.quant_fp8_act import quantize_fp8  # noqa: E402
+from ember.kernels.quant_fp8_dequant import dequantize_fp8_dense  # noqa: E402
 from ember.kernels.quant_fp8_gemm import dequantize_fp8  # noqa: E402
 from ember.kernels.quant_fp8_gemv import FP8_GEMV_MAX_ROWS, fp8_gemv  # noqa: E402
 from ember.kernels.quant_fp8_scaled_mm import scaled_mm_blockwise, scaled_mm_recipes, scaled_mm_rowwise  # noqa: E402
@@ -32,8 +33,8 @@ from ember.kernels.quant_int_gemm import (DECODE_TILES, dequantize_int, dequanti
 from ember.kernels.quant_int_gemv import GEMV_MAX_ROWS, int_gemv  # noqa: E402
 from ember.kernels.quant_int_tiled_gemm import int_tiled_gemm  # noqa: E402
 from ember.kernels.quant_packing import pack_int32  # noqa: E402
-from ember.quantization.gemm_paths import (FP8_BLOCK_PATHS, FP8_PATHS, INT4_PATHS, INT8_PATHS,  # noqa: E402
-                                          path_for)
+from ember.quantization.gemm_paths import (FP8_BLOCK_PATHS, FP8_BLOCK_PATHS_NO_CUBLAS, FP8_PATHS,  # noqa: E402
+                                          INT4_PATHS, INT8_PATHS, path_for)
 from ember.quantization.int_linear import STRIP  # noqa: E402
 
 DEV, DT = "cuda", torch.bfloat16
@@ -103,6 +104,8 @@ def fp8_paths(k, n, block):
     if block is None and "rowwise" in recipes:
         row_scale = scale[scale_row.long(), 0][None, :].contiguous()
         paths["w8a8-cublas"] = lambda w: (lambda x: scaled_mm_rowwise(*quantize_fp8(x), w[0], row_scale, x.dtype))
+    if block is not None:
+        paths["dequant"] = lambda w: (lambda x: F.linear(x, dequantize_fp8_dense(*w, block_k, x.dtype)))
     if block is not None and "blockwise" in recipes:
         paths["w8a8-cublas"] = lambda w: (
             lambda x: scaled_mm_blockwise(*quantize_fp8(x, 128, column_major_scales=True), w[0], w[1], x.dtype))
@@ -175,7 +178,8 @@ def summarize(results, rows) -> None:
         key = (r["format"], r["m"], r["path"])
         layer[key] = layer.get(key, 0.0) + r["us"]
     bf16 = {m: t for (fmt, m, _), t in layer.items() if fmt == "bf16"}
-    tables = {"int4": INT4_PATHS, "int8": INT8_PATHS, "fp8": FP8_PATHS, "fp8-block": FP8_BLOCK_PATHS}
+    tables = {"int4": INT4_PATHS, "int8": INT8_PATHS, "fp8": FP8_PATHS,
+              "fp8-block": FP8_BLOCK_PATHS if "blockwise" in scaled_mm_recipes(DEV) else FP8_BLOCK_PATHS_NO_CUBLAS}
     print("\nPer decoder layer (qkv + o + gate_up + down), us; fastest path per M:")
     for fmt in dict.fromkeys(r["format"] for r in results):
         fastest = []  # (M, path)

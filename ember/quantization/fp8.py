@@ -25,13 +25,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from ember.kernels.quant_fp8_act import quantize_fp8
+from ember.kernels.quant_fp8_dequant import dequantize_fp8_dense
 from ember.kernels.quant_fp8_gemm import fp8_gemm, fp8_gemm_ref
 from ember.kernels.quant_fp8_gemv import fp8_gemv
 from ember.kernels.quant_fp8_scaled_mm import scaled_mm_blockwise, scaled_mm_recipes, scaled_mm_rowwise
 from ember.kernels.quant_fp8_w8a8_gemm import fp8_w8a8_gemm
-from ember.quantization.gemm_paths import FP8_BLOCK_PATHS, FP8_PATHS, path_for
+from ember.quantization.gemm_paths import FP8_BLOCK_PATHS, FP8_BLOCK_PATHS_NO_CUBLAS, FP8_PATHS, path_for
 from ember.quantization.int_linear import runs_triton
 from ember.quantization.params import add_param, output_parts, replace_params
 
@@ -119,7 +121,9 @@ class FP8LinearMethod:
 class FP8W8A8LinearMethod(FP8LinearMethod):
     """W8A8 on fp8 tensor cores: activations quantized per token (and per block_k group for
     block-wise weights) at every call, then the path of FP8_PATHS / FP8_BLOCK_PATHS for the
-    call's M: the W8A16 GEMV for a few rows (unquantized activations), the Triton W8A8 kernel, or cuBLAS (per-row weight scales to its row-wise GEMM,
+    call's M: the W8A16 GEMV for a few rows (unquantized activations), the Triton W8A8 kernel,
+    the dense weight for cuBLAS's bf16 GEMM (block-wise weights at large M without cuBLAS's
+    block-wise recipe; unquantized activations), or cuBLAS (per-row weight scales to its row-wise GEMM,
     128x128 blocks to its block-wise GEMM where this torch runs it and the layer's blocks are
     regular: no fused part ends in a partial block; else the Triton kernel)."""
 
@@ -137,12 +141,18 @@ class FP8W8A8LinearMethod(FP8LinearMethod):
         cublas = tuple(block) == _CUBLAS_BLOCK and regular and n % block[0] == 0 and k % block[1] == 0 and \
             "blockwise" in scaled_mm_recipes(str(layer.weight.device))
         self.cublas = "blockwise" if cublas else None
+        if not cublas:
+            self.paths = FP8_BLOCK_PATHS_NO_CUBLAS
 
     def apply(self, layer, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, x.shape[-1]).contiguous()
         path = path_for(self.paths, rows.shape[0])
         if path == "w8a16-gemv":
             out = fp8_gemv(rows, layer.weight, layer.scale, layer.scale_row, self.block_k(layer))
+            return out.reshape(*x.shape[:-1], out.shape[-1])
+        if path == "dequant":
+            dense = dequantize_fp8_dense(layer.weight, layer.scale, layer.scale_row, self.block_k(layer), x.dtype)
+            out = F.linear(rows, dense)
             return out.reshape(*x.shape[:-1], out.shape[-1])
         kernel = "triton"
         if path == "w8a8-cublas" and self.cublas:

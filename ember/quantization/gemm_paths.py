@@ -21,7 +21,10 @@ FP8 on fp8 tensor cores (compute capability >= 8.9), activations quantized per t
                scaled in registers per row, FMA with the unquantized activations, split-K
   w8a8-triton  the Triton W8A8 kernel (quant_fp8_w8a8_gemm.py)
   w8a8-cublas  cuBLAS's scaled GEMM (quant_fp8_scaled_mm.py) where it runs the layer's scales,
-               else the Triton kernel"""
+               else the Triton kernel
+  dequant      the dense bf16 weight written once per call (quant_fp8_dequant.py), then
+               cuBLAS's bf16 GEMM: block-wise weights at large M where this torch runs no
+               block-wise cuBLAS recipe (activations unquantized)"""
 from __future__ import annotations
 
 # Measured on one H200 (torch 2.11, triton 3.6, benchmarks/quant_gpu.sh at commit 678f27d),
@@ -42,14 +45,21 @@ INT8_PATHS = ((2, "gemv"), (256, "tiled"), (None, "dequant"))
 # fp8 per-tensor  Triton 148 us at M=1 against cuBLAS row-wise 156; cuBLAS 149 / 168 / 1783 at
 #                 16 / 256 / 4096 against Triton 153 / 406 / 3825.
 #                 The Triton kernel then ran 72 programs (qkv), 56 (o, down) at M <= 16 on
-#                 132 multiprocessors; it now splits K there (not measured yet), hence up to 16.
+#                 132 multiprocessors; it now splits K there (not measured yet). cuBLAS at 16
+#                 took bf16's time (149 us against 137) for half the bytes, so the Triton
+#                 kernel with split K is expected to win up to its 64-row tiles.
 #                 The GEMV (not measured yet) reads the weight once without the activation
 #                 quantizer's kernel (4 a layer, a few us each at M = 1), but widens it again
 #                 for every row (~28 us a row of a 7B layer on the fp32 lanes): up to 2 rows.
-FP8_PATHS = ((2, "w8a16-gemv"), (16, "w8a8-triton"), (None, "w8a8-cublas"))
+FP8_PATHS = ((2, "w8a16-gemv"), (64, "w8a8-triton"), (None, "w8a8-cublas"))
 # fp8 128x128 blocks  cuBLAS's block-wise recipe did not run on that torch: the Triton kernel
 #                     (141 / 145 / 647 / 5964 us) was the fastest path measured at every M.
 FP8_BLOCK_PATHS = ((2, "w8a16-gemv"), (None, "w8a8-cublas"))
+# fp8 128x128 blocks where cuBLAS's block-wise recipe does not run: the Triton kernel took 2.1x
+# bf16's time at M = 4096 (5964 us) and 3.0x at 256 (647); dequant + cuBLAS is expected near the
+# int4 dequant path's 1.06x / 1.67x bf16 there, and above the Triton kernel's ~145 us up to 16.
+# Not measured yet: 64 is the guess between.
+FP8_BLOCK_PATHS_NO_CUBLAS = ((2, "w8a16-gemv"), (64, "w8a8-triton"), (None, "dequant"))
 
 
 def path_for(table, m: int) -> str:

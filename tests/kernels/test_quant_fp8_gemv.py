@@ -1,10 +1,11 @@
 """The FP8 GEMV kernel (W8A16, decode batches of at most 4 rows) against the W8A16 reference:
 per-tensor scales (one per fused part) and block-wise scales, K split over programs and not,
-N not a multiple of the kernel's rows."""
+N not a multiple of the kernel's rows; and the one-pass dequantizer of the large-M path."""
 import pytest
 import torch
 
-from ember.kernels.quant_fp8_gemm import fp8_gemm_ref
+from ember.kernels.quant_fp8_dequant import dequantize_fp8_dense
+from ember.kernels.quant_fp8_gemm import dequantize_fp8, fp8_gemm_ref
 from ember.kernels.quant_fp8_gemv import FP8_GEMV_MAX_ROWS, fp8_gemv
 
 N = 100
@@ -40,3 +41,11 @@ def test_fp8_gemv_takes_decode_batches_only(device):
     weight, scale, scale_row = _weights(device, 128, 128)
     with pytest.raises(AssertionError, match="at most 4 rows"):
         fp8_gemv(torch.randn(FP8_GEMV_MAX_ROWS + 1, 128, device=device), weight, scale, scale_row, 128)
+
+
+@pytest.mark.parametrize("k, block_k", [(384, 384), (320, 32)], ids=["per-tensor", "block32"])
+def test_dequantize_fp8_dense(device, dtype, k, block_k):
+    weight, scale, scale_row = _weights(device, k, block_k)
+    got = dequantize_fp8_dense(weight, scale, scale_row, block_k, dtype)
+    assert got.dtype == dtype
+    torch.testing.assert_close(got, dequantize_fp8(weight, scale, scale_row, block_k).to(dtype), rtol=0, atol=0)
