@@ -149,20 +149,18 @@ class FP8W8A8LinearMethod(FP8LinearMethod):
         path = path_for(self.paths, rows.shape[0])
         if path == "w8a16-gemv":
             out = fp8_gemv(rows, layer.weight, layer.scale, layer.scale_row, self.block_k(layer))
-            return out.reshape(*x.shape[:-1], out.shape[-1])
-        if path == "dequant":
-            dense = dequantize_fp8_dense(layer.weight, layer.scale, layer.scale_row, self.block_k(layer), x.dtype)
-            out = F.linear(rows, dense)
-            return out.reshape(*x.shape[:-1], out.shape[-1])
-        kernel = "triton"
-        if path == "w8a8-cublas" and self.cublas:
-            kernel = self.cublas
+        elif path == "dequant":
+            out = F.linear(rows, dequantize_fp8_dense(layer.weight, layer.scale, layer.scale_row, self.block_k(layer),
+                                                      x.dtype))
+        else:
+            out = self._w8a8(layer, rows, "triton" if path == "w8a8-triton" or not self.cublas else self.cublas)
+        return out.reshape(*x.shape[:-1], out.shape[-1])
+
+    def _w8a8(self, layer, rows: torch.Tensor, kernel: str) -> torch.Tensor:
         group = None if self.config.block_size is None else self.config.block_size[1]
         a, a_scale = quantize_fp8(rows, group, column_major_scales=kernel == "blockwise")
         if kernel == "rowwise":
-            out = scaled_mm_rowwise(a, a_scale, layer.weight, layer.row_scale, x.dtype)
-        elif kernel == "blockwise":
-            out = scaled_mm_blockwise(a, a_scale, layer.weight, layer.scale, x.dtype)
-        else:
-            out = fp8_w8a8_gemm(a, a_scale, layer.weight, layer.scale, layer.scale_row, self.block_k(layer), x.dtype)
-        return out.reshape(*x.shape[:-1], out.shape[-1])
+            return scaled_mm_rowwise(a, a_scale, layer.weight, layer.row_scale, rows.dtype)
+        if kernel == "blockwise":
+            return scaled_mm_blockwise(a, a_scale, layer.weight, layer.scale, rows.dtype)
+        return fp8_w8a8_gemm(a, a_scale, layer.weight, layer.scale, layer.scale_row, self.block_k(layer), rows.dtype)
