@@ -4,13 +4,14 @@
 # its step):
 #   1. correctness, four processes at once (none of them times anything): the FP8 per-layer
 #      diagnostic (benchmarks/fp8_layer_gpu.py, also in $OUT/fp8_layer.txt), the quantized
-#      kernel tests, and the quantized-model tests (prompt logprobs and greedy tokens of every
-#      format against its dequantized twin);
-#   2. rand7b throughput (the first $PROMPTS requests) and batch-1 latency (64 in / 256 out) for
-#      bf16, fp8, gptq and awq weights, each in its own process, one at a time;
-#   3. with the time left, the quantized GEMM paths against bf16 cuBLAS on the 7B shapes at
-#      M = 1, 4, 16, 64, 128, 256, 4096 (benchmarks/quant_gemm_gpu.py): the fastest path per M
-#      and the table ember/quantization/gemm_paths.py should hold (int8 last: cut first).
+#      kernel tests (two processes), and the quantized-model tests (prompt logprobs and greedy
+#      tokens of every format against its dequantized twin);
+#   2. the quantized GEMM paths against bf16 cuBLAS on the 7B shapes at M = 1, 4, 16, 64, 128,
+#      256, 4096 (benchmarks/quant_gemm_gpu.py): the fastest path per M and the table
+#      ember/quantization/gemm_paths.py should hold (int8 last: cut first);
+#   3. rand7b throughput (the first $PROMPTS requests) and batch-1 latency (64 in / 256 out) for
+#      bf16, fp8, gptq and awq weights, each in its own process, one at a time, while the
+#      budget lasts.
 # Everything printed goes to $OUT/run.log; the GEMM timings to $OUT/gemm.json and the bench
 # results to $OUT/bench.json. Record the rows in docs/benchmarks.md.
 #   OUT=$OUT bash benchmarks/quant_gpu.sh
@@ -50,17 +51,29 @@ wait $PIDS
 cat "$LOGS"/*.log
 cp "$LOGS/1-fp8-layer.log" "$OUT/fp8_layer.txt"
 echo "== correctness steps done at $SECONDS s"
-quantization() { [ "$1" = bf16 ] || echo "--quantization $1"; }
+# 2. The per-GEMM sweep, formats in order of interest (its summary is printed after each).
+if [ -z "${SKIP_GEMM:-}" ]; then
+  step gemm 150 $PY benchmarks/quant_gemm_gpu.py --formats bf16,int4,fp8,fp8-block,int8 --out "$OUT/gemm.json"
+fi
+# 3. bf16 first (the baseline), then each format's throughput and latency; a step that could
+# overrun $BUDGET is skipped and says so (awq runs gptq's kernels: it goes last).
 # bf16 took 24 s (throughput) and 20 s (latency) on the H200, start-up included (17 s of it,
 # CUDA graphs for 20 batch sizes); fp8's latency run did not end in 25 s. The quantized runs
 # also compile their kernels, mostly found in Triton's cache from the tests above.
+quantization() { [ "$1" = bf16 ] || echo "--quantization $1"; }
 for q in bf16 fp8 gptq awq; do
-  step "throughput-$q" 45 $B throughput --workload rand7b --num-prompts "$PROMPTS" --backend ember \
-    $(quantization $q) --output-json "$RUNS/throughput-$q.json"
-done
-for q in bf16 fp8 gptq awq; do
-  step "latency-$q" 45 $B latency --batch-size 1 --input-len 64 --output-len 256 --num-iters-warmup 1 \
-    --num-iters 3 $(quantization $q) --output-json "$RUNS/latency-$q.json"
+  if [ $((SECONDS + 45)) -le "$BUDGET" ]; then
+    step "throughput-$q" 45 $B throughput --workload rand7b --num-prompts "$PROMPTS" --backend ember \
+      $(quantization $q) --output-json "$RUNS/throughput-$q.json"
+  else
+    echo "== throughput-$q skipped: ${SECONDS}s of ${BUDGET}s used"
+  fi
+  if [ $((SECONDS + 45)) -le "$BUDGET" ]; then
+    step "latency-$q" 45 $B latency --batch-size 1 --input-len 64 --output-len 256 --num-iters-warmup 1 \
+      --num-iters 3 $(quantization $q) --output-json "$RUNS/latency-$q.json"
+  else
+    echo "== latency-$q skipped: ${SECONDS}s of ${BUDGET}s used"
+  fi
 done
 # One file of all bench results, and the rows against bf16.
 $PY - "$OUT" "$RUNS" <<'PY'
@@ -76,10 +89,4 @@ for kind, key, better in (("throughput", "output_tokens_per_second", "higher"), 
         ratio = f"{value / base:.2f}x bf16" if value and base else "-"
         print(f"{kind:10} {q:5} {key} = {value if value else 'missing'}  {ratio} ({better} is better)")
 PY
-LEFT=$((BUDGET - SECONDS - 5))
-if [ -z "${SKIP_GEMM:-}" ] && [ "$LEFT" -gt 30 ]; then
-  step gemm "$LEFT" $PY benchmarks/quant_gemm_gpu.py --formats bf16,int4,fp8,fp8-block,int8 --out "$OUT/gemm.json"
-else
-  echo "== gemm skipped (SKIP_GEMM set, or ${LEFT}s left)"
-fi
 echo "== done at $SECONDS s"
