@@ -3,6 +3,8 @@
 its dot product instead of scaling every weight element."""
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from ember.kernels._triton import triton
@@ -24,6 +26,8 @@ def gemm_tiles(m: int, k: int, scale_block_k: int) -> tuple[int, int, int]:
     return block_m, block_n, min(block_k, _MAX_BLOCK_K)
 
 
+@functools.lru_cache(maxsize=None)
 def num_sms(device: torch.device) -> int:
-    """Multiprocessors to spread a split K over (4 under the CPU interpreter)."""
+    """Multiprocessors to spread a split K over (4 under the CPU interpreter); asked once per
+    device, not at every prefill call."""
     return torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 4
