@@ -16,7 +16,7 @@ import torch
 
 from ember.kernels._triton import require_triton, tl, triton
 from ember.kernels.paged_attention_ref import paged_attention_ref
-from ember.kernels.prefill_attention import prefill_attention
+from ember.kernels.prefill_attention import find_seq, prefill_attention
 
 __all__ = ["decode_num_splits", "paged_attention", "paged_attention_ref", "pick_num_splits"]
 
@@ -34,22 +34,6 @@ DECODE_CONFIG = tuple(int(x) for x in os.environ.get("EMBER_DECODE_ATTENTION_CON
 # the rest (decodes, short prefills and chunks) stay here.
 LONG_Q_LEN = 128
 _NO_LONG = 2**31 - 1
-
-
-@triton.jit
-def _find_seq(qsl_ptr, q_block, num_seqs, BLOCK_Q: tl.constexpr):
-    # Sequence s owns q-block slots [qsl[s]//BLOCK_Q + s, qsl[s+1]//BLOCK_Q + s+1),
-    # a strictly increasing start, so binary-search the last start <= q_block.
-    lo = q_block * 0  # tensors from the start (num_seqs may arrive specialised as 1)
-    hi = lo + num_seqs
-    while lo < hi:
-        mid = (lo + hi) // 2
-        start = tl.load(qsl_ptr + mid) // BLOCK_Q + mid
-        if start <= q_block:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo - 1
 
 
 @triton.jit
@@ -101,7 +85,7 @@ def _attn_kernel(
         seq = q_block
         local_qb = q_block * 0
     else:
-        seq = _find_seq(qsl_ptr, q_block, num_seqs, BLOCK_Q)
+        seq = find_seq(qsl_ptr, q_block, num_seqs, BLOCK_Q)
         local_qb = q_block - (tl.load(qsl_ptr + seq) // BLOCK_Q + seq)
     q_start = tl.load(qsl_ptr + seq)
     q_len = tl.load(qsl_ptr + seq + 1) - q_start

@@ -27,10 +27,11 @@ _LOG2E = 1.4426950408889634
 
 
 @triton.jit
-def _find_seq(qsl_ptr, q_block, num_seqs, BLOCK_M: tl.constexpr):
-    # Sequence s owns q-block slots [qsl[s]//BLOCK_M + s, qsl[s+1]//BLOCK_M + s+1): a strictly
-    # increasing start, so binary-search the last start <= q_block.
-    lo = q_block * 0
+def find_seq(qsl_ptr, q_block, num_seqs, BLOCK_M: tl.constexpr):
+    """The sequence owning q-block slot q_block when sequence s owns the slots
+    [qsl[s]//BLOCK_M + s, qsl[s+1]//BLOCK_M + s+1) (a strictly increasing start: binary-search
+    the last start <= q_block). Shared with paged_attention's kernel."""
+    lo = q_block * 0  # tensors from the start (num_seqs may arrive specialised as 1)
     hi = lo + num_seqs
     while lo < hi:
         mid = (lo + hi) // 2
@@ -90,7 +91,7 @@ def _prefill_kernel(
 ):
     head = tl.program_id(0)
     q_block = tl.num_programs(1) - 1 - tl.program_id(1)  # last (longest) blocks first
-    seq = _find_seq(qsl_ptr, q_block, num_seqs, BLOCK_M)
+    seq = find_seq(qsl_ptr, q_block, num_seqs, BLOCK_M)
     q_start = tl.load(qsl_ptr + seq)
     q_len = tl.load(qsl_ptr + seq + 1) - q_start
     local_qb = q_block - (q_start // BLOCK_M + seq)
