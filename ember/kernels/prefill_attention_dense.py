@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import torch
 
+from ember.kernels._triton import tl, triton
+
 
 def gather_kv(cache: torch.Tensor, block_table: torch.Tensor, seq_len: int) -> torch.Tensor:
     """[seq_len, kv heads, D]: one sequence's keys (or values) in position order, contiguous."""
@@ -37,6 +39,39 @@ def _cudnn_attend(q, k, v, causal: bool, scale: float):
                                                               scale=scale)[:2]
 
 
+@triton.jit
+def _merge_kernel(past_ptr, own_ptr, past_lse_ptr, own_lse_ptr, out_ptr, q_len,
+                  stride_ph, stride_pt, stride_oh, stride_ot, stride_outt, stride_outh,
+                  HEAD_DIM: tl.constexpr, BLOCK_T: tl.constexpr):
+    """out[t, h] = past + (own - past) * sigmoid(own_lse - past_lse): the softmax merge of two
+    attentions over disjoint keys, in one pass, written straight into [tokens, heads, D]."""
+    h = tl.program_id(1)
+    t = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
+    d = tl.arange(0, HEAD_DIM)
+    mask = t < q_len
+    lse_p = tl.load(past_lse_ptr + h * q_len + t, mask=mask, other=0.0)
+    lse_o = tl.load(own_lse_ptr + h * q_len + t, mask=mask, other=0.0)
+    w = 1.0 / (1.0 + tl.exp(lse_p - lse_o))
+    t64 = t.to(tl.int64)
+    p = tl.load(past_ptr + h * stride_ph + t64[:, None] * stride_pt + d[None, :], mask=mask[:, None]).to(tl.float32)
+    o = tl.load(own_ptr + h * stride_oh + t64[:, None] * stride_ot + d[None, :], mask=mask[:, None]).to(tl.float32)
+    tl.store(out_ptr + t64[:, None] * stride_outt + h * stride_outh + d[None, :],
+             (p + (o - p) * w[:, None]).to(out_ptr.dtype.element_ty), mask=mask[:, None])
+
+
+def merge(past, past_lse, own, own_lse):
+    """[q_len, H, D] from two attentions [H, q_len, D] (any strides, last dim contiguous) over
+    disjoint keys and their natural-log log-sum-exps [H, q_len]."""
+    num_heads, q_len, head_dim = past.shape
+    out = torch.empty(q_len, num_heads, head_dim, dtype=past.dtype, device=past.device)
+    past_lse, own_lse = (x.reshape(num_heads, q_len).float().contiguous() for x in (past_lse, own_lse))
+    block_t = 64
+    _merge_kernel[(triton.cdiv(q_len, block_t), num_heads)](
+        past, own, past_lse, own_lse, out, q_len, past.stride(0), past.stride(1), own.stride(0), own.stride(1),
+        out.stride(0), out.stride(1), HEAD_DIM=head_dim, BLOCK_T=block_t, num_warps=4)
+    return out
+
+
 def split_at_context(q, k, v, q_len: int, seq_len: int, scale: float, attend):
     """Causal attention of q [q_len, Hq, D] (the last q_len of seq_len positions) over k, v
     [seq_len, Hkv, D] from two calls of attend (see _cudnn_attend): the cached context without a
@@ -50,11 +85,7 @@ def split_at_context(q, k, v, q_len: int, seq_len: int, scale: float, attend):
     # [kv heads, group * q_len, D]: q head h = kv * group + g attends its kv head's keys only.
     q_fold = q.view(q_len, num_kv_heads, group, head_dim).permute(1, 2, 0, 3).reshape(1, num_kv_heads, -1, head_dim)
     past, past_lse = attend(q_fold, k[:ctx].transpose(0, 1)[None], v[:ctx].transpose(0, 1)[None], False, scale)
-    past_lse, own_lse = past_lse.reshape(num_q_heads, q_len, 1), own_lse.reshape(num_q_heads, q_len, 1)
-    m = torch.maximum(past_lse, own_lse)
-    w_past, w_own = torch.exp(past_lse - m), torch.exp(own_lse - m)
-    merged = (past.view(num_q_heads, q_len, head_dim).float() * w_past + own[0].float() * w_own) / (w_past + w_own)
-    return merged.to(q.dtype).transpose(0, 1).contiguous()
+    return merge(past.reshape(num_q_heads, q_len, head_dim), past_lse, own[0], own_lse)
 
 
 def _cudnn(q, k, v, query_start_loc, key_start_loc, q_len, seq_len, scale):

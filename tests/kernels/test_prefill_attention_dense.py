@@ -14,7 +14,7 @@ def _attend(q, k, v, causal, scale):
     """What cuDNN returns: out and the natural-log log-sum-exp of each query row's scores."""
     s = (q.float() @ k.float().transpose(-1, -2)) * scale
     if causal:
-        s = s.masked_fill(torch.ones(s.shape[-2:], dtype=torch.bool).triu(1), float("-inf"))
+        s = s.masked_fill(torch.ones(s.shape[-2:], dtype=torch.bool, device=s.device).triu(1), float("-inf"))
     return (torch.softmax(s, -1) @ v.float()).to(q.dtype), torch.logsumexp(s, -1)
 
 
@@ -26,12 +26,14 @@ def test_gather_kv_is_the_sequence_in_position_order():
 
 @pytest.mark.parametrize("q_len,seq_len", [(20, 20), (20, 53), (1, 9)], ids=["fresh", "chunk", "one-token"])
 @pytest.mark.parametrize("qpk", [1, 7])
-def test_split_at_context_equals_causal_attention(q_len, seq_len, qpk):
-    case, dense_k, dense_v = build_case([q_len], [seq_len], 2 * qpk, 2, 16, torch.float32, "cpu")
+def test_split_at_context_equals_causal_attention(device, dtype, tol, q_len, seq_len, qpk):
+    """The merge is a Triton kernel: on the CPU through the interpreter."""
+    case, dense_k, dense_v = build_case([q_len], [seq_len], 2 * qpk, 2, 16, dtype, device)
     ref = paged_attention_ref(**case)
-    out = split_at_context(case["q"], dense_k[0], dense_v[0], q_len, seq_len, case["scale"], _attend)
-    assert out.is_contiguous()
-    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    k, v = (x[0].to(device, dtype) for x in (dense_k, dense_v))
+    out = split_at_context(case["q"], k, v, q_len, seq_len, case["scale"], _attend)
+    assert out.is_contiguous() and out.dtype == dtype
+    torch.testing.assert_close(out.float(), ref.float(), **tol(dtype))
 
 
 @pytest.mark.gpu
