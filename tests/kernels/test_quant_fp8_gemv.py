@@ -49,3 +49,26 @@ def test_dequantize_fp8_dense(device, dtype, k, block_k):
     got = dequantize_fp8_dense(weight, scale, scale_row, block_k, dtype)
     assert got.dtype == dtype
     torch.testing.assert_close(got, dequantize_fp8(weight, scale, scale_row, block_k).to(dtype), rtol=0, atol=0)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("k, n", [(3584, 4608), (18944, 3584)], ids=["7b-qkv", "7b-down"])
+@pytest.mark.parametrize("block_k", [None, 128], ids=["per-tensor", "block128"])
+def test_fp8_gemv_and_dequant_at_7b_shapes_on_gpu(k, n, block_k):
+    """At a 7B layer's shapes the GPU splits K over its many multiprocessors in ways the
+    interpreter's four never do: the GEMV and the dequantized weight's product against the
+    W8A16 reference in fp32."""
+    block_k = block_k or k
+    weight = (torch.randn(n, k, device="cuda") * 100).clamp(-448, 448).to(torch.float8_e4m3fn)
+    scale = torch.rand(-(-n // 128), -(-k // block_k), device="cuda") * 1e-3
+    scale_row = (torch.arange(n, device="cuda") // 128).int()
+    for m in (1, 2, FP8_GEMV_MAX_ROWS, 300):
+        x = torch.randn(m, k, device="cuda").bfloat16()
+        ref = fp8_gemm_ref(x.float(), weight, scale, scale_row, block_k)
+        outs = {"dequant": x @ dequantize_fp8_dense(weight, scale, scale_row, block_k, x.dtype).T}
+        if m <= FP8_GEMV_MAX_ROWS:
+            outs["gemv"] = fp8_gemv(x, weight, scale, scale_row, block_k)
+        for name, out in outs.items():
+            error = (out.float() - ref).norm() / ref.norm()
+            assert error < 1e-2, f"{name}, M = {m}: relative error {error:.2e}"

@@ -71,3 +71,23 @@ def test_gemv_takes_decode_batches_only(device):
 def test_empty_batch(device, kernel):
     args, x, _ = _case(device, torch.float32, 4, 128, False, 512, 0)
     assert kernel(x, *args).shape == (0, N)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("k, n", [(3584, 4608), (18944, 3584)], ids=["7b-qkv", "7b-down"])
+@pytest.mark.parametrize("bits, group_size", [(4, 128), (4, 32), (8, 128)])
+def test_kernels_at_7b_shapes_on_gpu(k, n, bits, group_size):
+    """At a 7B layer's shapes the GPU splits K over its many multiprocessors in ways the
+    interpreter's four never do: every kernel at each M of its range against the dequantized
+    product in fp32."""
+    qweight = pack_int32(torch.randint(0, 2 ** bits, (k, n)), bits, dim=0).cuda()
+    scales = (torch.rand(k // group_size, n, device="cuda") * 0.02 / 2 ** (bits - 4)).bfloat16()
+    zeros = torch.randint(0, 2 ** bits, (k // group_size, n), device="cuda").bfloat16()
+    args = (to_strips(qweight, 128), scales, zeros, bits, group_size)
+    for kernel, rows in ((int_gemv, (1, 2, GEMV_MAX_ROWS)), (int_tiled_gemm, (3, 16, 64, 256))):
+        for m in rows:
+            x = torch.randn(m, k, device="cuda").bfloat16()
+            ref = int_gemm_ref(x.float(), qweight, scales.float(), zeros.float(), bits, group_size)
+            error = (kernel(x, *args).float() - ref).norm() / ref.norm()
+            assert error < 1e-2, f"{kernel.__name__}, M = {m}: relative error {error:.2e}"
