@@ -10,17 +10,19 @@ offer, each checked against paged_attention_ref on small cases, then timed on
 Paths: Ember's unified Triton paged kernel alone ("triton-unified", as before issue 19); its
 large-tile prefill kernel ("triton-prefill", ember/kernels/prefill_attention.py, with a short
 config sweep; "-fresh-kv" reads a fresh prompt's new K/V instead of the cache); paged_attention as
-the engine calls it, long sequences routed to the prefill kernel ("triton"); torch's varlen flash
-(`varlen_attn`, GQA and causal form feature-detected, and the aten op under it with its native
-GQA); FlexAttention (compiled, causal + GQA); SDPA's flash and cuDNN backends on dense tensors
-and cuDNN's varlen op; "lone-flash"/"lone-cudnn": ember/kernels/prefill_attention_dense.py as the
-engine would call it (paged K/V gathered, then FlashAttention-2, or cuDNN with a chunk split into
-its cached context and its own keys, merged by log-sum-exp); and the cost of gathering a sequence's K/V out of the paged cache into contiguous tensors (what a
-dense path pays per layer call over cached context). TFLOP/s counts causal work only:
-4 * d * Hq * (keys each query sees), so 2 * 2 * Sq * Sk_avg * d * Hq.
+the engine calls it ("engine": long sequences routed to the prefill kernel, a lone one to the
+dense op lone_prefill_op picks, printed first); "lone-flash"/"lone-cudnn":
+ember/kernels/prefill_attention_dense.py as the engine would call it (paged K/V gathered, then
+FlashAttention-2, or cuDNN with a chunk split into its cached context and its own keys, merged by
+log-sum-exp); torch's varlen flash (`varlen_attn`, GQA and causal form feature-detected, and the
+aten op under it with its native GQA); FlexAttention (compiled, causal + GQA); SDPA's flash and
+cuDNN backends on dense tensors and cuDNN's varlen op; and the cost of gathering a sequence's K/V
+out of the paged cache into contiguous tensors (what a dense path pays per layer call over cached
+context). TFLOP/s counts causal work only: 4 * d * Hq * (keys each query sees), so
+2 * 2 * Sq * Sk_avg * d * Hq.
 
     python benchmarks/prefill_attention_gpu.py              # everything, < 120 s
-    python benchmarks/prefill_attention_gpu.py --cases 8k,chunk --paths triton,varlen --sweep ''
+    python benchmarks/prefill_attention_gpu.py --cases 8k,chunk --paths engine,varlen --sweep ''
 A path whose 32k call would put 128k past ~1.5 s per call is skipped at 128k.
 """
 
@@ -42,7 +44,7 @@ import torch.nn.functional as F  # noqa: E402
 
 import ember.kernels.paged_attention as pa  # noqa: E402
 from ember.kernels.prefill_attention import prefill_attention, prefill_config  # noqa: E402
-from ember.kernels.prefill_attention_dense import lone_sequence_attention  # noqa: E402
+from ember.kernels.prefill_attention_dense import lone_prefill_op, lone_sequence_attention  # noqa: E402
 
 DEV, DT = "cuda", torch.bfloat16
 HQ, HKV, D, BS = 28, 4, 128, 16
@@ -112,8 +114,9 @@ def make_case(name, q_lens, seq_lens, device=DEV) -> Case:
 
 # ---- paths: each takes a Case and returns a zero-argument callable producing out [sum q_lens, HQ, D]
 
-def path_triton(c: Case):
-    """paged_attention as the engine calls it (long sequences routed to the prefill kernel)."""
+def path_engine(c: Case):
+    """paged_attention as the engine calls it: long sequences routed to the prefill kernel, a lone
+    one to torch's dense attention where lone_prefill_op picks one."""
     out = torch.empty_like(c.q)
     args = c.paged_args()
     return lambda: pa.paged_attention(**args, out=out)
@@ -283,7 +286,7 @@ def path_sdpa_cudnn(c: Case):
 # Compiling paths last: their compile time must not starve the others of the budget.
 PATHS = {
     "triton-unified": path_triton_unified,
-    "triton": path_triton,
+    "engine": path_engine,
     "triton-prefill": path_triton_prefill,
     "triton-prefill-fresh-kv": path_triton_prefill_fresh_kv,
     "aten-flash-gqa": path_aten_flash_gqa,
@@ -386,6 +389,8 @@ def main():
           f"cudnn {torch.backends.cudnn.version()}")
     _, params = _varlen_fn()
     print("varlen_attn parameters:", ", ".join(params))
+    print("lone_prefill_op (the engine's pick for a lone long sequence):",
+          lone_prefill_op(torch.device(DEV, 0), HQ, HKV, D, DT))
     # Compiled paths are checked after the timings: their compile time must not starve the rest.
     compiled = [p for p in paths if p.startswith("flex")]
     verdict = check([p for p in paths if p not in compiled])

@@ -10,15 +10,21 @@ then attended by
            mask (the GQA group's q heads folded into extra query rows, K/V kept at their heads)
            and the chunk's own keys causal (a square: no alignment question), K/V heads expanded.
 
-Which kernel, if any, serves is decided once per device (`lone_prefill_op`) from what the
-device's torch offers and what measured fastest (benchmarks/prefill_attention_gpu.py).
+Which kernel, if any, serves is decided once per device and attention shape (`lone_prefill_op`):
+the first of PREFERENCE that runs there and agrees with the reference.
 """
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from ember.kernels._triton import tl, triton
+
+
+# Fastest first, as measured on the H200 by benchmarks/prefill_attention_gpu.py (docs/benchmarks.md).
+PREFERENCE = ("cudnn", "flash")
 
 
 def gather_kv(cache: torch.Tensor, block_table: torch.Tensor, seq_len: int) -> torch.Tensor:
@@ -110,3 +116,34 @@ def lone_sequence_attention(op: str, q, k_cache, v_cache, block_tables, query_st
         out = torch.empty_like(q)
     out[:q_len] = result
     return out
+
+
+@functools.lru_cache(maxsize=None)
+def lone_prefill_op(device: torch.device, num_q_heads: int, num_kv_heads: int, head_dim: int,
+                    dtype: torch.dtype) -> str | None:
+    """The first op of PREFERENCE that runs on this device at this shape and agrees with
+    paged_attention_ref on a small chunk over cached context; None: none does (Triton serves)."""
+    from ember.kernels.paged_attention_ref import paged_attention_ref
+
+    if device.type != "cuda":
+        return None
+    gen = torch.Generator(device=device).manual_seed(0)
+    q_len, seq_len, block_size = 80, 208, 16
+    q = torch.randn(q_len, num_q_heads, head_dim, device=device, dtype=dtype, generator=gen)
+    k_cache, v_cache = (torch.randn(seq_len // block_size, block_size, num_kv_heads, head_dim, device=device,
+                                    dtype=dtype, generator=gen) for _ in range(2))
+    block_tables = torch.arange(seq_len // block_size, device=device, dtype=torch.int32).flip(0)[None]
+    qsl = torch.tensor([0, q_len], device=device, dtype=torch.int32)
+    seq_lens = torch.tensor([seq_len], device=device, dtype=torch.int32)
+    scale = head_dim ** -0.5
+    ref = paged_attention_ref(q.float(), k_cache.float(), v_cache.float(), block_tables, qsl, seq_lens, scale,
+                              q_len, seq_len)
+    for op in PREFERENCE:
+        try:
+            out = lone_sequence_attention(op, q, k_cache, v_cache, block_tables, qsl, seq_lens, scale, q_len,
+                                          seq_len, None)
+        except (RuntimeError, NotImplementedError, ValueError, TypeError):  # not on this device/build
+            continue
+        if torch.allclose(out.float(), ref, atol=3e-2, rtol=3e-2):
+            return op
+    return None
