@@ -1,4 +1,4 @@
-"""Tensor-core GEMM with int4/int8 weights for mid-size M (decode batches of 16..256 rows,
+"""Tensor-core GEMM with int4/int8 weights for mid-size M (decode batches of 3..256 rows,
 short prefill chunks): each [BLOCK_K, BLOCK_N] tile of the packed weight is loaded once as
 [BLOCK_K / (32 // bits), BLOCK_N] words of the strip layout (ember/kernels/quant_int_gemm.py's
 `to_strips`), unpacked and dequantized in registers to the activations' dtype, and multiplied
@@ -105,15 +105,14 @@ def _int_tiled_kernel(
     tl.store(out, acc.to(out_ptr.dtype.element_ty), mask=m_mask[:, None] & n_mask[None, :])
 
 
-def int_tiled_gemm(x, qweight, scales, zeros, bits: int, group_size: int, tiles: TiledTiles | None = None):
+def int_tiled_gemm(x, qweight, scales, zeros, bits: int, group_size: int):
     """x [M, K] (unit stride on K, columns in the weight's row order) @ the strip-shuffled
-    weight (`to_strips`) -> [M, N] in x's dtype, N = scales.shape[1]. `tiles`: tiled_tiles(M)
-    unless given (the benchmark's sweep)."""
+    weight (`to_strips`) -> [M, N] in x's dtype, N = scales.shape[1]."""
     require_triton()
     m, k = x.shape
     n, strip = scales.shape[1], qweight.shape[2]
     per_word = 32 // bits
-    tiles = tiles or tiled_tiles(m)
+    tiles = tiled_tiles(m)
     assert qweight.shape[1] * per_word == k and qweight.is_contiguous() and x.stride(1) == 1
     assert scales.shape == zeros.shape and scales.stride() == zeros.stride() and scales.stride(1) == 1
     assert strip % tiles.block_n == 0
