@@ -19,7 +19,9 @@ the codes are never reshaped. The kernel runs the decode shape of work (small M:
 and split-K, so that enough programs stream the weight); for larger M `dequantize_int_strips`
 writes the dense weight once per call for cuBLAS, which measured faster than any M tiling of
 this kernel (ember/quantization/gemm_paths.py picks by M). Act-order is handled by the
-caller, which permutes the activations' columns to the sorted rows."""
+caller, which permutes the activations' columns to the sorted rows. The GEMV
+(quant_int_gemv.py) and the tiled kernel (quant_int_tiled_gemm.py) read the same layout and
+now take the decode and mid-size rows; this kernel stays until the GPU times them against it."""
 from __future__ import annotations
 
 from dataclasses import dataclass
