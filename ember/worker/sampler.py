@@ -8,6 +8,9 @@ from dataclasses import dataclass
 
 import torch
 
+from ember.kernels import triton_available
+from ember.kernels.gumbel_sample import gumbel_sample
+
 
 @dataclass
 class SamplingBatch:
@@ -115,8 +118,22 @@ def apply_top_k_top_p_min_p(logits: torch.Tensor, b: SamplingBatch) -> torch.Ten
     return torch.empty_like(logits).scatter_(1, order, sorted_logits)
 
 
+def only_temperature(b: SamplingBatch) -> bool:
+    """Rows asking nothing but temperature (or greedy): no constraint, bias, penalty, top-k/p,
+    min-p, logprobs, nor a seed of their own."""
+    return (b.token_bitmask is None and not b.banned and b.allowed is None and b.logit_bias is None
+            and b.repetition_penalty is None and b.frequency_penalty is None and b.presence_penalty is None
+            and b.top_k is None and b.top_p is None and b.min_p is None and not b.want_logprobs
+            and b.generators is None)
+
+
 def sample(logits: torch.Tensor, b: SamplingBatch, generator: torch.Generator | None) -> SamplerOutput:
     """logits [N, V] float32 -> one token per row."""
+    if not b.all_greedy and logits.is_cuda and only_temperature(b) and triton_available():
+        # One Triton pass (Gumbel-max) instead of softmax, noise, division and two argmaxes;
+        # its seed comes from the engine's generator on the device: no host sync.
+        seed = torch.randint(0, 2**62, (1,), device=logits.device, generator=generator)
+        return SamplerOutput(gumbel_sample(logits, b.temperature, seed), None, None, None, None)
     # Logprobs are of the model's own distribution, before any processing (vLLM's default).
     raw_logprobs = logits.log_softmax(dim=-1) if b.want_logprobs else None
     if b.token_bitmask is not None:
