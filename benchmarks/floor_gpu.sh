@@ -6,7 +6,10 @@
 #   2. batch-1 latency, 7B shape, 64 in / 256 out;
 #   3. nano (256 requests);
 #   4. where the GPU time goes (benchmarks/step_profile.py): rand7b's first 64 requests, nano,
-#      batch 1: GPU time by kind of kernel and the GPU's idle share.
+#      batch 1: GPU time by kind of kernel and the GPU's idle share;
+#   5. decode-sweep: the decode attention's launch knobs swept (benchmarks/decode_attention_gpu.py,
+#      ~1 min, TB/s per config), then nano-tuned / rand7b-tuned / latency-tuned: the same runs with
+#      the sweep's winner (EMBER_DECODE_ATTENTION), skipped when the winner is the default.
 # Everything printed goes to $OUT/floor.log, the results to $OUT/floor.json and the profiles to
 # $OUT/profile-*.txt. STEPS (default: all) picks some, e.g. STEPS="profile-nano nano".
 #   OUT=$OUT bash benchmarks/floor_gpu.sh
@@ -15,7 +18,7 @@ cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 PY=${PY:-python3}
 OUT=${OUT:-${TMPDIR:-/tmp}/ember-floor}
-STEPS=${STEPS:-"rand7b-cold seed latency nano profile-rand7b profile-nano profile-batch1"}
+STEPS=${STEPS:-"rand7b-cold seed latency nano profile-rand7b profile-nano profile-batch1 decode-sweep nano-tuned rand7b-tuned latency-tuned"}
 RUNS=$(mktemp -d)
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/floor.log") 2>&1
@@ -36,6 +39,22 @@ wanted profile-rand7b && step profile-rand7b 120 $P --workload rand7b --num-prom
 wanted profile-nano && step profile-nano 120 $P --workload nano --out "$OUT/profile-nano.txt"
 wanted profile-batch1 && step profile-batch1 60 $P --batch-size 1 --input-len 64 --output-len 256 \
   --out "$OUT/profile-batch1.txt"
+if wanted decode-sweep; then
+  step decode-sweep 150 $PY benchmarks/decode_attention_gpu.py --best "$OUT/decode_best.txt"
+fi
+BEST=$(cat "$OUT/decode_best.txt" 2>/dev/null)
+DEFAULT=$($PY -c "import dataclasses as d, ember.kernels.paged_attention as p; t = p.DecodeTuning(); print(','.join(f'{f.name}={getattr(t, f.name)}' for f in d.fields(t)))")
+if [[ -n "$BEST" && "$BEST" != "$DEFAULT" ]]; then
+  echo "decode attention: sweep winner $BEST (default $DEFAULT)"
+  export EMBER_DECODE_ATTENTION=$BEST
+  wanted nano-tuned && step nano-tuned 60 $B throughput --workload nano --output-json "$RUNS/nano-tuned.json"
+  wanted rand7b-tuned && step rand7b-tuned 60 $B throughput --workload rand7b --output-json "$RUNS/rand7b-tuned.json"
+  wanted latency-tuned && step latency-tuned 60 $B latency --batch-size 1 --input-len 64 --output-len 256 \
+    --num-iters-warmup 2 --num-iters 5 --output-json "$RUNS/latency-tuned.json"
+  unset EMBER_DECODE_ATTENTION
+elif [[ -n "$BEST" ]]; then
+  echo "decode attention: the default $DEFAULT won the sweep; no tuned runs"
+fi
 $PY - "$OUT" "$RUNS" <<'PY'
 import glob, json, os, sys
 out, runs_dir = sys.argv[1:]
@@ -43,6 +62,6 @@ runs = {os.path.basename(p)[:-5]: json.load(open(p)) for p in sorted(glob.glob(f
 json.dump(runs, open(f"{out}/floor.json", "w"), indent=1)
 for name, r in runs.items():
     value = r.get("output_tokens_per_second") or r.get("time_per_output_token_ms")
-    print(f"{name:8} elapsed {r.get('elapsed_time', r.get('avg_latency')):.3f} s  {value:.2f}  "
+    print(f"{name:13} elapsed {r.get('elapsed_time', r.get('avg_latency')):.3f} s  {value:.2f}  "
           f"ready in {r['startup_seconds']:.1f} s")
 PY

@@ -1,0 +1,131 @@
+"""Sweep the decode attention's launch knobs (ember.kernels.paged_attention.DecodeTuning) on the
+GPU at hand, timed as the engine runs it: replayed from a CUDA graph captured with the engine's
+context bound (32768: contexts above 512 tokens use it). Prints the KV cache's read rate (TB/s)
+per configuration for three batches:
+
+    nano   256 sequences x 600..1000 context, 16 q / 8 KV heads, d=128 (Qwen3-0.6B)
+    7b     128 sequences x 600..1000 context, 28 q / 4 KV heads, d=128 (Qwen2.5-7B)
+    b1     one sequence of 320 tokens (graph bound 512), 7B heads: batch-1 decoding
+
+then the best configuration by the time of nano + 7b (b1 alone picks its split knobs), as an
+EMBER_DECODE_ATTENTION value, written to --best (one line) for the engine runs that follow.
+About a minute on an H200 (most of it compiling each variant once).
+
+    python benchmarks/decode_attention_gpu.py --best $OUT/decode_best.txt
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import torch  # noqa: E402
+import triton  # noqa: E402
+import triton.testing  # noqa: E402
+
+import ember.kernels.paged_attention as pa  # noqa: E402
+
+DEV, DT, D, BS = "cuda", torch.bfloat16, 128, 16
+
+# (name, num_seqs, context lengths, q heads, kv heads, graph bound)
+SHAPES = {
+    "nano": (256, (600, 1000), 16, 8, 32768),
+    "7b": (128, (600, 1000), 28, 4, 32768),
+    "b1": (1, (320, 320), 28, 4, 512),
+}
+TILES = [(64, 4, 2), (32, 4, 2), (32, 2, 2), (64, 4, 3), (64, 4, 4), (64, 8, 2), (64, 8, 3),
+         (128, 4, 2), (128, 4, 3), (128, 8, 2), (128, 8, 3)]
+SPLITS = [(2, 512), (8, 256), (16, 256), (32, 128), (64, 128)]  # (programs_per_sm, min_split_tokens)
+
+
+def case(num_seqs, ctx_range, hq, hkv, bound):
+    lens = torch.linspace(ctx_range[0], ctx_range[1], num_seqs).round().int().tolist()
+    blocks = [math.ceil(n / BS) for n in lens]
+    total = sum(blocks) + 1
+    k_cache = torch.randn(total, BS, hkv, D, device=DEV, dtype=DT)
+    v_cache = torch.randn_like(k_cache)
+    perm = torch.randperm(total - 1, device=DEV).int()  # scattered blocks, as after serving a while
+    tables = torch.zeros(num_seqs, max(blocks), dtype=torch.int32, device=DEV)
+    start = 0
+    for s, n in enumerate(blocks):
+        tables[s, :n] = perm[start:start + n]
+        start += n
+    return dict(q=torch.randn(num_seqs, hq, D, device=DEV, dtype=DT), k_cache=k_cache, v_cache=v_cache,
+                block_tables=tables, query_start_loc=torch.arange(num_seqs + 1, dtype=torch.int32, device=DEV),
+                seq_lens=torch.tensor(lens, dtype=torch.int32, device=DEV), scale=D ** -0.5,
+                max_query_len=1, max_seq_len=bound), sum(lens) * hkv * D * 2 * 2
+
+
+def graph_us(c) -> float:
+    out = torch.empty_like(c["q"])
+    pa.paged_attention(**c, out=out)  # compile outside the capture
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        pa.paged_attention(**c, out=out)
+    graph.replay()
+    torch.cuda.synchronize()
+    try:
+        ms = triton.testing.do_bench(graph.replay, warmup=10, rep=60, return_mode="median")
+    except TypeError:
+        ms = triton.testing.do_bench(graph.replay, warmup=10, rep=60, quantiles=[0.5])[0]
+    return ms * 1e3
+
+
+def measure(cases, tuning) -> dict[str, float]:
+    pa.DECODE = tuning
+    times = {}
+    for name, (c, nbytes) in cases.items():
+        try:
+            us = graph_us(c)
+        except Exception as e:  # e.g. out of shared memory for a large tile
+            print(f"  {name}: {type(e).__name__}: {str(e)[:80]}", flush=True)
+            us = float("inf")
+        times[name] = us
+    cells = "  ".join(f"{n} {t:7.1f} us {cases[n][1] / t / 1e6:5.2f} TB/s" for n, t in times.items())
+    print(f"{describe(tuning):74} {cells}", flush=True)
+    return times
+
+
+def describe(t: pa.DecodeTuning) -> str:
+    return ",".join(f"{f.name}={getattr(t, f.name)}" for f in dataclasses.fields(t))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--best", default=None, help="write the winner's EMBER_DECODE_ATTENTION value here")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    p = torch.cuda.get_device_properties(0)
+    print(f"{p.name}, {p.multi_processor_count} SMs, torch {torch.__version__}, triton {triton.__version__}")
+    start = time.perf_counter()
+    cases = {name: case(*shape) for name, shape in SHAPES.items()}
+    default = pa.DecodeTuning()
+    print("tile configs (split knobs at their defaults):")
+    results = [(t, measure(cases, t)) for t in (dataclasses.replace(default, tile_n=n, num_warps=w, num_stages=s)
+                                                 for n, w, s in TILES)]
+    big = lambda r: r[1]["nano"] + r[1]["7b"]  # noqa: E731
+    best_tile = min(results, key=big)[0]
+    print(f"split knobs, with the best tile ({best_tile.tile_n},{best_tile.num_warps},{best_tile.num_stages}):")
+    results += [(t, measure(cases, t)) for t in (dataclasses.replace(best_tile, programs_per_sm=p_, min_split_tokens=m)
+                                                 for p_, m in SPLITS)]
+    best = min(results, key=big)
+    best_b1 = min(results, key=lambda r: r[1]["b1"])
+    base = results[0][1]
+    print(f"\ndefault  {describe(default)}: nano {base['nano']:.1f} us, 7b {base['7b']:.1f} us, b1 {base['b1']:.1f} us")
+    print(f"best     {describe(best[0])}: nano {best[1]['nano']:.1f} us, 7b {best[1]['7b']:.1f} us "
+          f"({(base['nano'] + base['7b']) / big(best):.2f}x the default)")
+    print(f"best b1  {describe(best_b1[0])}: {best_b1[1]['b1']:.1f} us ({base['b1'] / best_b1[1]['b1']:.2f}x)")
+    print(f"swept in {time.perf_counter() - start:.0f} s")
+    if args.best:
+        with open(args.best, "w") as f:
+            f.write(describe(best[0]) + "\n")
+
+
+if __name__ == "__main__":
+    main()

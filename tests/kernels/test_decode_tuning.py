@@ -1,0 +1,21 @@
+import dataclasses
+
+import ember.kernels.paged_attention as pa
+
+
+def test_environment_overrides_the_named_knobs_only(monkeypatch):
+    monkeypatch.setenv("EMBER_DECODE_ATTENTION", "tile_n=128, num_stages=3,programs_per_sm=16")
+    tuning = pa.DecodeTuning.from_env()
+    assert (tuning.tile_n, tuning.num_stages, tuning.programs_per_sm) == (128, 3, 16)
+    assert tuning.num_warps == pa.DecodeTuning().num_warps
+    monkeypatch.delenv("EMBER_DECODE_ATTENTION")
+    assert pa.DecodeTuning.from_env() == pa.DecodeTuning()
+
+
+def test_split_knobs_steer_the_heuristic(monkeypatch):
+    """More programs per SM and shorter pieces split a large decode batch that the defaults
+    leave whole (256 sequences x 8 KV heads on 132 SMs, a 32k graph bound)."""
+    assert pa.pick_num_splits(256, 8, 1, 32768, 8, 132) == 1
+    monkeypatch.setattr(pa, "DECODE", dataclasses.replace(pa.DECODE, programs_per_sm=32, min_split_tokens=256))
+    assert pa.pick_num_splits(256, 8, 1, 32768, 8, 132) == 3
+    assert pa.pick_num_splits(256, 8, 1, 512, 8, 132) == 2  # a 512 bound: pieces of >= 256 keys
