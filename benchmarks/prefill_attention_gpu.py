@@ -140,7 +140,7 @@ def path_triton_prefill(c: Case, config=None):
     """Ember's large-tile prefill kernel (ember/kernels/prefill_attention.py), every sequence."""
     out = torch.empty_like(c.q)
     return lambda: prefill_attention(c.q, c.k_cache, c.v_cache, c.block_tables, c.query_start_loc, c.seq_lens_t,
-                                     SCALE, 1, out, config=config)
+                                     SCALE, max(c.q_lens), 1, out, config=config)
 
 
 def path_triton_prefill_fresh_kv(c: Case):
@@ -149,7 +149,7 @@ def path_triton_prefill_fresh_kv(c: Case):
         raise NotApplicable("fresh prompts only")
     out = torch.empty_like(c.q)
     return lambda: prefill_attention(c.q, c.k_cache, c.v_cache, c.block_tables, c.query_start_loc, c.seq_lens_t,
-                                     SCALE, 1, out, fresh_kv=(c.k, c.v))
+                                     SCALE, max(c.q_lens), 1, out, fresh_kv=(c.k, c.v))
 
 
 def _lone(op):
@@ -365,7 +365,7 @@ SWEEP = [(128, 64, 8, 3), (128, 64, 8, 4), (128, 128, 8, 3), (128, 128, 8, 2), (
 
 def sweep(case_names, seconds):
     budget = time.monotonic() - START + seconds
-    print(f"\nprefill kernel configs (default {prefill_config(D)}):")
+    print(f"\nprefill kernel configs (default {prefill_config(D, 32768)} at 32k, {prefill_config(D, 1024)} at 1k):")
     for case_name in case_names:
         c = make_case(case_name, *CASES[case_name])
         for cfg in SWEEP:

@@ -137,17 +137,19 @@ def _prefill_kernel(
              o.to(out_ptr.dtype.element_ty), mask=row_mask[:, None])
 
 
-def prefill_config(head_dim: int) -> tuple[int, int, int, int]:
-    """(BLOCK_M, BLOCK_N, num_warps, num_stages) for head_dim."""
-    if head_dim <= 64:
-        return 128, 128, 8, 3
-    if head_dim <= 128:
-        return 128, 64, 8, 3
-    return 64, 32, 4, 2
+def prefill_config(head_dim: int, max_query_len: int) -> tuple[int, int, int, int]:
+    """(BLOCK_M, BLOCK_N, num_warps, num_stages). H200 sweep, d=128, 28/4 heads, bf16 (docs/benchmarks.md):
+    256x64 tiles, 8 warps, 3 stages ran 437 TFLOP/s on a 32k prompt and 417 on an 8k chunk over
+    24k of context (128x64: 338 and 326; 128x128: 394 and 380); under 4k queries 128x128."""
+    if head_dim > 128:
+        return 64, 32, 4, 2
+    if max_query_len >= 4096:
+        return 256, 64, 8, 3
+    return 128, 128, 8, 3
 
 
 def prefill_attention(q, k_cache, v_cache, block_tables, query_start_loc, seq_lens, scale: float,
-                      min_q_len: int, out, config: tuple[int, int, int, int] | None = None,
+                      max_query_len: int, min_q_len: int, out, config: tuple[int, int, int, int] | None = None,
                       fresh_kv: tuple[torch.Tensor, torch.Tensor] | None = None):
     """Causal attention of the sequences with at least min_q_len new tokens (rows of q
     [num_tokens, Hq, D]) over the paged cache, written into their rows of out; other rows are
@@ -168,7 +170,7 @@ def prefill_attention(q, k_cache, v_cache, block_tables, query_start_loc, seq_le
         assert k_src.stride(-1) == 1 and v_src.stride(-1) == 1
     assert head_dim == triton.next_power_of_2(head_dim) and head_dim >= 16
     assert q.stride(-1) == 1 and out.stride(-1) == 1 and k_cache.stride(-1) == 1 and v_cache.stride(-1) == 1
-    block_m, block_n, warps, stages = config or prefill_config(head_dim)
+    block_m, block_n, warps, stages = config or prefill_config(head_dim, max_query_len)
     assert block_n % block_size == 0 or block_size % block_n == 0
     num_seqs = seq_lens.shape[0]
     q_blocks = num_tokens // block_m + num_seqs

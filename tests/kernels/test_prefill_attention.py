@@ -23,7 +23,7 @@ def _rows(case, seqs):
 def _prefill(case, min_q_len, **kw):
     out = torch.full_like(case["q"], float("nan"))
     prefill_attention(case["q"], case["k_cache"], case["v_cache"], case["block_tables"], case["query_start_loc"],
-                      case["seq_lens"], case["scale"], min_q_len, out, **kw)
+                      case["seq_lens"], case["scale"], case["max_query_len"], min_q_len, out, **kw)
     return out
 
 
@@ -89,10 +89,12 @@ def test_paged_attention_routes_long_sequences(device, dtype, tol, monkeypatch):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("q_lens,seq_lens", [([3000], [3000]), ([1000, 1, 700], [4000, 900, 700])],
+@pytest.mark.parametrize("q_lens,seq_lens", [([3000], [3000]), ([1500, 1, 700], [4000, 900, 700])],
                          ids=["fresh", "chunk+decode+fresh"])
 def test_7b_shape_bf16_on_gpu(q_lens, seq_lens, tol):
-    """The Qwen2.5-7B attention shape (28 q / 4 kv heads, d=128) in bf16 at the default tiles."""
+    """The Qwen2.5-7B attention shape (28 q / 4 kv heads, d=128) in bf16 as the engine calls it: a
+    lone 3000-token prompt goes to the dense op lone_prefill_op picks; a 1500-token chunk beside a
+    decode and a short prompt to the prefill kernel (default tiles) and the unified kernel."""
     case, _, _ = build_case(q_lens, seq_lens, 28, 4, 128, torch.bfloat16, "cuda")
     ref = paged_attention_ref(**{**case, "q": case["q"].float(), "k_cache": case["k_cache"].float(),
                                  "v_cache": case["v_cache"].float()})
