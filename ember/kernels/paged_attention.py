@@ -9,6 +9,7 @@ online in fp32, in the exp2 domain (scale folded with log2(e)).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 
@@ -22,15 +23,28 @@ from ember.kernels.prefill_attention_dense import lone_prefill_op, lone_sequence
 __all__ = ["decode_num_splits", "paged_attention", "paged_attention_ref", "pick_num_splits"]
 
 _LOG2E = 1.4426950408889634
-# Split-K knobs (see pick_num_splits), from an H100 sweep of decode batches
-# (28/4 heads, d=128) timed under CUDA graphs.
-_MIN_SPLIT_TOKENS = 512  # shorter pieces: the extra partial traffic and reduce cost more
 _MAX_SPLITS = 64
-_TARGET_PROGRAMS_PER_SM = 2
-# Decode tile: (TILE_N keys per step, num_warps, num_stages), from an H100 sweep (s=3 was ~20%
-# slower there). EMBER_DECODE_ATTENTION_CONFIG="TILE_N,WARPS,STAGES" overrides it, so one GPU
-# call can sweep (benchmarks/decode_attention_gpu.py) and then run the engine with the winner.
-DECODE_CONFIG = tuple(int(x) for x in os.environ.get("EMBER_DECODE_ATTENTION_CONFIG", "64,4,2").split(","))
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodeTuning:
+    """The decode launch's knobs, from an H100 sweep of decode batches (28/4 heads, d=128)
+    timed under CUDA graphs (num_stages=3 was ~20% slower there). The environment variable
+    EMBER_DECODE_ATTENTION="tile_n=128,num_warps=8,..." overrides any of them, so one GPU call
+    can sweep (benchmarks/decode_attention_gpu.py) and then run the engine with the winner."""
+    tile_n: int = 64            # keys per loop step
+    num_warps: int = 4
+    num_stages: int = 2
+    programs_per_sm: int = 2    # split-K until about this many programs per SM (pick_num_splits)
+    min_split_tokens: int = 512  # shorter pieces: the extra partial traffic and reduce cost more
+
+    @classmethod
+    def from_env(cls) -> "DecodeTuning":
+        spec = os.environ.get("EMBER_DECODE_ATTENTION", "")
+        return cls(**{k.strip(): int(v) for k, v in (item.split("=") for item in spec.split(",") if item.strip())})
+
+
+DECODE = DecodeTuning.from_env()
 # Sequences with at least this many new tokens go to prefill_attention's large-tile kernel (a
 # lone one to prefill_attention_dense); the rest (decodes, short prefills and chunks) stay here.
 # H200: 16 prompts of 100..1024 tokens took 0.33-0.34 ms either way; an 8k prompt 1.43 ms there
@@ -198,7 +212,7 @@ def _block_config(qpk: int, head_dim_pad: int, max_query_len: int):
     """(BLOCK_M, BLOCK_Q, TILE_N, num_warps, num_stages) for this batch shape."""
     min_m = max(16, triton.next_power_of_2(qpk))
     if max_query_len <= min_m // qpk:  # decode / short spec-decode: small M, memory bound
-        tile_n, warps, stages = DECODE_CONFIG
+        tile_n, warps, stages = DECODE.tile_n, DECODE.num_warps, DECODE.num_stages
         if head_dim_pad > 128:  # the K/V tiles' shared memory grows with the head
             tile_n = max(16, tile_n * 128 // head_dim_pad)
         return min_m, min_m // qpk, tile_n, warps, stages
@@ -212,15 +226,15 @@ def pick_num_splits(num_seqs: int, num_kv_heads: int, max_query_len: int, max_se
     """Split-K heuristic. Only batches whose sequences each fit in one q block
     (decode, short spec-decode) are split. Then splits = ceil(2 * SMs / programs)
     with programs = num_seqs * num_kv_heads, i.e. about two programs per SM,
-    capped so each piece keeps >= _MIN_SPLIT_TOKENS keys of max_seq_len and at
+    capped so each piece keeps >= DECODE.min_split_tokens keys of max_seq_len and at
     _MAX_SPLITS. In-kernel, pieces divide each sequence's *real* length.
     H100 (us, graph replay): 8x4096 -> 8 splits 33 vs 1 split 116;
     1x32768 -> 64: 33 vs 867; 48x4096 -> 2: 144 vs 160; 64x512 and 128x1024 -> 1."""
     if max_query_len > block_q:
         return 1
     programs = max(1, num_seqs * num_kv_heads)
-    splits = min(_MAX_SPLITS, max_seq_len // _MIN_SPLIT_TOKENS,
-                 triton.cdiv(_TARGET_PROGRAMS_PER_SM * num_sms, programs))
+    splits = min(_MAX_SPLITS, max_seq_len // DECODE.min_split_tokens,
+                 triton.cdiv(DECODE.programs_per_sm * num_sms, programs))
     return max(1, splits)
 
 
@@ -240,7 +254,7 @@ def paged_attention(q, k_cache, v_cache, block_tables, query_start_loc, seq_lens
     max_query_len / max_seq_len may be upper bounds (CUDA graphs): they only pick
     the launch config. num_splits forces the split-K factor (None: heuristic);
     forced splits cut every sequence evenly, heuristic ones keep pieces of at
-    least _MIN_SPLIT_TOKENS keys.
+    least DECODE.min_split_tokens keys.
     When max_query_len >= LONG_Q_LEN (and head_dim is a power of two), the sequences with
     that many new tokens are attended by prefill_attention and the others here; a lone such
     sequence on CUDA by torch's dense attention (prefill_attention_dense) where it serves, which
@@ -284,7 +298,7 @@ def paged_attention(q, k_cache, v_cache, block_tables, query_start_loc, seq_lens
     if num_splits is None:
         num_splits = pick_num_splits(num_seqs, num_kv_heads, max_query_len, max_seq_len,
                                      block_q, _num_sms(q.device))
-        min_split_tiles = max(1, _MIN_SPLIT_TOKENS // tile_n)
+        min_split_tiles = max(1, DECODE.min_split_tokens // tile_n)
     q_blocks = num_seqs if direct else num_tokens // block_q + num_seqs
     if num_splits > 1:
         part_m = torch.empty((num_tokens, num_q_heads, num_splits), dtype=torch.float32, device=q.device)
