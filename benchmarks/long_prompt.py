@@ -2,8 +2,8 @@
 1 output token by default): seconds per request, the prefill's TFLOP/s, and with --profile the
 GPU time of one request split into attention, GEMMs and the rest. Unlike `ember bench latency`
 it takes --rope-scaling (YaRN for 128k) and can run the unified attention kernel alone
-(--attention unified: every sequence on the kernel that served prefill before issue 19), so the
-before and after run in one device call.
+(--attention unified: every sequence on the kernel that served prefill before issue 19) or the
+Triton kernels only (--attention triton), so the before and after run in one device call.
 
     python benchmarks/long_prompt.py --input-len 32000
     python benchmarks/long_prompt.py --shape qwen3-0.6b --input-len 131072 --max-model-len 131072 \\
@@ -65,13 +65,18 @@ def main():
     ap.add_argument("--max-model-len", type=int, default=None)
     ap.add_argument("--max-num-batched-tokens", type=int, default=None)
     ap.add_argument("--rope-scaling", type=json.loads, default=None)
-    ap.add_argument("--attention", choices=["routed", "unified"], default="routed")
+    ap.add_argument("--attention", choices=["routed", "triton", "unified"], default="routed",
+                    help="routed: as the engine runs; triton: no dense library kernel for a lone sequence; "
+                         "unified: the unified kernel for every sequence (before issue 19)")
     ap.add_argument("--profile", action="store_true", help="also profile one more request's GPU kernels")
     ap.add_argument("--output-json", default=None)
     args = ap.parse_args()
     if args.attention == "unified":
         import ember.kernels.paged_attention as pa
         pa.LONG_Q_LEN = 2**31 - 1  # nothing is long: the unified kernel takes every sequence
+    elif args.attention == "triton":
+        import ember.kernels.prefill_attention_dense as dense
+        dense.PREFERENCE = ()  # lone_prefill_op finds nothing: the Triton prefill kernel serves
 
     engine = {k: v for k, v in (("max_model_len", args.max_model_len), ("rope_scaling", args.rope_scaling),
                                 ("max_num_batched_tokens", args.max_num_batched_tokens)) if v is not None}

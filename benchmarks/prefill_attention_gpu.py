@@ -381,11 +381,33 @@ def sweep(case_names, seconds):
         del c
 
 
+def new_shapes(paths, budget):
+    """First call against the steady median at query/key lengths no earlier call used: what a
+    prompt of a new length pays (cuDNN builds an execution plan per shape; Triton compiles per
+    config only)."""
+    print("\nfirst call at new lengths (ms): first / median")
+    for i, name in enumerate(paths):
+        line = []
+        for q_len, seq_len in ((6000 + 48 * i, 6000 + 48 * i), (5000 + 48 * i, 21000 + 48 * i)):
+            if time.monotonic() - START > budget:
+                line.append("past the budget")
+                break
+            c = make_case(f"{q_len}/{seq_len}", [q_len], [seq_len])
+            try:
+                ms = time_ms(PATHS[name](c), min_time=0.05, max_iters=5)
+                line.append(f"{q_len}/{seq_len}: {FIRST_MS['last']:.1f} / {ms:.2f}")
+            except Exception as e:
+                line.append(f"{q_len}/{seq_len}: {type(e).__name__}")
+        print(f"  {name:<24} " + "; ".join(line), flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--cases", default=",".join(CASES))
     ap.add_argument("--paths", default=",".join(PATHS))
     ap.add_argument("--sweep", default="32k,mix16,chunk", help="cases for the prefill-kernel config sweep ('' = none)")
+    ap.add_argument("--new-shapes", default="engine,lone-cudnn,lone-flash,triton-prefill",
+                    help="paths whose first call at new lengths is timed ('' = none)")
     ap.add_argument("--budget", type=float, default=110.0, help="seconds; later timings are skipped past it")
     args = ap.parse_args()
     paths = [p for p in args.paths.split(",") if p]
@@ -434,6 +456,8 @@ def main():
                   f"all {time.monotonic() - t0:.1f} s)", flush=True)
         del c
         torch.cuda.empty_cache()
+    if args.new_shapes:
+        new_shapes([p for p in args.new_shapes.split(",") if p], args.budget + 10)
     if compiled and time.monotonic() - START < args.budget:
         print()
         check(compiled)
