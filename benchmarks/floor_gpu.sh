@@ -9,7 +9,9 @@
 #      batch 1: GPU time by kind of kernel and the GPU's idle share;
 #   5. decode-sweep: the decode attention's launch knobs swept (benchmarks/decode_attention_gpu.py,
 #      ~1 min, TB/s per config), then nano-tuned / rand7b-tuned / latency-tuned: the same runs with
-#      the sweep's winner (EMBER_DECODE_ATTENTION), skipped when the winner is the default.
+#      the sweep's winner (EMBER_DECODE_ATTENTION), skipped when the winner is the default;
+#   6. gemv: Triton's GEMV against cuBLAS for decode's few-row products (benchmarks/gemv_gpu.py,
+#      ~30 s), then latency-gemv: batch-1 latency with it (EMBER_GEMV=1).
 # Everything printed goes to $OUT/floor.log, the results to $OUT/floor.json and the profiles to
 # $OUT/profile-*.txt. STEPS (default: all) picks some, e.g. STEPS="profile-nano nano".
 #   OUT=$OUT bash benchmarks/floor_gpu.sh
@@ -18,7 +20,7 @@ cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 PY=${PY:-python3}
 OUT=${OUT:-${TMPDIR:-/tmp}/ember-floor}
-STEPS=${STEPS:-"rand7b-cold seed latency nano profile-rand7b profile-nano profile-batch1 decode-sweep nano-tuned rand7b-tuned latency-tuned"}
+STEPS=${STEPS:-"rand7b-cold seed latency nano profile-rand7b profile-nano profile-batch1 decode-sweep nano-tuned rand7b-tuned latency-tuned gemv latency-gemv"}
 RUNS=$(mktemp -d)
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/floor.log") 2>&1
@@ -55,6 +57,9 @@ if [[ -n "$BEST" && "$BEST" != "$DEFAULT" ]]; then
 elif [[ -n "$BEST" ]]; then
   echo "decode attention: the default $DEFAULT won the sweep; no tuned runs"
 fi
+wanted gemv && step gemv 90 $PY benchmarks/gemv_gpu.py
+wanted latency-gemv && EMBER_GEMV=1 step latency-gemv 60 $B latency --batch-size 1 --input-len 64 --output-len 256 \
+  --num-iters-warmup 2 --num-iters 5 --output-json "$RUNS/latency-gemv.json"
 $PY - "$OUT" "$RUNS" <<'PY'
 import glob, json, os, sys
 out, runs_dir = sys.argv[1:]

@@ -14,8 +14,12 @@ import torch.nn.functional as F
 
 from ember.distributed.communication import all_reduce
 from ember.distributed.parallel_state import shard_size, tp_rank, tp_size
+from ember.kernels import gemv
+from ember.kernels._triton import HAS_TRITON
 
 _placeholder_weights = False
+# Triton's GEMV for products of a few rows (batch-1 decoding) where EMBER_GEMV=1 asks for it.
+_TRITON_GEMV = HAS_TRITON and gemv.enabled()
 
 
 @contextmanager
@@ -59,6 +63,8 @@ class Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.quant_method is None:
+            if _TRITON_GEMV and x.is_cuda and x.dim() == 2 and x.shape[0] <= gemv.MAX_ROWS:
+                return gemv.gemv(x, self.weight, self.bias)
             return F.linear(x, self.weight, self.bias)  # the bias fused into the GEMM
         return self._add_bias(self._product(x))
 

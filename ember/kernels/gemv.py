@@ -1,0 +1,92 @@
+"""y = x @ W^T (+ bias) for a few rows of x (M <= 4: batch-1 and tiny-batch decoding), with a
+16/32-bit float weight: a memory-bound product that should stream W at the GPU's bandwidth.
+
+Each program owns BLOCK_N output features (4: thousands of programs, so every SM keeps several
+resident and none idles at the tail) and walks K in long contiguous chunks of the weight's rows
+(16 KiB a step), accumulating in fp32; x's rows are re-read from L2 by every program. The
+product rounds once to x's dtype, as cuBLAS's. Whether it beats cuBLAS on a given GPU and shape
+is measured (benchmarks/gemv_gpu.py), not assumed: Linear uses it only when
+EMBER_GEMV=1."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.nn.functional as F
+
+from ember.kernels._triton import require_triton, tl, triton
+
+__all__ = ["MAX_ROWS", "enabled", "gemv", "gemv_ref"]
+
+MAX_ROWS = 4
+_BLOCK_N = 4
+_ELEMENTS = 8192  # weight elements a program loads per step (16 KiB in bf16)
+
+
+def enabled() -> bool:
+    return os.environ.get("EMBER_GEMV", "0") == "1"
+
+
+@triton.jit
+def _gemv_kernel(x_ptr, w_ptr, b_ptr, y_ptr, M, N, K, stride_xm, stride_wn, stride_ym,
+                 M_PAD: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, HAS_BIAS: tl.constexpr,
+                 EVEN_K: tl.constexpr):
+    rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    row_ok = rows < N
+    offs_k = tl.arange(0, BLOCK_K)
+    w_rows = w_ptr + rows.to(tl.int64)[:, None] * stride_wn
+    if M_PAD == 1:
+        acc = tl.zeros([BLOCK_N], tl.float32)
+        for k0 in range(0, K, BLOCK_K):
+            cols = k0 + offs_k
+            if EVEN_K:
+                w = tl.load(w_rows + cols[None, :], mask=row_ok[:, None], other=0.0)
+                x = tl.load(x_ptr + cols)
+            else:
+                w = tl.load(w_rows + cols[None, :], mask=row_ok[:, None] & (cols < K)[None, :], other=0.0)
+                x = tl.load(x_ptr + cols, mask=cols < K, other=0.0)
+            acc += tl.sum(w.to(tl.float32) * x.to(tl.float32)[None, :], 1)
+        if HAS_BIAS:
+            acc += tl.load(b_ptr + rows, mask=row_ok, other=0.0).to(tl.float32)
+        tl.store(y_ptr + rows, acc.to(y_ptr.dtype.element_ty), mask=row_ok)
+    else:
+        offs_m = tl.arange(0, M_PAD)
+        m_ok = offs_m < M
+        acc = tl.zeros([M_PAD, BLOCK_N], tl.float32)
+        for k0 in range(0, K, BLOCK_K):
+            cols = k0 + offs_k
+            k_ok = cols < K
+            w = tl.load(w_rows + cols[None, :], mask=row_ok[:, None] & k_ok[None, :], other=0.0)
+            x = tl.load(x_ptr + offs_m[:, None] * stride_xm + cols[None, :], mask=m_ok[:, None] & k_ok[None, :],
+                        other=0.0)
+            acc += tl.sum(w.to(tl.float32)[None, :, :] * x.to(tl.float32)[:, None, :], 2)
+        if HAS_BIAS:
+            acc += tl.load(b_ptr + rows, mask=row_ok, other=0.0).to(tl.float32)[None, :]
+        tl.store(y_ptr + offs_m[:, None] * stride_ym + rows[None, :], acc.to(y_ptr.dtype.element_ty),
+                 mask=m_ok[:, None] & row_ok[None, :])
+
+
+def gemv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """x [M, K] (M <= MAX_ROWS), weight [N, K], bias [N] or None -> [M, N] in x's dtype."""
+    require_triton()
+    m, k = x.shape
+    n = weight.shape[0]
+    assert m <= MAX_ROWS and weight.shape[1] == k and weight.stride(1) == 1
+    if x.stride(1) != 1:
+        x = x.contiguous()
+    y = torch.empty(m, n, dtype=x.dtype, device=x.device)
+    if m == 0:
+        return y
+    m_pad = triton.next_power_of_2(m)
+    block_k = min(_ELEMENTS // (_BLOCK_N * m_pad), triton.next_power_of_2(k))
+    _gemv_kernel[(triton.cdiv(n, _BLOCK_N),)](
+        x, weight, bias if bias is not None else weight, y, m, n, k, x.stride(0), weight.stride(0), y.stride(0),
+        M_PAD=m_pad, BLOCK_N=_BLOCK_N, BLOCK_K=block_k, HAS_BIAS=bias is not None, EVEN_K=k % block_k == 0,
+        num_warps=4,
+    )
+    return y
+
+
+def gemv_ref(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    return F.linear(x, weight, bias)
