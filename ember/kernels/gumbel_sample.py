@@ -17,6 +17,7 @@ from ember.kernels._triton import require_triton, tl, triton
 __all__ = ["gumbel_sample", "gumbel_sample_ref"]
 
 _MAX_BLOCK = 1024  # tokens per sub-block; tl.rand4x yields four uniforms, one per sub-block
+_MAX_SPLITS = 64
 
 
 @triton.jit
@@ -42,9 +43,10 @@ def _race_block(base, cols, hi, inv_t, greedy, u, best_v, best_i):
     return _best(best_v, best_i, _score(x, inv_t, greedy, u), cols)
 
 
-@triton.jit
+# The split count follows the batch size: a runtime value, so serving compiles no new variant.
+@triton.jit(do_not_specialize=["splits", "cols_per_split"])
 def _race_kernel(logits_ptr, temp_ptr, seed_ptr, part_v_ptr, part_i_ptr, vocab, stride_row, cols_per_split,
-                 counters_per_row, SPLITS: tl.constexpr, BLOCK: tl.constexpr):
+                 counters_per_row, splits, BLOCK: tl.constexpr):
     row = tl.program_id(0)
     split = tl.program_id(1)
     t = tl.load(temp_ptr + row).to(tl.float32)
@@ -66,19 +68,20 @@ def _race_kernel(logits_ptr, temp_ptr, seed_ptr, part_v_ptr, part_i_ptr, vocab, 
         best_v, best_i = _race_block(base, cols + BLOCK, hi, inv_t, greedy, u1, best_v, best_i)
         best_v, best_i = _race_block(base, cols + 2 * BLOCK, hi, inv_t, greedy, u2, best_v, best_i)
         best_v, best_i = _race_block(base, cols + 3 * BLOCK, hi, inv_t, greedy, u3, best_v, best_i)
-    tl.store(part_v_ptr + row * SPLITS + split, best_v)
-    tl.store(part_i_ptr + row * SPLITS + split, best_i)
+    tl.store(part_v_ptr + row * splits + split, best_v)
+    tl.store(part_i_ptr + row * splits + split, best_i)
 
 
-@triton.jit
-def _pick_kernel(part_v_ptr, part_i_ptr, out_ptr, SPLITS: tl.constexpr):
+@triton.jit(do_not_specialize=["splits"])
+def _pick_kernel(part_v_ptr, part_i_ptr, out_ptr, splits, SPLITS_PAD: tl.constexpr):
     row = tl.program_id(0)
-    offs = tl.arange(0, SPLITS)
-    v = tl.load(part_v_ptr + row * SPLITS + offs)
-    i = tl.load(part_i_ptr + row * SPLITS + offs)
+    offs = tl.arange(0, SPLITS_PAD)
+    ok = offs < splits
+    v = tl.load(part_v_ptr + row * splits + offs, mask=ok, other=float("-inf"))
+    i = tl.load(part_i_ptr + row * splits + offs, mask=ok, other=0)
     m = tl.max(v, 0)
     # Pieces cover increasing columns: the first maximal piece holds the first maximal token.
-    first = tl.min(tl.where(v == m, offs, SPLITS), 0)
+    first = tl.min(tl.where((v == m) & ok, offs, SPLITS_PAD), 0)
     token = tl.sum(tl.where(offs == first, i, 0), 0)
     tl.store(out_ptr + row, token.to(tl.int64))
 
@@ -88,7 +91,7 @@ def _num_splits(rows: int, vocab: int, block: int, device: torch.device) -> int:
     sms = torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 132
     want = triton.cdiv(4 * sms, max(rows, 1))
     most = max(1, vocab // (4 * block))
-    return min(triton.next_power_of_2(want), triton.next_power_of_2(most), 64)
+    return min(triton.next_power_of_2(want), triton.next_power_of_2(most), _MAX_SPLITS)
 
 
 def gumbel_sample(logits: torch.Tensor, temperature: torch.Tensor, seed: torch.Tensor) -> torch.Tensor:
@@ -107,8 +110,8 @@ def gumbel_sample(logits: torch.Tensor, temperature: torch.Tensor, seed: torch.T
     part_v = torch.empty(rows, splits, dtype=torch.float32, device=logits.device)
     part_i = torch.empty(rows, splits, dtype=torch.int32, device=logits.device)
     _race_kernel[(rows, splits)](logits, temperature, seed, part_v, part_i, vocab, logits.stride(0), cols_per_split,
-                                 triton.cdiv(vocab, step) * block, SPLITS=splits, BLOCK=block, num_warps=4)
-    _pick_kernel[(rows,)](part_v, part_i, out, SPLITS=splits, num_warps=1)
+                                 triton.cdiv(vocab, step) * block, splits, BLOCK=block, num_warps=4)
+    _pick_kernel[(rows,)](part_v, part_i, out, splits, SPLITS_PAD=_MAX_SPLITS, num_warps=1)
     return out
 
 

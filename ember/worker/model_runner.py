@@ -5,6 +5,7 @@ driver (rank 0) receives logits and samples; it broadcasts the sampled tokens, w
 ranks need to fill the placeholders of the next step."""
 from __future__ import annotations
 
+import gc
 import logging
 import time
 
@@ -20,7 +21,7 @@ from ember.worker.cuda_graphs import DecodeGraphs
 from ember.worker.host_copy import to_device
 from ember.worker.block_tables import BlockTables
 from ember.worker.input_batch import build_model_input
-from ember.worker.sampler import sample
+from ember.worker.sampler import SamplingBatch, sample
 from ember.worker.sampling_state import SamplingStates
 from ember.worker.pending_step import PendingStep
 from ember.worker.step_input import PENDING_TOKEN, StepInput, StepOutput
@@ -95,6 +96,31 @@ class ModelRunner:
         if self.device.type == "cuda" and not c.enforce_eager:
             self.graphs = DecodeGraphs(self.model, c.max_num_seqs, c.max_model_len, c.block_size, self.device)
             self.graphs.capture()
+        if self.device.type == "cuda" and is_driver():
+            self._warm_up_sampler()
+
+    @torch.inference_mode()
+    def _warm_up_sampler(self) -> None:
+        """Compile the one-pass temperature sampler now rather than in the first step that
+        samples with a temperature (one variant serves every batch size)."""
+        batch = SamplingBatch(temperature=torch.ones(1, device=self.device), top_k=None, top_p=None, min_p=None)
+        sample(torch.zeros(1, self.vocab_size, device=self.device), batch, None)
+        torch.cuda.synchronize(self.device)
+
+    def release(self) -> None:
+        """Give the device memory back (graphs, KV cache, weights) when the engine shuts down,
+        without waiting for the garbage collector: another engine may start in this process."""
+        if self.graphs is not None:
+            self.graphs.release()
+            self.graphs = None
+        for layer in kv_cache.attention_layers(self.model):
+            layer.k_cache = layer.v_cache = None
+        self.kv_caches = []
+        self.model = None
+        self._last_tokens = None
+        gc.collect()  # the model's modules refer to each other: only the collector frees them
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
 
     @torch.inference_mode()
     def launch(self, step: StepInput) -> PendingStep:
