@@ -45,7 +45,7 @@ def kernel_split(prof) -> dict[str, float]:
         if not us or e.key.startswith(("ProfilerStep", "cuda", "aten::")):
             continue
         name = e.key.lower()
-        kind = ("attention" if any(s in name for s in ("attn", "attention", "prefill_kernel", "flash", "fmha"))
+        kind = ("attention" if any(s in name for s in ("attn", "attention", "prefill_kernel", "flash", "fmha", "sdpa"))
                 else "gemm" if any(s in name for s in ("gemm", "nvjet", "cutlass", "sm90_xmma", "matmul"))
                 else "other")
         split[kind] += us / 1e3
@@ -66,7 +66,7 @@ def main():
     ap.add_argument("--max-num-batched-tokens", type=int, default=None)
     ap.add_argument("--rope-scaling", type=json.loads, default=None)
     ap.add_argument("--attention", choices=["routed", "triton", "unified"], default="routed",
-                    help="routed: as the engine runs; triton: no dense library kernel for a lone sequence; "
+                    help="routed: as the engine runs; triton: no cuDNN for a lone sequence; "
                          "unified: the unified kernel for every sequence (before issue 19)")
     ap.add_argument("--profile", action="store_true", help="also profile one more request's GPU kernels")
     ap.add_argument("--output-json", default=None)
@@ -75,8 +75,8 @@ def main():
         import ember.kernels.paged_attention as pa
         pa.LONG_Q_LEN = 2**31 - 1  # nothing is long: the unified kernel takes every sequence
     elif args.attention == "triton":
-        import ember.kernels.prefill_attention_dense as dense
-        dense.PREFERENCE = ()  # lone_prefill_op finds nothing: the Triton prefill kernel serves
+        import ember.kernels.paged_attention as pa
+        pa.cudnn_prefill_serves = lambda *shape: False  # the Triton prefill kernel serves a lone sequence too
 
     engine = {k: v for k, v in (("max_model_len", args.max_model_len), ("rope_scaling", args.rope_scaling),
                                 ("max_num_batched_tokens", args.max_num_batched_tokens)) if v is not None}
@@ -110,7 +110,8 @@ def main():
             one_request()
         split = kernel_split(prof)
         result["gpu_ms"] = {k: round(v, 1) for k, v in split.items()}
-        result["attention_tflops_per_s"] = round(attention / split["attention"] * 1e3, 1) if split["attention"] else None
+        if split["attention"]:
+            result["attention_tflops_per_s"] = round(attention / split["attention"] * 1e3, 1)
         try:
             print(prof.key_averages().table(sort_by="device_time_total", row_limit=12))
         except (AttributeError, KeyError):  # older torch names it cuda_time_total

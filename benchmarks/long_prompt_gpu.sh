@@ -2,7 +2,7 @@
 # Issue 19 item 1's GPU measurement of long prompts, for one H200 (the device tool's nvidia-h200),
 # in one call of at most 4 minutes (each step has its own timeout, so one hang costs only its step):
 #   1. kernels: benchmarks/prefill_attention_gpu.py for the engine's attention call, the unified
-#      kernel alone (the before), the Triton prefill kernel and the dense lone-sequence paths at
+#      kernel alone (the before), the Triton prefill kernel, cuDNN for a lone sequence and FA2 at
 #      8k, an 8k chunk over 24k, 32k and 128k tokens, then each one's first call at new lengths;
 #   2-6. end to end, benchmarks/long_prompt.py (fresh random prompts, 1 output token, random
 #      weights; seconds per request in order, median, prefill TFLOP/s): 32,000 tokens at the 7B
@@ -27,7 +27,7 @@ $PY -c "import torch, triton; print('torch', torch.__version__, 'triton', triton
 git log -1 --format='commit %h %s' 2>/dev/null
 L="$PY benchmarks/long_prompt.py"
 YARN='{"rope_type":"yarn","factor":4.0,"original_max_position_embeddings":32768}'
-step kernels 50 $PY benchmarks/prefill_attention_gpu.py --paths engine,triton-unified,triton-prefill,lone-cudnn,lone-flash \
+step kernels 50 $PY benchmarks/prefill_attention_gpu.py --paths engine,triton-unified,triton-prefill,cudnn-lone,aten-flash-gqa \
   --cases 8k,chunk,32k,128k --sweep '' --budget 30
 # Warm-up requests of 8,192 tokens compile the kernels without paying for a long prompt.
 step 32k 45 $L --input-len 32000 --max-model-len 32768 --warmup-len 8192 --iters 3 --profile \

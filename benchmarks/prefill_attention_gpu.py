@@ -10,11 +10,10 @@ offer, each checked against paged_attention_ref on small cases, then timed on
 Paths: Ember's unified Triton paged kernel alone ("triton-unified", as before issue 19); its
 large-tile prefill kernel ("triton-prefill", ember/kernels/prefill_attention.py, with a short
 config sweep; "-fresh-kv" reads a fresh prompt's new K/V instead of the cache); paged_attention as
-the engine calls it ("engine": long sequences routed to the prefill kernel, a lone one to the
-dense op lone_prefill_op picks, printed first); "lone-flash"/"lone-cudnn":
-ember/kernels/prefill_attention_dense.py as the engine would call it (paged K/V gathered, then
-FlashAttention-2, or cuDNN with a chunk split into its cached context and its own keys, merged by
-log-sum-exp); torch's varlen flash (`varlen_attn`, GQA and causal form feature-detected, and the
+the engine calls it ("engine": long sequences routed to the prefill kernel, a lone one to cuDNN
+where cudnn_prefill_serves, printed first); "cudnn-lone": ember/kernels/prefill_attention_dense.py
+(paged K/V gathered, a chunk split into its cached context and the rest, merged by log-sum-exp,
+lengths bucketed); torch's varlen flash (`varlen_attn`, GQA and causal form feature-detected, and the
 aten op under it with its native GQA); FlexAttention (compiled, causal + GQA); SDPA's flash and
 cuDNN backends on dense tensors and cuDNN's varlen op; and the cost of gathering a sequence's K/V
 out of the paged cache into contiguous tensors (what a dense path pays per layer call over cached
@@ -44,7 +43,7 @@ import torch.nn.functional as F  # noqa: E402
 
 import ember.kernels.paged_attention as pa  # noqa: E402
 from ember.kernels.prefill_attention import prefill_attention, prefill_config  # noqa: E402
-from ember.kernels.prefill_attention_dense import lone_prefill_op, lone_sequence_attention  # noqa: E402
+from ember.kernels.prefill_attention_dense import cudnn_prefill_serves, lone_sequence_attention  # noqa: E402
 
 DEV, DT = "cuda", torch.bfloat16
 HQ, HKV, D, BS = 28, 4, 128, 16
@@ -116,7 +115,7 @@ def make_case(name, q_lens, seq_lens, device=DEV) -> Case:
 
 def path_engine(c: Case):
     """paged_attention as the engine calls it: long sequences routed to the prefill kernel, a lone
-    one to torch's dense attention where lone_prefill_op picks one."""
+    one to cuDNN where cudnn_prefill_serves."""
     out = torch.empty_like(c.q)
     args = c.paged_args()
     return lambda: pa.paged_attention(**args, out=out)
@@ -152,15 +151,12 @@ def path_triton_prefill_fresh_kv(c: Case):
                                      SCALE, max(c.q_lens), 1, out, fresh_kv=(c.k, c.v))
 
 
-def _lone(op):
-    def path(c: Case):
-        """ember/kernels/prefill_attention_dense.py as the engine would run it for a lone
-        sequence: K/V gathered out of the paged cache, then the dense kernel."""
-        if not c.single:
-            raise NotApplicable("a lone sequence only")
-        return lambda: lone_sequence_attention(op, c.q, c.k_cache, c.v_cache, c.block_tables, c.query_start_loc,
-                                               c.seq_lens_t, SCALE, c.q_lens[0], c.seq_lens[0], None)
-    return path
+def path_cudnn_lone(c: Case):
+    """ember/kernels/prefill_attention_dense.py, as the engine calls it for a lone sequence."""
+    if not c.single:
+        raise NotApplicable("a lone sequence only")
+    return lambda: lone_sequence_attention(c.q, c.k_cache, c.v_cache, c.block_tables, SCALE, c.q_lens[0],
+                                           c.seq_lens[0], None)
 
 
 def _varlen_fn():
@@ -290,8 +286,7 @@ PATHS = {
     "triton-prefill": path_triton_prefill,
     "triton-prefill-fresh-kv": path_triton_prefill_fresh_kv,
     "aten-flash-gqa": path_aten_flash_gqa,
-    "lone-flash": _lone("flash"),
-    "lone-cudnn": _lone("cudnn"),
+    "cudnn-lone": path_cudnn_lone,
     "varlen": path_varlen,
     "sdpa-flash": path_sdpa_flash,
     "sdpa-cudnn": path_sdpa_cudnn,
@@ -406,7 +401,7 @@ def main():
     ap.add_argument("--cases", default=",".join(CASES))
     ap.add_argument("--paths", default=",".join(PATHS))
     ap.add_argument("--sweep", default="32k,mix16,chunk", help="cases for the prefill-kernel config sweep ('' = none)")
-    ap.add_argument("--new-shapes", default="engine,lone-cudnn,lone-flash,triton-prefill",
+    ap.add_argument("--new-shapes", default="engine,cudnn-lone,aten-flash-gqa,triton-prefill",
                     help="paths whose first call at new lengths is timed ('' = none)")
     ap.add_argument("--budget", type=float, default=110.0, help="seconds; later timings are skipped past it")
     args = ap.parse_args()
@@ -417,8 +412,8 @@ def main():
           f"cudnn {torch.backends.cudnn.version()}")
     _, params = _varlen_fn()
     print("varlen_attn parameters:", ", ".join(params))
-    print("lone_prefill_op (the engine's pick for a lone long sequence):",
-          lone_prefill_op(torch.device(DEV, 0), HQ, HKV, D, DT))
+    print("cudnn_prefill_serves (cuDNN for a lone long sequence):",
+          cudnn_prefill_serves(torch.device(DEV, 0), HQ, HKV, D, DT))
     # Compiled paths are checked after the timings: their compile time must not starve the rest.
     compiled = [p for p in paths if p.startswith("flex")]
     verdict = check([p for p in paths if p not in compiled])

@@ -1,17 +1,19 @@
 """Attention of a lone long sequence (one prompt, or one chunk of it over its cached context)
-through a dense attention kernel of torch's: its K/V are gathered out of the paged cache into
-contiguous tensors once per layer call (a copy of a few tens of microseconds at 32k tokens),
-then attended by
+through cuDNN's fused attention (`aten._scaled_dot_product_cudnn_attention`), which ran at
+570-600 TFLOP/s on the H200 where Ember's Triton prefill kernel ran 340-440 and torch's
+FlashAttention-2 about 350 (benchmarks/prefill_attention_gpu.py, docs/benchmarks.md).
 
-  "flash": FlashAttention-2 as torch ships it (`aten._flash_attention_forward`, varlen form),
-           GQA native, causal aligned bottom-right (query i of a chunk sees keys <= ctx + i);
-  "cudnn": cuDNN's fused attention (`aten._scaled_dot_product_cudnn_attention`): a chunk over
-           cached context is two calls merged by their log-sum-exps, the context part without a
-           mask (the GQA group's q heads folded into extra query rows, K/V kept at their heads)
-           and the chunk's own keys causal (a square: no alignment question), K/V heads expanded.
+Its K/V are gathered out of the paged cache into contiguous tensors once per layer call (50 us
+at 32k tokens). cuDNN's causal mask is aligned top-left, so a chunk over cached context is two
+calls merged by their log-sum-exps: the context without a mask (the GQA group's q heads folded
+into extra query rows, so K/V keep their heads) and the rest causal, as a square. cuDNN builds an
+execution plan per shape; to bound how many a server meets, both calls see lengths in multiples
+of BUCKET: the context part takes the context rounded down, and the square takes the remainder
+of the context as padding query rows at its front (row r + i, query i, then sees those keys and
+its own earlier ones: exactly causal) and zero rows at its end, all dropped afterwards.
 
-Which kernel, if any, serves is decided once per device and attention shape (`lone_prefill_op`):
-the first of PREFERENCE that runs there and agrees with the reference.
+cudnn_prefill_serves decides once per device and attention shape whether cuDNN runs there and
+agrees with the reference; where it does not, the Triton prefill kernel serves.
 """
 
 from __future__ import annotations
@@ -22,9 +24,7 @@ import torch
 
 from ember.kernels._triton import tl, triton
 
-
-# Fastest first, as measured on the H200 by benchmarks/prefill_attention_gpu.py (docs/benchmarks.md).
-PREFERENCE = ("cudnn", "flash")
+BUCKET = 256  # query rows and context keys cuDNN sees come in multiples of this
 
 
 def gather_kv(cache: torch.Tensor, block_table: torch.Tensor, seq_len: int) -> torch.Tensor:
@@ -32,11 +32,6 @@ def gather_kv(cache: torch.Tensor, block_table: torch.Tensor, seq_len: int) -> t
     block_size = cache.shape[1]
     blocks = block_table[:-(-seq_len // block_size)]
     return cache.index_select(0, blocks).flatten(0, 1)[:seq_len]
-
-
-def _flash(q, k, v, query_start_loc, key_start_loc, q_len, seq_len, scale):
-    return torch.ops.aten._flash_attention_forward(q, k, v, query_start_loc, key_start_loc, q_len, seq_len,
-                                                   0.0, True, False, scale=scale)[0]
 
 
 def _cudnn_attend(q, k, v, causal: bool, scale: float):
@@ -78,38 +73,40 @@ def merge(past, past_lse, own, own_lse):
     return out
 
 
-def split_at_context(q, k, v, q_len: int, seq_len: int, scale: float, attend):
-    """Causal attention of q [q_len, Hq, D] (the last q_len of seq_len positions) over k, v
-    [seq_len, Hkv, D] from two calls of attend (see _cudnn_attend): the cached context without a
-    mask, GQA folded into query rows, and the chunk's own keys causal, merged by log-sum-exp."""
+def split_at_context(q, k, v, q_len: int, seq_len: int, scale: float, attend, bucket: int = BUCKET):
+    """Causal attention [q_len, Hq, D] of q [q_len, Hq, D] (the last q_len of seq_len positions)
+    over k, v [seq_len, Hkv, D], from at most two calls of attend (see _cudnn_attend) at lengths in
+    multiples of bucket, merged by log-sum-exp (see the module's docstring)."""
     num_q_heads, num_kv_heads, head_dim = q.shape[1], k.shape[1], q.shape[2]
     group, ctx = num_q_heads // num_kv_heads, seq_len - q_len
-    own_k, own_v = (t[ctx:].repeat_interleave(group, dim=1).transpose(0, 1)[None] for t in (k, v))
-    own, own_lse = attend(q.transpose(0, 1)[None], own_k, own_v, True, scale)
-    if ctx == 0:
-        return own[0].transpose(0, 1).contiguous()
-    # [kv heads, group * q_len, D]: q head h = kv * group + g attends its kv head's keys only.
-    q_fold = q.view(q_len, num_kv_heads, group, head_dim).permute(1, 2, 0, 3).reshape(1, num_kv_heads, -1, head_dim)
-    past, past_lse = attend(q_fold, k[:ctx].transpose(0, 1)[None], v[:ctx].transpose(0, 1)[None], False, scale)
-    return merge(past.reshape(num_q_heads, q_len, head_dim), past_lse, own[0], own_lse)
+    ctx_part = ctx // bucket * bucket  # keys [0, ctx_part): no mask
+    front = ctx - ctx_part  # context keys that join the causal square, as its first rows
+    size = -(-(front + q_len) // bucket) * bucket
+    q_sq = q.new_zeros(size, num_q_heads, head_dim)
+    q_sq[front:front + q_len] = q
+    k_sq, v_sq = (t.new_zeros(size, num_kv_heads, head_dim) for t in (k, v))
+    k_sq[:front + q_len], v_sq[:front + q_len] = k[ctx_part:], v[ctx_part:]
+    own, own_lse = attend(q_sq.transpose(0, 1)[None], k_sq.repeat_interleave(group, 1).transpose(0, 1)[None],
+                          v_sq.repeat_interleave(group, 1).transpose(0, 1)[None], True, scale)
+    own, own_lse = own[0, :, front:front + q_len], own_lse.reshape(num_q_heads, size)[:, front:front + q_len]
+    if ctx_part == 0:
+        return own.transpose(0, 1).contiguous()
+    # [kv heads, group * size, D]: q head h = kv * group + g attends its kv head's keys only.
+    q_fold = q_sq.view(size, num_kv_heads, group, head_dim).permute(1, 2, 0, 3).reshape(1, num_kv_heads, -1, head_dim)
+    past, past_lse = attend(q_fold, k[:ctx_part].transpose(0, 1)[None], v[:ctx_part].transpose(0, 1)[None], False,
+                            scale)
+    past = past.reshape(num_q_heads, size, head_dim)[:, front:front + q_len]
+    past_lse = past_lse.reshape(num_q_heads, size)[:, front:front + q_len]
+    return merge(past, past_lse, own, own_lse)
 
 
-def _cudnn(q, k, v, query_start_loc, key_start_loc, q_len, seq_len, scale):
-    return split_at_context(q, k, v, q_len, seq_len, scale, _cudnn_attend)
-
-
-OPS = {"flash": _flash, "cudnn": _cudnn}
-
-
-def lone_sequence_attention(op: str, q, k_cache, v_cache, block_tables, query_start_loc, seq_lens, scale: float,
-                            q_len: int, seq_len: int, out):
-    """out [q_len, Hq, D] = causal attention of the batch's only sequence, q_len new tokens of
-    seq_len (both exact), its K/V (the new ones included) already in the cache. out None: a new
-    tensor (the kernel's own output where it can be)."""
+def lone_sequence_attention(q, k_cache, v_cache, block_tables, scale: float, q_len: int, seq_len: int, out):
+    """[num_tokens, Hq, D]: causal attention of the batch's only sequence, q_len new tokens
+    (q's first rows) of seq_len, both exact, its K/V (the new ones included) already in the
+    cache, through cuDNN. Written into out when given, else a new tensor."""
     k = gather_kv(k_cache, block_tables[0], seq_len).to(q.dtype)
     v = gather_kv(v_cache, block_tables[0], seq_len).to(q.dtype)
-    key_start_loc = torch.nn.functional.pad(seq_lens[:1], (1, 0))  # [0, seq_len], on the device
-    result = OPS[op](q[:q_len], k, v, query_start_loc[:2], key_start_loc, q_len, seq_len, scale)
+    result = split_at_context(q[:q_len], k, v, q_len, seq_len, scale, _cudnn_attend)
     if out is None and q.shape[0] == q_len:
         return result
     if out is None:
@@ -119,31 +116,27 @@ def lone_sequence_attention(op: str, q, k_cache, v_cache, block_tables, query_st
 
 
 @functools.lru_cache(maxsize=None)
-def lone_prefill_op(device: torch.device, num_q_heads: int, num_kv_heads: int, head_dim: int,
-                    dtype: torch.dtype) -> str | None:
-    """The first op of PREFERENCE that runs on this device at this shape and agrees with
-    paged_attention_ref on a small chunk over cached context; None: none does (Triton serves)."""
+def cudnn_prefill_serves(device: torch.device, num_q_heads: int, num_kv_heads: int, head_dim: int,
+                         dtype: torch.dtype) -> bool:
+    """Whether lone_sequence_attention runs on this device at this shape and agrees with
+    paged_attention_ref on a small chunk over cached context (probed once)."""
     from ember.kernels.paged_attention_ref import paged_attention_ref
 
     if device.type != "cuda":
-        return None
+        return False
     gen = torch.Generator(device=device).manual_seed(0)
-    q_len, seq_len, block_size = 80, 208, 16
+    q_len, seq_len, block_size = 300, 700, 16
     q = torch.randn(q_len, num_q_heads, head_dim, device=device, dtype=dtype, generator=gen)
-    k_cache, v_cache = (torch.randn(seq_len // block_size, block_size, num_kv_heads, head_dim, device=device,
+    k_cache, v_cache = (torch.randn(seq_len // block_size + 1, block_size, num_kv_heads, head_dim, device=device,
                                     dtype=dtype, generator=gen) for _ in range(2))
-    block_tables = torch.arange(seq_len // block_size, device=device, dtype=torch.int32).flip(0)[None]
+    block_tables = torch.arange(seq_len // block_size + 1, device=device, dtype=torch.int32).flip(0)[None]
     qsl = torch.tensor([0, q_len], device=device, dtype=torch.int32)
     seq_lens = torch.tensor([seq_len], device=device, dtype=torch.int32)
     scale = head_dim ** -0.5
     ref = paged_attention_ref(q.float(), k_cache.float(), v_cache.float(), block_tables, qsl, seq_lens, scale,
                               q_len, seq_len)
-    for op in PREFERENCE:
-        try:
-            out = lone_sequence_attention(op, q, k_cache, v_cache, block_tables, qsl, seq_lens, scale, q_len,
-                                          seq_len, None)
-        except (RuntimeError, NotImplementedError, ValueError, TypeError):  # not on this device/build
-            continue
-        if torch.allclose(out.float(), ref, atol=3e-2, rtol=3e-2):
-            return op
-    return None
+    try:
+        out = lone_sequence_attention(q, k_cache, v_cache, block_tables, scale, q_len, seq_len, None)
+    except (RuntimeError, NotImplementedError, ValueError, TypeError):  # not on this device or build
+        return False
+    return bool(torch.allclose(out.float(), ref, atol=3e-2, rtol=3e-2))

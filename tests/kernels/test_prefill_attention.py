@@ -93,7 +93,7 @@ def test_paged_attention_routes_long_sequences(device, dtype, tol, monkeypatch):
                          ids=["fresh", "chunk+decode+fresh"])
 def test_7b_shape_bf16_on_gpu(q_lens, seq_lens, tol):
     """The Qwen2.5-7B attention shape (28 q / 4 kv heads, d=128) in bf16 as the engine calls it: a
-    lone 3000-token prompt goes to the dense op lone_prefill_op picks; a 1500-token chunk beside a
+    lone 3000-token prompt goes to cuDNN where it serves; a 1500-token chunk beside a
     decode and a short prompt to the prefill kernel (default tiles) and the unified kernel."""
     case, _, _ = build_case(q_lens, seq_lens, 28, 4, 128, torch.bfloat16, "cuda")
     ref = paged_attention_ref(**{**case, "q": case["q"].float(), "k_cache": case["k_cache"].float(),

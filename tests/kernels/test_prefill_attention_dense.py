@@ -1,12 +1,13 @@
-"""prefill_attention_dense: the paged K/V gather and the split of a chunk into its cached context
-and its own keys (merged by log-sum-exp) against paged_attention_ref on the CPU, with a plain
-torch `attend` standing in for cuDNN; the library kernels themselves on the GPU only."""
+"""prefill_attention_dense: the paged K/V gather, and the split of a chunk into its bucketed
+context and a padded causal square (merged by log-sum-exp), against paged_attention_ref on the
+CPU with a plain torch `attend` standing in for cuDNN, which runs on the GPU only."""
 
 import pytest
 import torch
 
 from ember.kernels.paged_attention_ref import paged_attention_ref
-from ember.kernels.prefill_attention_dense import gather_kv, lone_sequence_attention, split_at_context
+from ember.kernels.prefill_attention_dense import (cudnn_prefill_serves, gather_kv, lone_sequence_attention,
+                                                   split_at_context)
 from tests.kernels.test_paged_attention import build_case
 
 
@@ -24,26 +25,49 @@ def test_gather_kv_is_the_sequence_in_position_order():
     assert torch.equal(gather_kv(case["v_cache"], case["block_tables"][0], 5), dense_v[0])
 
 
-@pytest.mark.parametrize("q_len,seq_len", [(20, 20), (20, 53), (1, 9)], ids=["fresh", "chunk", "one-token"])
+# (q_len, seq_len) with bucket 16: a fresh prompt (padding rows at the end of the square), a
+# chunk whose context is not a multiple of the bucket (its remainder leads the square), one
+# whose context is, a context shorter than one bucket, and a single query.
+SPLITS = [(20, 20), (20, 53), (20, 52), (20, 29), (1, 9)]
+
+
+@pytest.mark.parametrize("q_len,seq_len", SPLITS, ids=["fresh", "chunk", "aligned", "short-context", "one-query"])
 @pytest.mark.parametrize("qpk", [1, 7])
 def test_split_at_context_equals_causal_attention(device, dtype, tol, q_len, seq_len, qpk):
     """The merge is a Triton kernel: on the CPU through the interpreter."""
     case, dense_k, dense_v = build_case([q_len], [seq_len], 2 * qpk, 2, 16, dtype, device)
     ref = paged_attention_ref(**case)
     k, v = (x[0].to(device, dtype) for x in (dense_k, dense_v))
-    out = split_at_context(case["q"], k, v, q_len, seq_len, case["scale"], _attend)
+    shapes = []
+
+    def attend(q, k, v, causal, scale):
+        shapes.append((q.shape[2], k.shape[2]))
+        return _attend(q, k, v, causal, scale)
+    out = split_at_context(case["q"], k, v, q_len, seq_len, case["scale"], attend, bucket=16)
     assert out.is_contiguous() and out.dtype == dtype
     torch.testing.assert_close(out.float(), ref.float(), **tol(dtype))
+    assert all(n % 16 == 0 for shape in shapes for n in shape[1:]) and all(n % 16 == 0 for n, _ in shapes)
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("op", ["flash", "cudnn"])
-@pytest.mark.parametrize("q_len,seq_len", [(1500, 1500), (700, 2100)], ids=["fresh", "chunk"])
-def test_lone_sequence_on_gpu(op, q_len, seq_len, tol):
+@pytest.mark.parametrize("q_len,seq_len", [(1500, 1500), (700, 2100), (2048, 6144)],
+                         ids=["fresh", "chunk", "aligned-chunk"])
+def test_lone_sequence_through_cudnn(q_len, seq_len, tol):
+    if not cudnn_prefill_serves(torch.device("cuda", 0), 28, 4, 128, torch.bfloat16):
+        pytest.skip("cuDNN attention does not serve on this device")
     case, _, _ = build_case([q_len], [seq_len], 28, 4, 128, torch.bfloat16, "cuda")
     ref = paged_attention_ref(**{**case, "q": case["q"].float(), "k_cache": case["k_cache"].float(),
                                  "v_cache": case["v_cache"].float()})
-    out = lone_sequence_attention(op, case["q"], case["k_cache"], case["v_cache"], case["block_tables"],
-                                  case["query_start_loc"], case["seq_lens"], case["scale"], q_len, seq_len, None)
+    out = lone_sequence_attention(case["q"], case["k_cache"], case["v_cache"], case["block_tables"], case["scale"],
+                                  q_len, seq_len, None)
     torch.testing.assert_close(out.float(), ref, **tol(torch.bfloat16))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cudnn_serves_on_hopper():
+    """On an H100/H200 with torch's cuDNN the lone-sequence path must be taken (it is the fast one)."""
+    if torch.cuda.get_device_capability() != (9, 0):
+        pytest.skip("measured on Hopper only")
+    assert cudnn_prefill_serves(torch.device("cuda", 0), 28, 4, 128, torch.bfloat16)
