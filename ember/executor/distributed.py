@@ -73,7 +73,9 @@ class DistributedExecutor:
     def shutdown(self) -> None:
         """Stop the other ranks and leave the process group; safe to call more than once."""
         self._stop_workers()
-        self.driver = None
+        if self.driver is not None:
+            self.driver.runner.release()
+            self.driver = None
 
     def _on_all_ranks(self, method: str, *args) -> list[Any]:
         """Run `method` on every rank at once (they meet in its collectives): driver first."""

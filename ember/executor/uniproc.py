@@ -28,4 +28,7 @@ class UniprocExecutor:
         return self.runner.collect(pending)
 
     def shutdown(self) -> None:
-        pass
+        """Safe to call more than once."""
+        if self.runner is not None:
+            self.runner.release()
+            self.runner = None

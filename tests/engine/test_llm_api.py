@@ -68,3 +68,17 @@ def test_readme_quickstart_runs_as_written(tiny_llama):
     assert "from ember import LLM, SamplingParams" in code
     code = code.replace("Qwen/Qwen2.5-7B-Instruct", tiny_llama).replace("max_tokens=512", "max_tokens=8")
     exec(compile(code, "README.md", "exec"), {})
+
+
+def test_shutdown_frees_the_weights_and_cache_while_the_llm_object_lives(tiny_llama):
+    """Another engine may start in the same process (tests, notebooks): shutdown gives the
+    memory back at once rather than when the garbage collector breaks the engine's cycles."""
+    import weakref
+
+    llm = LLM(tiny_llama, dtype="float32", enforce_eager=True)
+    runner = llm.llm_engine.core.executor.runner
+    weights = weakref.ref(next(runner.model.parameters()))
+    cache = weakref.ref(runner.kv_caches[0])
+    llm.llm_engine.shutdown()
+    assert weights() is None and cache() is None
+    llm.llm_engine.shutdown()  # a second call is harmless
