@@ -36,7 +36,7 @@ KINDS = (
     ("kv write", ("kv_cache", "write_kv")),
     ("silu-mul", ("silu",)),
     ("sampling", ("sample", "argmax", "topk", "top_k", "softmax", "exponential", "sort", "cumsum", "gumbel",
-                  "_race_kernel", "_pick_kernel")),
+                  "_race_kernel")),
     ("copies", ("memcpy", "memset", "copy", "cat", "index", "gather", "scatter", "fill")),
 )
 

@@ -5,8 +5,9 @@ That is a draw from softmax(logits / T) with no softmax, no probability tensor, 
 and no host synchronisation; rows with T == 0 take the plain argmax (the first maximal token, as
 torch.argmax).
 
-The vocabulary is cut into `splits` pieces per row, so a batch fills the GPU; a second small
-kernel picks each row's best piece. The same seed gives the same tokens."""
+The vocabulary is cut into `splits` pieces per row, so a batch fills the GPU; torch's argmax
+over the pieces' maxima picks each row's best (the first, as pieces cover increasing columns).
+The same seed gives the same tokens."""
 
 from __future__ import annotations
 
@@ -58,7 +59,7 @@ def _race_kernel(logits_ptr, temp_ptr, seed_ptr, part_v_ptr, part_i_ptr, vocab, 
     lo = split * cols_per_split
     hi = tl.minimum(vocab, lo + cols_per_split)
     best_v = tl.max(tl.full([BLOCK], float("-inf"), tl.float32), 0)
-    best_i = tl.min(tl.full([BLOCK], 2147483647, tl.int32), 0)
+    best_i = lo + tl.min(tl.full([BLOCK], 0, tl.int32), 0)  # an all -inf piece answers its first token
     for start in range(lo, hi, 4 * BLOCK):
         # One Philox call draws for 4 tokens (one per sub-block): counter (row, start / 4 + j).
         counter = row.to(tl.int64) * counters_per_row + start // 4 + offs
@@ -69,21 +70,7 @@ def _race_kernel(logits_ptr, temp_ptr, seed_ptr, part_v_ptr, part_i_ptr, vocab, 
         best_v, best_i = _race_block(base, cols + 2 * BLOCK, hi, inv_t, greedy, u2, best_v, best_i)
         best_v, best_i = _race_block(base, cols + 3 * BLOCK, hi, inv_t, greedy, u3, best_v, best_i)
     tl.store(part_v_ptr + row * splits + split, best_v)
-    tl.store(part_i_ptr + row * splits + split, best_i)
-
-
-@triton.jit(do_not_specialize=["splits"])
-def _pick_kernel(part_v_ptr, part_i_ptr, out_ptr, splits, SPLITS_PAD: tl.constexpr):
-    row = tl.program_id(0)
-    offs = tl.arange(0, SPLITS_PAD)
-    ok = offs < splits
-    v = tl.load(part_v_ptr + row * splits + offs, mask=ok, other=float("-inf"))
-    i = tl.load(part_i_ptr + row * splits + offs, mask=ok, other=0)
-    m = tl.max(v, 0)
-    # Pieces cover increasing columns: the first maximal piece holds the first maximal token.
-    first = tl.min(tl.where((v == m) & ok, offs, SPLITS_PAD), 0)
-    token = tl.sum(tl.where(offs == first, i, 0), 0)
-    tl.store(out_ptr + row, token.to(tl.int64))
+    tl.store(part_i_ptr + row * splits + split, best_i.to(tl.int64))
 
 
 def _num_splits(rows: int, vocab: int, block: int, device: torch.device) -> int:
@@ -100,19 +87,19 @@ def gumbel_sample(logits: torch.Tensor, temperature: torch.Tensor, seed: torch.T
     require_triton()
     rows, vocab = logits.shape
     assert logits.stride(-1) == 1 and temperature.shape == (rows,)
-    out = torch.empty(rows, dtype=torch.int64, device=logits.device)
     if rows == 0:
-        return out
+        return torch.empty(0, dtype=torch.int64, device=logits.device)
     block = max(16, min(_MAX_BLOCK, triton.next_power_of_2(triton.cdiv(vocab, 4))))
     splits = _num_splits(rows, vocab, block, logits.device)
     step = 4 * block
     cols_per_split = triton.cdiv(triton.cdiv(vocab, splits), step) * step  # whole Philox strides
     part_v = torch.empty(rows, splits, dtype=torch.float32, device=logits.device)
-    part_i = torch.empty(rows, splits, dtype=torch.int32, device=logits.device)
+    part_i = torch.empty(rows, splits, dtype=torch.int64, device=logits.device)
     _race_kernel[(rows, splits)](logits, temperature, seed, part_v, part_i, vocab, logits.stride(0), cols_per_split,
                                  triton.cdiv(vocab, step) * block, splits, BLOCK=block, num_warps=4)
-    _pick_kernel[(rows,)](part_v, part_i, out, splits, SPLITS_PAD=_MAX_SPLITS, num_warps=1)
-    return out
+    if splits == 1:
+        return part_i.view(rows)
+    return part_i.gather(1, part_v.argmax(dim=1, keepdim=True)).view(rows)
 
 
 def gumbel_sample_ref(logits: torch.Tensor, temperature: torch.Tensor, generator=None) -> torch.Tensor:

@@ -192,9 +192,9 @@ def _reduce_kernel(
 
 
 def _splits_pad(num_splits: int) -> int:
-    """The reduce kernel's split axis: two sizes cover every count up to _MAX_SPLITS, so
-    batch sizes share compiled variants (masked lanes load nothing)."""
-    return 16 if num_splits <= 16 else triton.next_power_of_2(max(num_splits, _MAX_SPLITS))
+    """The reduce kernel's split axis: one size covers every count up to _MAX_SPLITS, so all
+    batch sizes share one compiled variant (masked lanes load nothing)."""
+    return triton.next_power_of_2(max(num_splits, _MAX_SPLITS))
 
 
 @functools.lru_cache(maxsize=None)

@@ -47,3 +47,9 @@ def test_mixed_batch_keeps_greedy_rows_greedy(device):
     greedy = logits.argmax(dim=-1)
     assert tokens[0::2].tolist() == greedy[0::2].tolist()
     assert ((tokens >= 0) & (tokens < 3000)).all()
+
+
+def test_a_row_without_a_finite_logit_still_gets_a_token(device):
+    logits = torch.full((2, 9000), float("-inf"), device=device)
+    tokens = gumbel_sample(logits, torch.tensor([1.0, 0.0], device=device), _seed(5, device))
+    assert tokens.tolist() == [0, 0]

@@ -87,7 +87,7 @@ def test_mixed_batch(device, dtype, tol, qpk, head_dim):
     _check(case, paged_attention(**case), ref, tol, dtype)
 
 
-@pytest.mark.parametrize("num_splits", [None, 3, 40])  # 40: the reduce's wide (64) split axis
+@pytest.mark.parametrize("num_splits", [None, 3, 40])
 @pytest.mark.parametrize("qpk", [1, 7])
 def test_decode(device, dtype, tol, qpk, num_splits):
     case, _, _ = build_case([1] * 5, [1, 17, 33, 64, 100], 2 * qpk, 2, 64, dtype, device)
