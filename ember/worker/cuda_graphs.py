@@ -34,6 +34,10 @@ SHORT_CONTEXT = 512
 LADDER = [1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 160, 192, 224, 256] + list(range(320, 1024 + 1, 64))
 
 
+def context_bounds(max_model_len: int) -> list[int]:
+    return sorted({min(SHORT_CONTEXT, max_model_len), max_model_len})
+
+
 def capture_sizes(max_num_seqs: int) -> list[int]:
     ladder = LADDER
     sizes = [s for s in ladder if s < max_num_seqs] + [max_num_seqs]
@@ -57,7 +61,7 @@ class DecodeGraphs:
         # Logits reach only the driver rank (the LM head gathers them there).
         self.logits = torch.empty(n, model.config.vocab_size, dtype=torch.float32, device=device) \
             if is_driver() else None
-        self.context_bounds = sorted({min(SHORT_CONTEXT, max_model_len), max_model_len})
+        self.context_bounds = context_bounds(max_model_len)
         self.graphs: dict[tuple[int, int], torch.cuda.CUDAGraph] = {}
         self.attention = attention_layers(model)[0]
 

@@ -13,17 +13,18 @@ import torch
 
 from ember.config import EngineConfig, cpu_kv_cache_bytes
 from ember.distributed.communication import broadcast_from_driver
-from ember.distributed.parallel_state import is_driver
+from ember.distributed.parallel_state import is_driver, tp_size
 from ember.models.layers.attention import attention_metadata
 from ember.models.loader import load_model
 from ember.worker import kv_cache
-from ember.worker.cuda_graphs import DecodeGraphs
+from ember.worker.cuda_graphs import DecodeGraphs, context_bounds
 from ember.worker.host_copy import to_device
 from ember.worker.block_tables import BlockTables
 from ember.worker.input_batch import build_model_input
 from ember.worker.sampler import SamplingBatch, sample
 from ember.worker.sampling_state import SamplingStates
 from ember.worker.pending_step import PendingStep
+from ember.worker.precompile import Precompiler, model_spec
 from ember.worker.step_input import PENDING_TOKEN, StepInput, StepOutput
 
 logger = logging.getLogger(__name__)
@@ -43,6 +44,12 @@ class ModelRunner:
                            for t in (*self.model.parameters(), *self.model.buffers()))
         logger.info("Loaded %s (%s, %s) in %.1f s: weights take %.2f GiB", config.model, config.torch_dtype,
                     self.device, time.perf_counter() - start, weight_bytes / 2**30)
+        # The decode step's Triton kernels compile in child processes meanwhile (cold start).
+        self.precompiler = None
+        if self.device.type == "cuda" and not config.enforce_eager and tp_size() == 1:
+            self.precompiler = Precompiler.launch(model_spec(
+                self.model, self.device, config.torch_dtype, config.kv_cache_torch_dtype, config.block_size,
+                config.max_num_seqs, context_bounds(config.max_model_len)))
         self.vocab_size = config.hf_config.vocab_size
         self.sampling = SamplingStates(self.device, self.vocab_size)
         self.block_tables = BlockTables(-(-config.max_model_len // config.block_size))
@@ -65,6 +72,7 @@ class ModelRunner:
         torch.cuda.reset_peak_memory_stats(self.device)
         self._profile_forward()
         peak = torch.cuda.max_memory_allocated(self.device)
+        self._join_precompiler()  # their CUDA contexts would read as memory taken
         # Part of the cold start: the first forward also compiles the prefill path's kernels.
         logger.info("Profiled memory (one forward of %d tokens) in %.1f s", c.max_num_batched_tokens,
                     time.perf_counter() - start)
@@ -89,6 +97,7 @@ class ModelRunner:
     def initialize_cache(self, num_blocks: int) -> None:
         self.num_blocks = num_blocks
         c = self.config
+        self._join_precompiler()
         start = time.perf_counter()
         self.kv_caches = kv_cache.allocate_kv_cache(self.model, num_blocks, c.block_size, c.kv_cache_torch_dtype,
                                                     self.device)
@@ -98,6 +107,11 @@ class ModelRunner:
             self.graphs.capture()
         if self.device.type == "cuda" and is_driver():
             self._warm_up_sampler()
+
+    def _join_precompiler(self) -> None:
+        if self.precompiler is not None:
+            self.precompiler.wait()
+            self.precompiler = None
 
     @torch.inference_mode()
     def _warm_up_sampler(self) -> None:

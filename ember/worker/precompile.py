@@ -1,0 +1,172 @@
+"""Compile the decode step's Triton kernels ahead, in parallel, while the engine starts.
+
+On a fresh machine Triton compiles every kernel variant on first use, one after another, and
+most of them are first used while the CUDA graphs are captured (the decode attention, the fused
+q/k prelude with its cache write, the sampler). Triton's compiler holds the GIL for much of its
+work, so threads do not overlap; processes do. A few child processes each call some of those
+kernels on tiny tensors laid out as the model's (same dtypes, head counts, strides, so the
+same specialisations) and exit; Triton's on-disk cache then hands the engine the compiled
+kernels instead of compiling them again. Best effort: a child that fails costs nothing but its
+own time, and the engine waits for the children (a bounded while) only before it measures free
+GPU memory, which their CUDA contexts would otherwise take from the KV cache.
+
+    python -m ember.worker.precompile SPEC_JSON INDEX COUNT   # one child: calls INDEX::COUNT
+"""
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+
+import torch
+
+import ember
+
+logger = logging.getLogger(__name__)
+
+_WAIT_S = 30.0  # the most the engine waits for the children before measuring memory
+
+
+def model_spec(model: torch.nn.Module, device: torch.device, dtype: torch.dtype, kv_dtype: torch.dtype,
+               block_size: int, max_num_seqs: int, context_bounds: list[int]) -> dict | None:
+    """What the children need to lay out tensors as the model's decode step does; None when the
+    model does not run Ember's Triton decode path."""
+    from ember.kernels import paged_attention
+    from ember.worker.kv_cache import attention_layers
+
+    attn = attention_layers(model)[0]
+    prelude = next((m for m in model.modules() if getattr(m, "fused_prelude", None) is not None), None)
+    gate_up = next((m for name, m in model.named_modules() if name.endswith("gate_up_proj")), None)
+    if attn.kernels.paged_attention is not paged_attention.paged_attention or prelude is None or gate_up is None:
+        return None
+    return dict(
+        device=(device.index if device.index is not None else torch.cuda.current_device())
+        if device.type == "cuda" else device.type,
+        dtype=str(dtype).removeprefix("torch."), kv_dtype=str(kv_dtype).removeprefix("torch."),
+        hidden=model.config.hidden_size, intermediate=gate_up.out_features // 2,
+        num_heads=attn.num_heads, num_kv_heads=attn.num_kv_heads, head_dim=attn.head_dim,
+        qk_norm=prelude.q_norm is not None, eps=prelude.q_norm.eps if prelude.q_norm is not None else 1e-6,
+        cos_sin=list(prelude.rope.cos_sin_cache.shape), cos_sin_dtype=str(prelude.rope.cos_sin_cache.dtype)
+        .removeprefix("torch."),
+        vocab=model.config.vocab_size, max_num_seqs=max_num_seqs, context_bounds=context_bounds,
+        block_size=block_size,
+    )
+
+
+def kernel_calls(spec: dict) -> list:
+    """Closures, each calling one kernel variant the decode step launches, most valuable first."""
+    from ember.kernels.gumbel_sample import gumbel_sample
+    from ember.kernels.paged_attention import paged_attention
+    from ember.kernels.qk_rotary_kv_write import qk_rotary_kv_write
+    from ember.kernels.rmsnorm import fused_add_rms_norm, rms_norm
+    from ember.kernels.activation import silu_and_mul
+
+    dev = torch.device("cuda", spec["device"]) if isinstance(spec["device"], int) else torch.device(spec["device"])
+    dtype, kv_dtype = getattr(torch, spec["dtype"]), getattr(torch, spec["kv_dtype"])
+    hq, hk, d, bs = spec["num_heads"], spec["num_kv_heads"], spec["head_dim"], spec["block_size"]
+
+    @functools.cache
+    def kv_cache():  # views of one [K/V, blocks, slots, heads, dim] tensor, as the engine's
+        cache = torch.zeros(2, 4, bs, hk, d, dtype=kv_dtype, device=dev)
+        return cache[0], cache[1]
+
+    def qkv(n):  # the fused projection's output and its q/k/v views, as the model splits them
+        out = torch.randn(n, (hq + 2 * hk) * d, dtype=dtype, device=dev)
+        q, k, v = out.split([hq * d, hk * d, hk * d], dim=-1)
+        return q.view(n, hq, d), k.view(n, hk, d), v.view(n, hk, d)
+
+    def prelude(write: bool):
+        def call():
+            q, k, v = qkv(2)
+            w = torch.ones(d, dtype=dtype, device=dev) if spec["qk_norm"] else None
+            cos_sin = torch.zeros(spec["cos_sin"], dtype=getattr(torch, spec["cos_sin_dtype"]), device=dev)
+            slots = (*kv_cache(), torch.tensor([0, -1], device=dev)) if write else ()
+            qk_rotary_kv_write(q, k, v, w, w, spec["eps"], torch.zeros(2, dtype=torch.int64, device=dev), cos_sin,
+                               *slots)
+        return call
+
+    def decode_attention(n: int, bound: int):
+        def call():
+            q = qkv(n)[0]
+            tables = torch.zeros(n, -(-max(spec["context_bounds"]) // bs), dtype=torch.int32, device=dev)
+            paged_attention(q, *kv_cache(), tables, torch.arange(n + 1, dtype=torch.int32, device=dev),
+                            torch.ones(n, dtype=torch.int32, device=dev), d ** -0.5, 1, bound)
+        return call
+
+    def sampler():
+        n = 2
+        gumbel_sample(torch.zeros(n, spec["vocab"], device=dev), torch.ones(n, device=dev),
+                      torch.zeros(1, dtype=torch.int64, device=dev))
+
+    def norms():
+        x = torch.randn(2, spec["hidden"], dtype=dtype, device=dev)
+        w = torch.ones(spec["hidden"], dtype=dtype, device=dev)
+        rms_norm(x, w, 1e-6)
+        fused_add_rms_norm(x, x.clone(), w, 1e-6)
+
+    def activation():
+        silu_and_mul(torch.randn(2, 2 * spec["intermediate"], dtype=dtype, device=dev))
+
+    largest = spec["max_num_seqs"]
+    calls = [prelude(True)]
+    calls += [decode_attention(n, bound) for bound in reversed(spec["context_bounds"]) for n in (largest, 1)]
+    return calls + [sampler, norms, activation, prelude(False)]
+
+
+class Precompiler:
+    """The children compiling the decode step's kernels; `wait` before measuring GPU memory."""
+
+    def __init__(self, spec: dict, processes: int):
+        self.start = time.perf_counter()
+        count = max(1, min(processes, len(kernel_calls(spec))))
+        # The children import ember as this process does, even from a source tree.
+        root = os.path.dirname(os.path.dirname(os.path.abspath(ember.__file__)))
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
+        text = json.dumps(spec)
+        self.children = [subprocess.Popen([sys.executable, "-m", "ember.worker.precompile", text, str(i), str(count)],
+                                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL, env=env)
+                         for i in range(count)]
+
+    @staticmethod
+    def launch(spec: dict | None) -> "Precompiler | None":
+        """Children for a GPU engine whose decode path is Ember's Triton kernels; EMBER_PRECOMPILE=0
+        turns them off."""
+        if spec is None or os.environ.get("EMBER_PRECOMPILE", "1") == "0":
+            return None
+        return Precompiler(spec, processes=min(6, max(1, (os.cpu_count() or 2) // 2 - 1)))
+
+    def wait(self) -> None:
+        deadline = time.monotonic() + _WAIT_S
+        codes = []
+        for child in self.children:
+            try:
+                codes.append(child.wait(timeout=max(0.0, deadline - time.monotonic())))
+            except subprocess.TimeoutExpired:
+                child.kill()
+                codes.append(child.wait())
+        logger.info("Precompiled the decode kernels in %d processes (%d ok) in %.1f s", len(codes),
+                    sum(c == 0 for c in codes), time.perf_counter() - self.start)
+
+
+def main() -> None:
+    spec, index, count = json.loads(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+    if isinstance(spec["device"], int):
+        torch.cuda.set_device(spec["device"])
+    failed = 0
+    for call in kernel_calls(spec)[index::count]:
+        try:
+            call()
+        except Exception:  # best effort: the engine compiles what is missing itself
+            failed += 1
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()

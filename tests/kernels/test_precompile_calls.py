@@ -1,0 +1,28 @@
+"""The cold-start children's kernel calls (ember/worker/precompile.py) run: every call lays out
+its tensors as the model's decode step does (run here through Triton's interpreter)."""
+import pytest
+import torch
+
+from ember.models.layers.kernels import TRITON
+from ember.models.llama import LlamaForCausalLM
+from ember.models.qwen3 import Qwen3ForCausalLM
+from ember.worker.precompile import kernel_calls, model_spec
+from tests.tiny_models import tiny_config
+
+
+@pytest.mark.parametrize("family,cls", [("qwen3", Qwen3ForCausalLM), ("qwen2", LlamaForCausalLM)])
+def test_every_precompile_call_runs(device, family, cls):
+    model = cls(tiny_config(family, vocab_size=64), 1024, TRITON)
+    spec = model_spec(model, torch.device(device), torch.float32, torch.float32, 16, 8, [512, 1024])
+    assert spec is not None and spec["qk_norm"] == (family == "qwen3")
+    calls = kernel_calls(spec)
+    assert len(calls) == 1 + 2 * 2 + 4
+    for call in calls:
+        call()
+
+
+def test_no_children_for_the_torch_kernels():
+    from ember.models.layers.kernels import TORCH
+
+    model = Qwen3ForCausalLM(tiny_config("qwen3", vocab_size=64), 1024, TORCH)
+    assert model_spec(model, torch.device("cpu"), torch.float32, torch.float32, 16, 8, [512]) is None
