@@ -11,7 +11,10 @@
 #      ~1 min, TB/s per config), then nano-tuned / rand7b-tuned / latency-tuned: the same runs with
 #      the sweep's winner (EMBER_DECODE_ATTENTION), skipped when the winner is the default;
 #   6. gemv: Triton's GEMV against cuBLAS for decode's few-row products (benchmarks/gemv_gpu.py,
-#      ~30 s), then latency-gemv: batch-1 latency with it (EMBER_GEMV=1).
+#      ~30 s), then latency-gemv: batch-1 latency with it (EMBER_GEMV=1);
+#   7. cold-noprecompile: the 7B shape's start with an empty Triton cache again (a fresh
+#      TRITON_CACHE_DIR) but without the precompiling children (EMBER_PRECOMPILE=0): against
+#      rand7b-cold's "ready in", what they save (the OS's file cache is warm by then).
 # Everything printed goes to $OUT/floor.log, the results to $OUT/floor.json and the profiles to
 # $OUT/profile-*.txt. STEPS (default: all) picks some, e.g. STEPS="profile-nano nano".
 #   OUT=$OUT bash benchmarks/floor_gpu.sh
@@ -20,7 +23,7 @@ cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 PY=${PY:-python3}
 OUT=${OUT:-${TMPDIR:-/tmp}/ember-floor}
-STEPS=${STEPS:-"rand7b-cold seed latency nano profile-rand7b profile-nano profile-batch1 decode-sweep nano-tuned rand7b-tuned latency-tuned gemv latency-gemv"}
+STEPS=${STEPS:-"rand7b-cold seed latency nano profile-rand7b profile-nano profile-batch1 decode-sweep nano-tuned rand7b-tuned latency-tuned gemv latency-gemv cold-noprecompile"}
 RUNS=$(mktemp -d)
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/floor.log") 2>&1
@@ -60,6 +63,8 @@ fi
 wanted gemv && step gemv 90 $PY benchmarks/gemv_gpu.py
 wanted latency-gemv && EMBER_GEMV=1 step latency-gemv 60 $B latency --batch-size 1 --input-len 64 --output-len 256 \
   --num-iters-warmup 2 --num-iters 5 --output-json "$RUNS/latency-gemv.json"
+wanted cold-noprecompile && TRITON_CACHE_DIR=$(mktemp -d) EMBER_PRECOMPILE=0 step cold-noprecompile 60 \
+  $B throughput --workload rand7b --num-prompts 16 --output-json "$RUNS/cold-noprecompile.json"
 $PY - "$OUT" "$RUNS" <<'PY'
 import glob, json, os, sys
 out, runs_dir = sys.argv[1:]
