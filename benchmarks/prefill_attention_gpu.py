@@ -9,16 +9,15 @@ offer, each checked against paged_attention_ref on small cases, then timed on
 
 Paths: Ember's unified Triton paged kernel alone ("triton-unified", as before issue 19); its
 large-tile prefill kernel ("triton-prefill", ember/kernels/prefill_attention.py, with a short
-config sweep; "-fresh-kv" reads a fresh prompt's new K/V instead of the cache); paged_attention as
-the engine calls it ("engine": long sequences routed to the prefill kernel, a lone one to cuDNN
-where cudnn_prefill_serves, printed first); "cudnn-lone": ember/kernels/prefill_attention_dense.py
-(paged K/V gathered, a chunk split into its cached context and the rest, merged by log-sum-exp,
-lengths bucketed); torch's varlen flash (`varlen_attn`, GQA and causal form feature-detected, and the
-aten op under it with its native GQA); FlexAttention (compiled, causal + GQA); SDPA's flash and
-cuDNN backends on dense tensors and cuDNN's varlen op; and the cost of gathering a sequence's K/V
-out of the paged cache into contiguous tensors (what a dense path pays per layer call over cached
-context). TFLOP/s counts causal work only: 4 * d * Hq * (keys each query sees), so
-2 * 2 * Sq * Sk_avg * d * Hq.
+config sweep); paged_attention as the engine calls it ("engine": long sequences routed to the
+prefill kernel, a lone one to cuDNN where cudnn_prefill_serves, printed first); "cudnn-lone":
+ember/kernels/prefill_attention_dense.py (paged K/V gathered, a chunk split into its cached context
+and the rest, merged by log-sum-exp, lengths bucketed); torch's varlen flash (`varlen_attn`, GQA
+and causal form feature-detected, and the aten op under it with its native GQA); FlexAttention
+(compiled, causal + GQA); SDPA's flash and cuDNN backends on dense tensors and cuDNN's varlen op;
+and the cost of gathering a sequence's K/V out of the paged cache into contiguous tensors (what a
+dense path pays per layer call over cached context). TFLOP/s counts causal work only:
+4 * d * Hq * (keys each query sees), so 2 * 2 * Sq * Sk_avg * d * Hq.
 
     python benchmarks/prefill_attention_gpu.py              # everything, < 120 s
     python benchmarks/prefill_attention_gpu.py --cases 8k,chunk --paths engine,varlen --sweep ''
@@ -52,7 +51,7 @@ START = time.monotonic()
 
 
 class NotApplicable(Exception):
-    """A path that does not take this case (several sequences, a chunk where fresh prompts only)."""
+    """A path that does not take this case (several sequences where it takes one)."""
 
 
 @dataclass
@@ -140,15 +139,6 @@ def path_triton_prefill(c: Case, config=None):
     out = torch.empty_like(c.q)
     return lambda: prefill_attention(c.q, c.k_cache, c.v_cache, c.block_tables, c.query_start_loc, c.seq_lens_t,
                                      SCALE, max(c.q_lens), 1, out, config=config)
-
-
-def path_triton_prefill_fresh_kv(c: Case):
-    """The same kernel reading a fresh prompt's keys from the contiguous new K/V, not the cache."""
-    if any(ql != L for ql, L in zip(c.q_lens, c.seq_lens)):
-        raise NotApplicable("fresh prompts only")
-    out = torch.empty_like(c.q)
-    return lambda: prefill_attention(c.q, c.k_cache, c.v_cache, c.block_tables, c.query_start_loc, c.seq_lens_t,
-                                     SCALE, max(c.q_lens), 1, out, fresh_kv=(c.k, c.v))
 
 
 def path_cudnn_lone(c: Case):
@@ -284,7 +274,6 @@ PATHS = {
     "triton-unified": path_triton_unified,
     "engine": path_engine,
     "triton-prefill": path_triton_prefill,
-    "triton-prefill-fresh-kv": path_triton_prefill_fresh_kv,
     "aten-flash-gqa": path_aten_flash_gqa,
     "cudnn-lone": path_cudnn_lone,
     "varlen": path_varlen,

@@ -46,20 +46,6 @@ def test_short_sequences_are_left_to_the_unified_kernel(device, tol):
     assert torch.isnan(out[short_rows]).all()
 
 
-def test_fresh_kv_reads_the_new_keys_like_the_cache(device, dtype, tol):
-    """A batch of fresh prompts: keys from the new contiguous K/V rows (strided, as a slice of a
-    fused qkv projection is) give what the cache gives."""
-    q_lens = [50, 7, 36]
-    case, dense_k, dense_v = build_case(q_lens, q_lens, 6, 2, 64, dtype, device)
-    qkv = torch.randn(sum(q_lens), 10, 64, device=device, dtype=dtype)  # 6 q + 2 k + 2 v heads
-    k, v = qkv[:, 6:8], qkv[:, 8:]
-    k.copy_(torch.cat(dense_k).to(dtype))
-    v.copy_(torch.cat(dense_v).to(dtype))
-    ref = paged_attention_ref(**case)
-    out = _prefill(case, 1, config=SMALL, fresh_kv=(k, v))
-    torch.testing.assert_close(out.float(), ref.float(), **tol(dtype))
-
-
 @pytest.mark.parametrize("cache_dtype", [torch.float8_e5m2, torch.float8_e4m3fn], ids=["e5m2", "e4m3"])
 def test_fp8_cache(device, tol, cache_dtype):
     case, _, _ = build_case([40, 20], [40, 70], 4, 2, 64, torch.float16, device)
