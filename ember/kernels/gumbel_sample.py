@@ -62,7 +62,7 @@ def _race_kernel(logits_ptr, temp_ptr, seed_ptr, part_v_ptr, part_i_ptr, vocab, 
     best_i = lo + tl.min(tl.full([BLOCK], 0, tl.int32), 0)  # an all -inf piece answers its first token
     for start in range(lo, hi, 4 * BLOCK):
         # One Philox call draws for 4 tokens (one per sub-block): counter (row, start / 4 + j).
-        counter = row.to(tl.int64) * counters_per_row + start // 4 + offs
+        counter = row * counters_per_row + start // 4 + offs  # int32: < 2**31 for any real batch
         u0, u1, u2, u3 = tl.rand4x(seed, counter)
         cols = start + offs
         best_v, best_i = _race_block(base, cols, hi, inv_t, greedy, u0, best_v, best_i)
