@@ -38,7 +38,10 @@ def model_spec(model: torch.nn.Module, device: torch.device, dtype: torch.dtype,
     from ember.kernels import paged_attention
     from ember.worker.kv_cache import attention_layers
 
-    attn = attention_layers(model)[0]
+    layers = attention_layers(model)
+    if not layers:
+        return None
+    attn = layers[0]
     prelude = next((m for m in model.modules() if getattr(m, "fused_prelude", None) is not None), None)
     gate_up = next((m for name, m in model.named_modules() if name.endswith("gate_up_proj")), None)
     if attn.kernels.paged_attention is not paged_attention.paged_attention or prelude is None or gate_up is None:
