@@ -114,10 +114,12 @@ def kernel_calls(spec: dict) -> list:
     def activation():
         silu_and_mul(torch.randn(2, 2 * spec["intermediate"], dtype=dtype, device=dev))
 
-    largest = spec["max_num_seqs"]
-    calls = [prelude(True)]
-    calls += [decode_attention(n, bound) for bound in reversed(spec["context_bounds"]) for n in (largest, 1)]
-    return calls + [sampler, norms, activation, prelude(False)]
+    # The attention's two decode variants: a large batch under the short bound never splits, one
+    # sequence under the long bound does (where the model's length allows splits at all).
+    bounds = spec["context_bounds"]
+    attention = [decode_attention(spec["max_num_seqs"], bounds[0]), decode_attention(1, bounds[-1])]
+    # The engine's first forward needs the last four before children are up: they come last.
+    return [prelude(True), *attention, sampler, norms, activation, prelude(False)]
 
 
 class Precompiler:
