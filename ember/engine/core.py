@@ -18,7 +18,6 @@ from ember.engine.messages import CoreStats, EngineCoreRequest, SampleUpdate
 from ember.engine.request import CoreRequest
 from ember.engine.scheduler import Scheduler
 from ember.engine.sequence import Sequence
-from ember.executor import create_executor
 from ember.sampling_params import SamplingParams
 from ember.structured.manager import StructuredOutputs
 from ember.worker.pending_step import PendingStep
@@ -37,6 +36,10 @@ class EngineCore:
         """`get_tokenizer()` is called only for structured output (the grammar's token table),
         on the first constrained request."""
         self.config = config
+        # Imported here: the server's API process imports this module for its types and never
+        # runs a model, so it need not load the executor's worker and model code (~1 s).
+        from ember.executor import create_executor
+
         self.executor = create_executor(config)
         try:
             num_blocks = self.executor.determine_num_blocks()

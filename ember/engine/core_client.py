@@ -13,9 +13,9 @@ import time
 import msgspec
 import zmq
 
-from ember.child_process import start_child
 from ember.config import EngineConfig
 from ember.engine.core import StepHook
+from ember.engine.core_prestart import take_core
 from ember.engine.messages import CoreDead, FromCore, Ready, Stop, ToCore
 
 # How long start-up may take before the server gives up (a 7B model loads in seconds; a cold
@@ -48,7 +48,7 @@ class CoreProcess:
         self._send_lock = threading.Lock()
         # The socket pair stays open for the core's lifetime: its hang-up is how the core learns
         # that this process died.
-        self.proc, self._lifeline = start_child("ember.engine.core_process")
+        self.proc, self._lifeline = take_core()  # pre-started by `ember serve`, or new
         self.num_kv_blocks = 0  # known once ready
         try:
             self._lifeline.send_bytes(pickle.dumps(

@@ -24,6 +24,7 @@ import zmq
 from ember.child_process import exit_with_parent
 from ember.config import EngineConfig
 from ember.engine.core import EngineCore
+import ember.executor  # noqa: F401  loaded while the server builds the config (core_prestart.py)
 from ember.engine.input_processor import eos_token_ids
 from ember.engine.messages import (Abort, AbortSample, AddRequest, CoreDead, FromCore, RequestRejected, Ready,
                                    StepResult, Stop, ToCore, from_wire)

@@ -34,6 +34,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    words = sys.argv[1:] if argv is None else argv
+    if words[:1] != ["serve"] or {"-h", "--help"} & set(words):
+        return _run(argv)
+    from ember.engine.core_prestart import discard_prestarted_cores, prestart_core
+
+    prestart_core()  # the engine core imports torch and the model code meanwhile
+    try:
+        return _run(argv)
+    finally:
+        discard_prestarted_cores()  # a bad flag: the server never took it
+
+
+def _run(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0

@@ -23,8 +23,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, hooks=None) -> None:
     """`hooks`: an api_server.ServerHooks, for callers that embed the server (the tests)."""
-    from ember.entrypoints.openai.api_server import run_server
+    from ember.engine.core_prestart import discard_prestarted_cores, has_prestarted_core, prestart_core
 
-    if args.model_tag is not None:
-        args.model = args.model_tag
-    run_server(args, hooks)
+    if not has_prestarted_core():  # the `ember` command starts it before its own imports
+        prestart_core()
+    try:
+        from ember.entrypoints.openai.api_server import run_server
+
+        if args.model_tag is not None:
+            args.model = args.model_tag
+        run_server(args, hooks)
+    finally:
+        discard_prestarted_cores()
