@@ -27,8 +27,9 @@ from ember import LLM, SamplingParams  # noqa: E402
 from ember.entrypoints.bench.workloads import SHAPES, id_range, shape_dir  # noqa: E402
 
 
-def prefill_tflop(config, n: int) -> float:
-    """Matmul FLOPs of one n-token prefill: the layers' linear maps plus causal attention."""
+def prefill_tflop(config, n: int) -> tuple[float, float]:
+    """(all, attention's) matmul TFLOP of one n-token prefill: the layers' linear maps plus
+    causal attention."""
     h, layers = config.hidden_size, config.num_hidden_layers
     hq, hkv = config.num_attention_heads, config.num_key_value_heads
     d = getattr(config, "head_dim", None) or h // hq
