@@ -74,3 +74,26 @@ def test_fused_matches_hf_qwen3_attention_prelude(device):
     qk_rotary_kv_write(q, k, v, q_norm.weight.detach(), k_norm.weight.detach(), 1e-6, positions, cos_sin)
     torch.testing.assert_close(q, q_hf[0].transpose(0, 1), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(k, k_hf[0].transpose(0, 1), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("cache_dtype", [torch.float8_e5m2, torch.float8_e4m3fn], ids=["e5m2", "e4m3"])
+def test_fp8_cache_saturates_and_keeps_v_exact(device, dtype, cache_dtype):
+    """An fp8 cache gets the rotated k (to within the format's rounding, which Triton's CPU
+    interpreter does not do exactly), v's fp8-exact values unchanged, and beyond-range values
+    clamped to the format's largest."""
+    hq, hk, d = 2, 2, 64
+    qkv, _, positions, slots = _case(device, dtype, hq, hk, d)
+    qkv[:, hq + hk:] = qkv[:, hq + hk:].to(cache_dtype).to(dtype)  # v exact in fp8
+    limit = torch.finfo(cache_dtype).max
+    qkv[0, hq + hk, :2] = torch.tensor([2 * limit, -2 * limit]).to(dtype)
+    cos_sin = _cos_sin_cache(128, d).to(device)
+    caches = [torch.zeros(6, 4, hk, d, dtype=cache_dtype, device=device) for _ in range(4)]
+    ref = qkv.clone()
+    qk_rotary_kv_write(*_views(qkv, hq, hk), None, None, 1e-6, positions, cos_sin, caches[0], caches[1], slots)
+    qk_rotary_kv_write_ref(*_views(ref, hq, hk), None, None, 1e-6, positions, cos_sin, caches[2], caches[3], slots)
+    assert torch.equal(caches[1].float(), caches[3].float())
+    assert caches[1][1, 1, 0, :2].float().tolist() == [limit, -limit]  # slot 5 = block 1, offset 1
+    if device == "cuda":  # the hardware's conversion, as torch's
+        assert torch.equal(caches[0].float(), caches[2].float())
+    else:  # the interpreter may round up a binade where the mantissa carries
+        torch.testing.assert_close(caches[0].float(), caches[2].float(), atol=1e-2, rtol=0.5)
