@@ -138,9 +138,10 @@ class LlamaForCausalLM(nn.Module):
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids, positions)
 
-    def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor | None:
-        """float32 logits on the driver rank; None on the other tensor-parallel ranks."""
-        return (self.model.embed_tokens if self.tied else self.lm_head).logits(hidden)
+    def compute_logits(self, hidden: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor | None:
+        """float32 logits on the driver rank (into `out` if given); None on the other
+        tensor-parallel ranks."""
+        return (self.model.embed_tokens if self.tied else self.lm_head).logits(hidden, out)
 
     def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> set[str]:
         params = dict(self.named_parameters())

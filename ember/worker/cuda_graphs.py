@@ -105,9 +105,7 @@ class DecodeGraphs:
 
     def _forward(self, n: int) -> None:
         hidden = self.model(self.input_ids[:n], self.positions[:n])
-        logits = self.model.compute_logits(hidden)
-        if logits is not None:
-            self.logits[:n].copy_(logits)
+        self.model.compute_logits(hidden, out=self.logits[:n] if self.logits is not None else None)
 
     def release(self) -> None:
         for graph in {id(g): g for g in self.graphs.values()}.values():

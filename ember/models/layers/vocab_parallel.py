@@ -41,10 +41,13 @@ class VocabParallelEmbedding(nn.Module):
         x = F.embedding(local.masked_fill(outside, 0), self.weight)
         return all_reduce(x.masked_fill(outside.unsqueeze(-1), 0))
 
-    def logits(self, hidden: torch.Tensor) -> torch.Tensor | None:
-        """float32 [n, vocab] logits on the driver, None on the other ranks."""
+    def logits(self, hidden: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor | None:
+        """float32 [n, vocab] logits on the driver (written into `out` if given: a decode graph's
+        static buffer, filled straight from the product, no float32 copy between), None on the
+        other ranks."""
         product = F.linear(hidden, self.weight) if self.head_method is None else self.head_method.apply(self, hidden)
         logits = gather_on_driver(product)
         if logits is None:
             return None
-        return logits[:, :self.vocab_size].float()
+        logits = logits[:, :self.vocab_size]
+        return logits.float() if out is None else out.copy_(logits)
