@@ -7,7 +7,8 @@ per configuration for three batches:
     7b     128 sequences x 600..1000 context, 28 q / 4 KV heads, d=128 (Qwen2.5-7B)
     b1     one sequence of 320 tokens (graph bound 512), 7B heads: batch-1 decoding
 
-then the best configuration by the time of nano + 7b (b1 alone picks its split knobs), as an
+first in the order before issue 19 (sequence fastest), then every candidate; the best
+configuration by the time of nano + 7b (b1 alone picks its split knobs), as an
 EMBER_DECODE_ATTENTION value, written to --best (one line) for the engine runs that follow.
 About a minute on an H200 (most of it compiling each variant once).
 
@@ -107,6 +108,8 @@ def main() -> None:
     start = time.perf_counter()
     cases = {name: case(*shape) for name, shape in SHAPES.items()}
     default = pa.DecodeTuning()
+    print("program order: sequence fastest (before issue 19), then KV head fastest (the default):")
+    before = measure(cases, dataclasses.replace(default, head_major=0))
     print("tile configs (split knobs at their defaults):")
     results = [(t, measure(cases, t)) for t in (dataclasses.replace(default, tile_n=n, num_warps=w, num_stages=s)
                                                  for n, w, s in TILES)]
@@ -118,9 +121,11 @@ def main() -> None:
     best = min(results, key=big)
     best_b1 = min(results, key=lambda r: r[1]["b1"])
     base = results[0][1]
-    print(f"\ndefault  {describe(default)}: nano {base['nano']:.1f} us, 7b {base['7b']:.1f} us, b1 {base['b1']:.1f} us")
+    print(f"\nbefore   sequence-major: nano {before['nano']:.1f} us, 7b {before['7b']:.1f} us, b1 {before['b1']:.1f} us")
+    print(f"default  {describe(default)}: nano {base['nano']:.1f} us, 7b {base['7b']:.1f} us, b1 {base['b1']:.1f} us")
     print(f"best     {describe(best[0])}: nano {best[1]['nano']:.1f} us, 7b {best[1]['7b']:.1f} us "
-          f"({(base['nano'] + base['7b']) / big(best):.2f}x the default)")
+          f"({(base['nano'] + base['7b']) / big(best):.2f}x the default, "
+          f"{(before['nano'] + before['7b']) / big(best):.2f}x sequence-major)")
     print(f"best b1  {describe(best_b1[0])}: {best_b1[1]['b1']:.1f} us ({base['b1'] / best_b1[1]['b1']:.2f}x)")
     print(f"swept in {time.perf_counter() - start:.0f} s")
     if args.best:

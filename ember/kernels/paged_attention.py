@@ -37,6 +37,10 @@ class DecodeTuning:
     num_stages: int = 2
     programs_per_sm: int = 2    # split-K until about this many programs per SM (pick_num_splits)
     min_split_tokens: int = 512  # shorter pieces: the extra partial traffic and reduce cost more
+    # Decode programs ordered KV head fastest: the programs of one sequence's heads run together
+    # and read its cache blocks ([slots, heads, dim]) as whole rows, not 256-byte pieces of them
+    # apart in time (0: sequence fastest, as before; the sweep compares).
+    head_major: int = 1
 
     @classmethod
     def from_env(cls) -> "DecodeTuning":
@@ -93,10 +97,14 @@ def _attn_kernel(
     QPK: tl.constexpr, HEAD_DIM: tl.constexpr, HEAD_DIM_PAD: tl.constexpr,
     BLOCK_SIZE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_Q: tl.constexpr,
     TILE_N: tl.constexpr, SPLIT: tl.constexpr, MIN_SPLIT_TILES: tl.constexpr,
-    DIRECT_MAP: tl.constexpr, DOT_PREC: tl.constexpr,
+    DIRECT_MAP: tl.constexpr, DOT_PREC: tl.constexpr, HEAD_MAJOR: tl.constexpr,
 ):
-    q_block = tl.program_id(0)
-    kv_head = tl.program_id(1)
+    if HEAD_MAJOR:
+        kv_head = tl.program_id(0)
+        q_block = tl.program_id(1)
+    else:
+        q_block = tl.program_id(0)
+        kv_head = tl.program_id(1)
     split = tl.program_id(2)
     if DIRECT_MAP:  # every sequence fits in one q block: program id == sequence
         seq = q_block
@@ -305,7 +313,9 @@ def paged_attention(q, k_cache, v_cache, block_tables, query_start_loc, seq_lens
                                device=q.device)
     else:
         part_m = part_l = part_acc = out  # unused
-    _attn_kernel[(q_blocks, num_kv_heads, num_splits)](
+    head_major = direct and bool(DECODE.head_major)  # a decode batch's q blocks fit the grid's 2nd axis
+    grid = (num_kv_heads, q_blocks, num_splits) if head_major else (q_blocks, num_kv_heads, num_splits)
+    _attn_kernel[grid](
         q, k_cache, v_cache, out, block_tables, query_start_loc, seq_lens,
         part_m, part_l, part_acc,
         scale * _LOG2E, num_seqs, num_q_heads, long_q_len, num_splits,
@@ -315,7 +325,7 @@ def paged_attention(q, k_cache, v_cache, block_tables, query_start_loc, seq_lens
         QPK=qpk, HEAD_DIM=head_dim, HEAD_DIM_PAD=d_pad, BLOCK_SIZE=block_size,
         BLOCK_M=block_m, BLOCK_Q=block_q, TILE_N=tile_n, SPLIT=num_splits > 1,
         MIN_SPLIT_TILES=min_split_tiles,
-        DIRECT_MAP=direct, DOT_PREC="ieee" if q.dtype == torch.float32 else "tf32",
+        DIRECT_MAP=direct, DOT_PREC="ieee" if q.dtype == torch.float32 else "tf32", HEAD_MAJOR=head_major,
         num_warps=warps, num_stages=stages,
     )
     if num_splits > 1:

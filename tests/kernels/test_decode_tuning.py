@@ -1,5 +1,7 @@
 import dataclasses
 
+import torch
+
 import ember.kernels.paged_attention as pa
 
 
@@ -19,3 +21,16 @@ def test_split_knobs_steer_the_heuristic(monkeypatch):
     monkeypatch.setattr(pa, "DECODE", dataclasses.replace(pa.DECODE, programs_per_sm=32, min_split_tokens=256))
     assert pa.pick_num_splits(256, 8, 1, 32768, 8, 132) == 3
     assert pa.pick_num_splits(256, 8, 1, 512, 8, 132) == 2  # a 512 bound: pieces of >= 256 keys
+
+
+def test_program_order_does_not_change_the_result(device, monkeypatch):
+    """Decode programs ordered KV head fastest or sequence fastest compute the same attention."""
+    from tests.kernels.test_paged_attention import build_case
+
+    case, _, _ = build_case([1] * 5, [1, 17, 33, 64, 100], 8, 2, 64, torch.float32, device)
+    outs = []
+    for head_major in (1, 0):
+        monkeypatch.setattr(pa, "DECODE", dataclasses.replace(pa.DECODE, head_major=head_major))
+        outs.append(pa.paged_attention(**case))
+    assert torch.equal(outs[0], outs[1])
+    torch.testing.assert_close(outs[0], pa.paged_attention_ref(**case), atol=2e-3, rtol=2e-3)
