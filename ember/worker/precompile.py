@@ -28,7 +28,7 @@ import ember
 
 logger = logging.getLogger(__name__)
 
-_WAIT_S = 30.0  # the most the engine waits for the children before measuring memory
+_WAIT_S = 15.0  # the most the engine waits for the children before measuring memory
 
 
 def model_spec(model: torch.nn.Module, device: torch.device, dtype: torch.dtype, kv_dtype: torch.dtype,
