@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue 19's GPU measurement, for one H200 (the device tool's nvidia-h200): Ember against the
-# hardware floor, in one call of about 5 minutes. Run it first on a fresh machine: the first
+# hardware floor (every step: about 8 minutes; STEPS picks). Run it first on a fresh machine: the first
 # step's "ready in" is the cold start (Triton's cache empty), the second step's the warm one.
 #   1. rand7b (128 requests) cold, then the `seed` workload warm;
 #   2. batch-1 latency, 7B shape, 64 in / 256 out;
