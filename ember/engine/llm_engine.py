@@ -23,7 +23,8 @@ class LLMEngine:
         start = time.perf_counter()
         self.tokenizer = None if config.skip_tokenizer_init else load_tokenizer(
             config.tokenizer_path, config.trust_remote_code, config.revision)
-        self.core = EngineCore(config, lambda: self.tokenizer, eos_token_ids(config, self.tokenizer), before_step)
+        tokenizer = self.tokenizer  # the closure holds the tokenizer, not the engine: no cycle to collect
+        self.core = EngineCore(config, lambda: tokenizer, eos_token_ids(config, tokenizer), before_step)
         self.input_processor = InputProcessor(config, self.tokenizer, self.core.num_kv_blocks)
         self.output_processor = OutputProcessor(self.tokenizer)
         self.startup_seconds = time.perf_counter() - start

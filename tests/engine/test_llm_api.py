@@ -82,3 +82,20 @@ def test_shutdown_frees_the_weights_and_cache_while_the_llm_object_lives(tiny_ll
     llm.llm_engine.shutdown()
     assert weights() is None and cache() is None
     llm.llm_engine.shutdown()  # a second call is harmless
+
+
+def test_dropping_the_llm_frees_the_model_without_the_garbage_collector(tiny_llama):
+    """`del llm` (then torch.cuda.empty_cache()) is how notebooks and tests make room for the
+    next engine: no reference cycle may keep the weights and KV cache until a collection."""
+    import gc
+    import weakref
+
+    llm = LLM(tiny_llama, dtype="float32", enforce_eager=True)
+    llm.generate(["Hello"], SamplingParams(max_tokens=2), use_tqdm=False)
+    model = weakref.ref(llm.llm_engine.core.executor.runner.model)
+    gc.disable()
+    try:
+        del llm
+        assert model() is None
+    finally:
+        gc.enable()
