@@ -11,7 +11,7 @@
 #      ~1 min, TB/s per config), then nano-tuned / rand7b-tuned / latency-tuned: the same runs with
 #      the sweep's winner (EMBER_DECODE_ATTENTION), skipped when the winner is the default;
 #   6. gemv: Triton's GEMV against cuBLAS for decode's few-row products (benchmarks/gemv_gpu.py,
-#      ~30 s), then latency-gemv: batch-1 latency with it (EMBER_GEMV=1);
+#      ~30 s), then latency-cublas: batch-1 latency without it (EMBER_GEMV=0);
 #   7. cold-noprecompile: the 7B shape's start with an empty Triton cache again (a fresh
 #      TRITON_CACHE_DIR) but without the precompiling children (EMBER_PRECOMPILE=0): against
 #      rand7b-cold's "ready in", what they save (the OS's file cache is warm by then).
@@ -23,7 +23,7 @@ cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 PY=${PY:-python3}
 OUT=${OUT:-${TMPDIR:-/tmp}/ember-floor}
-STEPS=${STEPS:-"rand7b-cold seed latency nano profile-rand7b profile-nano profile-batch1 decode-sweep nano-tuned rand7b-tuned latency-tuned gemv latency-gemv cold-noprecompile"}
+STEPS=${STEPS:-"rand7b-cold seed latency nano profile-rand7b profile-nano profile-batch1 decode-sweep nano-tuned rand7b-tuned latency-tuned gemv latency-cublas cold-noprecompile"}
 RUNS=$(mktemp -d)
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/floor.log") 2>&1
@@ -61,7 +61,7 @@ elif [[ -n "$BEST" ]]; then
   echo "decode attention: the default $DEFAULT won the sweep; no tuned runs"
 fi
 wanted gemv && step gemv 90 $PY benchmarks/gemv_gpu.py
-wanted latency-gemv && EMBER_GEMV=1 step latency-gemv 60 $B latency --batch-size 1 --input-len 64 --output-len 256 \
+wanted latency-cublas && EMBER_GEMV=0 step latency-cublas 60 $B latency --batch-size 1 --input-len 64 --output-len 256 \
   --num-iters-warmup 2 --num-iters 5 --output-json "$RUNS/latency-gemv.json"
 wanted cold-noprecompile && TRITON_CACHE_DIR=$(mktemp -d) EMBER_PRECOMPILE=0 step cold-noprecompile 60 \
   $B throughput --workload rand7b --num-prompts 16 --output-json "$RUNS/cold-noprecompile.json"

@@ -4,9 +4,10 @@
 Each program owns BLOCK_N output features (4: thousands of programs, so every SM keeps several
 resident and none idles at the tail) and walks K in long contiguous chunks of the weight's rows
 (16 KiB a step), accumulating in fp32; x's rows are re-read from L2 by every program. The
-product rounds once to x's dtype, as cuBLAS's. Whether it beats cuBLAS on a given GPU and shape
-is measured (benchmarks/gemv_gpu.py), not assumed: Linear uses it only when
-EMBER_GEMV=1."""
+product rounds once to x's dtype, as cuBLAS's. Linear uses it for one row only (FASTEST_ROWS):
+on the H200 (benchmarks/gemv_gpu.py) it beat cuBLAS at M=1 on every 7B and Qwen3-0.6B projection
+(1.01-1.53x on the 7B's, up to 4x on the small model's) and lost at M=2 and 4 on the 7B's; batch-1
+decoding of the 7B shape went from 4.60 to 4.36 ms a token. EMBER_GEMV=0 turns it off."""
 
 from __future__ import annotations
 
@@ -17,15 +18,16 @@ import torch.nn.functional as F
 
 from ember.kernels._triton import require_triton, tl, triton
 
-__all__ = ["MAX_ROWS", "enabled", "gemv", "gemv_ref"]
+__all__ = ["FASTEST_ROWS", "MAX_ROWS", "enabled", "gemv", "gemv_ref"]
 
-MAX_ROWS = 4
+MAX_ROWS = 4      # what the kernel computes
+FASTEST_ROWS = 1  # where it measured faster than cuBLAS
 _BLOCK_N = 4
 _ELEMENTS = 8192  # weight elements a program loads per step (16 KiB in bf16)
 
 
 def enabled() -> bool:
-    return os.environ.get("EMBER_GEMV", "0") == "1"
+    return os.environ.get("EMBER_GEMV", "1") != "0"
 
 
 @triton.jit

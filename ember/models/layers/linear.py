@@ -18,7 +18,7 @@ from ember.kernels import gemv
 from ember.kernels._triton import HAS_TRITON
 
 _placeholder_weights = False
-# Triton's GEMV for products of a few rows (batch-1 decoding) where EMBER_GEMV=1 asks for it.
+# Triton's GEMV for one-row products (batch-1 decoding) unless EMBER_GEMV=0 turns it off.
 _TRITON_GEMV = HAS_TRITON and gemv.enabled()
 
 
@@ -63,7 +63,7 @@ class Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.quant_method is None:
-            if _TRITON_GEMV and x.is_cuda and x.dim() == 2 and x.shape[0] <= gemv.MAX_ROWS:
+            if _TRITON_GEMV and x.is_cuda and x.dim() == 2 and x.shape[0] <= gemv.FASTEST_ROWS:
                 return gemv.gemv(x, self.weight, self.bias)
             return F.linear(x, self.weight, self.bias)  # the bias fused into the GEMM
         return self._add_bias(self._product(x))
