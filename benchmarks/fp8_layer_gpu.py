@@ -10,7 +10,7 @@ prints, in that order:
   1. which FP8 linear method the model build picks on this device, and cuBLAS's recipes;
   2. per layer of the tiny test model (loaded by Ember's loader, in bf16) and of 7B-shape
      layers, for every path (auto: what Ember runs at that M; w8a8-triton; w8a8-cublas;
-     w8a16, the tiled W8A16 kernel; w8a16-gemv up to 4 rows; dequant, block-wise: the dense
+     w8a16, the tiled W8A16 kernel; dequant, block-wise: the dense
      bf16 weight for cuBLAS) at M = 1, 16, 128, 300: the max
      abs and relative (Frobenius) error against (a) dequant(W) @ x and (b) dequant(W) @
      round_e4m3(x), in fp32. A W8A8 path should sit near bf16 output rounding (~3e-3
@@ -39,7 +39,6 @@ from ember.engine_args import EngineArgs  # noqa: E402
 from ember.kernels.quant_fp8_act import quantize_fp8, quantize_fp8_ref  # noqa: E402
 from ember.kernels.quant_fp8_dequant import dequantize_fp8_dense  # noqa: E402
 from ember.kernels.quant_fp8_gemm import dequantize_fp8, fp8_gemm  # noqa: E402
-from ember.kernels.quant_fp8_gemv import FP8_GEMV_MAX_ROWS, fp8_gemv  # noqa: E402
 from ember.kernels.quant_fp8_scaled_mm import scaled_mm_blockwise, scaled_mm_recipes, scaled_mm_rowwise  # noqa: E402
 from ember.kernels.quant_fp8_w8a8_gemm import fp8_w8a8_gemm  # noqa: E402
 from ember.models.layers.linear import Linear  # noqa: E402
@@ -70,8 +69,8 @@ def errors(out, ref) -> str:
     return f"max {d.abs().max().item():8.2e} rel {(d.norm() / ref.norm()).item():8.2e}"
 
 
-def paths_of(layer, x_rows: int) -> dict:
-    """name -> fn(x [M, K] bf16) -> [M, N], for every FP8 path this layer can run here at M = x_rows."""
+def paths_of(layer) -> dict:
+    """name -> fn(x [M, K] bf16) -> [M, N], for every FP8 path this layer can run here."""
     method = layer.quant_method
     block = method.config.block_size
     group = None if block is None else block[1]
@@ -81,8 +80,6 @@ def paths_of(layer, x_rows: int) -> dict:
     if block is not None:
         paths["dequant"] = lambda x: F.linear(x, dequantize_fp8_dense(layer.weight, layer.scale, layer.scale_row,
                                                                       block_k, x.dtype))
-    if x_rows <= FP8_GEMV_MAX_ROWS:
-        paths["w8a16-gemv"] = lambda x: fp8_gemv(x, layer.weight, layer.scale, layer.scale_row, block_k)
     if isinstance(method, FP8W8A8LinearMethod):
         paths["w8a8-triton"] = lambda x: fp8_w8a8_gemm(*quantize_fp8(x, group), layer.weight, layer.scale,
                                                        layer.scale_row, block_k, x.dtype)
@@ -107,7 +104,7 @@ def compare_layer(label: str, layer, dense: torch.Tensor, x_scale: float) -> Non
         ref_a = x.float() @ dense.T
         ref_b = round_e4m3(x, group) @ dense.T
         print(f"  {label:34} M={m:<4} e4m3 effect (b vs a): {errors(ref_b, ref_a)}", flush=True)
-        for name, fn in paths_of(layer, m).items():
+        for name, fn in paths_of(layer).items():
             try:
                 out = fn(x)
             except Exception as e:  # a path that cannot run here is reported, not fatal

@@ -25,7 +25,6 @@ import triton.testing  # noqa: E402
 from ember.kernels.quant_fp8_act import quantize_fp8  # noqa: E402
 from ember.kernels.quant_fp8_dequant import dequantize_fp8_dense  # noqa: E402
 from ember.kernels.quant_fp8_gemm import dequantize_fp8  # noqa: E402
-from ember.kernels.quant_fp8_gemv import FP8_GEMV_MAX_ROWS, fp8_gemv  # noqa: E402
 from ember.kernels.quant_fp8_scaled_mm import scaled_mm_blockwise, scaled_mm_recipes, scaled_mm_rowwise  # noqa: E402
 from ember.kernels.quant_fp8_w8a8_gemm import fp8_w8a8_gemm  # noqa: E402
 from ember.kernels.quant_int_gemm import (DECODE_TILES, dequantize_int, dequantize_int_strips,  # noqa: E402
@@ -42,7 +41,7 @@ SHAPES = {"qkv": (3584, 4608), "o": (3584, 3584), "gate_up": (3584, 37888), "dow
 ROWS = (1, 4, 16, 64, 128, 256, 4096)
 # The rows each path runs: the GEMV takes decode batches only; the fused decode kernel (BLOCK_M
 # 16) took 2.9 ms a layer at M = 256 and 41 ms at 4096 on the H200, not worth timing again.
-PATH_ROWS = {"gemv": GEMV_MAX_ROWS, "decode": 16, "w8a16-gemv": FP8_GEMV_MAX_ROWS}
+PATH_ROWS = {"gemv": GEMV_MAX_ROWS, "decode": 16}
 GROUP = 128
 L2_BYTES = 240 << 20  # several times the H200's 60 MB L2
 
@@ -99,8 +98,7 @@ def fp8_paths(k, n, block):
     def w8a8_triton(w):
         return lambda x: fp8_w8a8_gemm(*quantize_fp8(x, group), w[0], w[1], w[2], block_k, x.dtype)
 
-    paths = {"w8a16-gemv": lambda w: (lambda x: fp8_gemv(x, w[0], w[1], w[2], block_k)),
-             "w8a8-triton": w8a8_triton}
+    paths = {"w8a8-triton": w8a8_triton}
     if block is None and "rowwise" in recipes:
         row_scale = scale[scale_row.long(), 0][None, :].contiguous()
         paths["w8a8-cublas"] = lambda w: (lambda x: scaled_mm_rowwise(*quantize_fp8(x), w[0], row_scale, x.dtype))

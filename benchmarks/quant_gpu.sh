@@ -38,7 +38,7 @@ echo "== correctness steps in parallel (logs below once all have ended)"
 step fp8-layer-diagnostic 90 $PY benchmarks/fp8_layer_gpu.py > "$LOGS/1-fp8-layer.log" 2>&1 &
 PIDS=$!
 step kernel-tests 150 $PY -m pytest -q -p no:cacheprovider tests/kernels/test_quant_gemm.py \
-  tests/kernels/test_quant_fp8_w8a8.py tests/kernels/test_quant_fp8_gemv.py tests/kernels/test_quant_linear_paths.py \
+  tests/kernels/test_quant_fp8_w8a8.py tests/kernels/test_quant_fp8_dequant.py tests/kernels/test_quant_linear_paths.py \
   > "$LOGS/2-kernel-tests.log" 2>&1 &
 PIDS="$PIDS $!"
 step int-kernel-tests 150 $PY -m pytest -q -p no:cacheprovider tests/kernels/test_quant_int_gemv_tiled.py \

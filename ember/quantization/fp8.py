@@ -30,7 +30,6 @@ import torch.nn.functional as F
 from ember.kernels.quant_fp8_act import quantize_fp8
 from ember.kernels.quant_fp8_dequant import dequantize_fp8_dense
 from ember.kernels.quant_fp8_gemm import fp8_gemm, fp8_gemm_ref
-from ember.kernels.quant_fp8_gemv import fp8_gemv
 from ember.kernels.quant_fp8_scaled_mm import scaled_mm_blockwise, scaled_mm_recipes, scaled_mm_rowwise
 from ember.kernels.quant_fp8_w8a8_gemm import fp8_w8a8_gemm
 from ember.quantization.gemm_paths import FP8_BLOCK_PATHS, FP8_BLOCK_PATHS_NO_CUBLAS, FP8_PATHS, path_for
@@ -147,9 +146,7 @@ class FP8W8A8LinearMethod(FP8LinearMethod):
     def apply(self, layer, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, x.shape[-1]).contiguous()
         path = path_for(self.paths, rows.shape[0])
-        if path == "w8a16-gemv":
-            out = fp8_gemv(rows, layer.weight, layer.scale, layer.scale_row, self.block_k(layer))
-        elif path == "dequant":
+        if path == "dequant":
             out = F.linear(rows, dequantize_fp8_dense(layer.weight, layer.scale, layer.scale_row, self.block_k(layer),
                                                       x.dtype))
         else:

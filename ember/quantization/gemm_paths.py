@@ -17,8 +17,6 @@ int4/int8 (GPTQ, AWQ):
 
 FP8 on fp8 tensor cores (compute capability >= 8.9), activations quantized per token (per
 1x128 group for block-wise weights) at every call, except on the GEMV path:
-  w8a16-gemv   up to 4 rows (quant_fp8_gemv.py): the fp8 weight streamed once, widened and
-               scaled in registers per row, FMA with the unquantized activations, split-K
   w8a8-triton  the Triton W8A8 kernel (quant_fp8_w8a8_gemm.py)
   w8a8-cublas  cuBLAS's scaled GEMM (quant_fp8_scaled_mm.py) where it runs the layer's scales,
                else the Triton kernel
@@ -27,39 +25,26 @@ FP8 on fp8 tensor cores (compute capability >= 8.9), activations quantized per t
                block-wise cuBLAS recipe (activations unquantized)"""
 from __future__ import annotations
 
-# Measured on one H200 (torch 2.11, triton 3.6, benchmarks/quant_gpu.sh at commit 678f27d),
-# per decoder layer, bf16 cuBLAS 135 us at M=1, 137 at 16, 213 at 256, 2855 at 4096:
-# int4  decode (BLOCK_K 128) 148 / 252 us at M = 1 / 16, dequant 295 / 289; at 256 and 4096
-#       dequant 356 / 3035 us, the fused kernel (any tiles) 2913 / 41322 or more.
-#       gemv and tiled are not measured on a GPU yet. The GEMV reads the weight once (the fused
-#       kernel's 148 us is far from the ~30 us of reading 4-bit weights at ~4 TB/s) but unpacks
-#       it again for every row: ~4 instructions a weight, ~28 us a row on the H200's fp32
-#       lanes, so past 2 rows the tiled kernel (unpacking once per 16 rows) is expected to win;
-#       up to 256 it reads the 4-bit weight once per 16..128 rows where dequant writes and reads
-#       back a bf16 copy (~4x the weight's bytes).
-INT4_PATHS = ((2, "gemv"), (256, "tiled"), (None, "dequant"))
-# int8  dequant 22.6 / 21.5 us against decode 35.3 / 45.9 on the qkv shape at M = 1 / 16 (the
-#       run ended before the other shapes; decode was timed with BLOCK_K 256 only).
-#       gemv and tiled (not measured yet) read one byte a weight where dequant moves five.
-INT8_PATHS = ((2, "gemv"), (256, "tiled"), (None, "dequant"))
-# fp8 per-tensor  Triton 148 us at M=1 against cuBLAS row-wise 156; cuBLAS 149 / 168 / 1783 at
-#                 16 / 256 / 4096 against Triton 153 / 406 / 3825.
-#                 The Triton kernel then ran 72 programs (qkv), 56 (o, down) at M <= 16 on
-#                 132 multiprocessors; it now splits K there (not measured yet). cuBLAS at 16
-#                 took bf16's time (149 us against 137) for half the bytes, so the Triton
-#                 kernel with split K is expected to win up to its 64-row tiles.
-#                 The GEMV (not measured yet) reads the weight once without the activation
-#                 quantizer's kernel (4 a layer, a few us each at M = 1), but widens it again
-#                 for every row (~28 us a row of a 7B layer on the fp32 lanes): up to 2 rows.
-FP8_PATHS = ((2, "w8a16-gemv"), (64, "w8a8-triton"), (None, "w8a8-cublas"))
-# fp8 128x128 blocks  cuBLAS's block-wise recipe did not run on that torch: the Triton kernel
-#                     (141 / 145 / 647 / 5964 us) was the fastest path measured at every M.
-FP8_BLOCK_PATHS = ((2, "w8a16-gemv"), (None, "w8a8-cublas"))
-# fp8 128x128 blocks where cuBLAS's block-wise recipe does not run: the Triton kernel took 2.1x
-# bf16's time at M = 4096 (5964 us) and 3.0x at 256 (647); dequant + cuBLAS is expected near the
-# int4 dequant path's 1.06x / 1.67x bf16 there, and above the Triton kernel's ~145 us up to 16.
-# Not measured yet: 64 is the guess between.
-FP8_BLOCK_PATHS_NO_CUBLAS = ((2, "w8a16-gemv"), (64, "w8a8-triton"), (None, "dequant"))
+# Measured on one H200 (torch 2.11, triton 3.6; `benchmarks/quant_gpu.sh`, commit e8a83c3,
+# 2026-11-30): per 7B decoder layer (qkv + o + gate_up + down) in us, bf16 cuBLAS 130 at M=1,
+# 131 at 4..64, 140 at 128, 206 at 256, 2973 at 4096.
+# int4  gemv 101 at M=1 (decode 150, tiled 168, dequant 296); decode 158 at 4 (tiled 177);
+#       tiled 171 / 263 at 16 / 64; dequant 302 / 349 / 2972 at 128 / 256 / 4096 (tiled 429 /
+#       735 / 8992). The GEMV unpacks the weight again for every row: 291 at M=4.
+INT4_PATHS = ((1, "gemv"), (4, "decode"), (64, "tiled"), (None, "dequant"))
+# int8  gemv 111 at M=1; decode 168 at 4; tiled 185 / 267 at 16 / 64; dequant 328 / 374 / 2968
+#       at 128 / 256 / 4096.
+INT8_PATHS = ((1, "gemv"), (4, "decode"), (64, "tiled"), (None, "dequant"))
+# fp8 per-tensor  Triton W8A8 102 / 102 / 106 / 129 at M = 1 / 4 / 16 / 64 (cuBLAS row-wise 153 /
+#                 152 / 149 / 145); cuBLAS 140 / 164 / 1736 at 128 / 256 / 4096 (Triton 233 /
+#                 371 / 3820).
+FP8_PATHS = ((64, "w8a8-triton"), (None, "w8a8-cublas"))
+# fp8 128x128 blocks with cuBLAS's block-wise recipe: not measured (the H200's torch 2.11 has
+# none); by the per-tensor timings, Triton for few rows.
+FP8_BLOCK_PATHS = ((64, "w8a8-triton"), (None, "w8a8-cublas"))
+# fp8 128x128 blocks without it: Triton W8A8 90 / 92 / 95 / 127 / 281 at M = 1 / 4 / 16 / 64 /
+# 128 (dequant + cuBLAS ~345 there); dequant 391 / 3011 at 256 / 4096 (Triton 460 / 5756).
+FP8_BLOCK_PATHS_NO_CUBLAS = ((128, "w8a8-triton"), (None, "dequant"))
 
 
 def path_for(table, m: int) -> str:
