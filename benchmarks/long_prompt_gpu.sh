@@ -29,19 +29,19 @@ $PY -c "import torch, triton; print('torch', torch.__version__, 'triton', triton
 git log -1 --format='commit %h %s' 2>/dev/null
 L="$PY benchmarks/long_prompt.py"
 YARN='{"rope_type":"yarn","factor":4.0,"original_max_position_embeddings":32768}'
-step gpu-tests 50 $PY -m pytest -q -p no:cacheprovider -m gpu tests/kernels/test_prefill_attention.py \
+step gpu-tests 35 $PY -m pytest -q -p no:cacheprovider -m gpu tests/kernels/test_prefill_attention.py \
   tests/kernels/test_prefill_attention_dense.py
-step kernels 40 $PY benchmarks/prefill_attention_gpu.py --paths engine,triton-unified,triton-prefill,cudnn-lone,aten-flash-gqa \
+step kernels 25 $PY benchmarks/prefill_attention_gpu.py --paths engine,triton-unified,triton-prefill,cudnn-lone,aten-flash-gqa \
   --cases 8k,chunk,32k,128k --sweep '' --budget 22
 # Warm-up requests of 8,192 tokens compile the kernels without paying for a long prompt.
 step 32k 40 $L --input-len 32000 --max-model-len 32768 --warmup-len 8192 --iters 3 --profile \
   --output-json "$OUT/32k.json"
-step 8k 20 $L --input-len 8000 --iters 3 --output-json "$OUT/8k.json"
+step 8k 30 $L --input-len 8000 --iters 3 --output-json "$OUT/8k.json"
 step 128k-yarn-qwen3-0.6b 40 $L --shape qwen3-0.6b --input-len 131000 --max-model-len 131072 \
   --rope-scaling "$YARN" --warmup-len 8192 --iters 2 --output-json "$OUT/128k-qwen3-0.6b.json"
-step 32k-triton 25 $L --input-len 32000 --max-model-len 32768 --warmup-len 8192 --iters 2 --attention triton \
+step 32k-triton 35 $L --input-len 32000 --max-model-len 32768 --warmup-len 8192 --iters 2 --attention triton \
   --output-json "$OUT/32k-triton.json"
-step 32k-unified 25 $L --input-len 32000 --max-model-len 32768 --warmup-len 8192 --iters 2 --profile \
+step 32k-unified 35 $L --input-len 32000 --max-model-len 32768 --warmup-len 8192 --iters 2 --profile \
   --attention unified --output-json "$OUT/32k-unified.json"
 echo "== results"
 $PY - "$OUT" <<'PYEOF'

@@ -34,9 +34,9 @@ def gather_kv(cache: torch.Tensor, block_table: torch.Tensor, seq_len: int) -> t
     return cache.index_select(0, blocks).flatten(0, 1)[:seq_len]
 
 
-def _cudnn_attend(q, k, v, causal: bool, scale: float):
-    """[1, H, Sq, D] each -> (out [1, H, Sq, D], log-sum-exp [1, H, Sq] or [1, H, Sq, 1])."""
-    return torch.ops.aten._scaled_dot_product_cudnn_attention(q, k, v, None, True, 0.0, causal, False,
+def _cudnn_attend(q, k, v, causal: bool, scale: float, lse: bool = True):
+    """[1, H, Sq, D] each -> (out [1, H, Sq, D], log-sum-exp [1, H, Sq] or [1, H, Sq, 1] if lse)."""
+    return torch.ops.aten._scaled_dot_product_cudnn_attention(q, k, v, None, lse, 0.0, causal, False,
                                                               scale=scale)[:2]
 
 
@@ -82,15 +82,19 @@ def split_at_context(q, k, v, q_len: int, seq_len: int, scale: float, attend, bu
     ctx_part = ctx // bucket * bucket  # keys [0, ctx_part): no mask
     front = ctx - ctx_part  # context keys that join the causal square, as its first rows
     size = -(-(front + q_len) // bucket) * bucket
-    q_sq = q.new_zeros(size, num_q_heads, head_dim)
-    q_sq[front:front + q_len] = q
-    k_sq, v_sq = (t.new_zeros(size, num_kv_heads, head_dim) for t in (k, v))
-    k_sq[:front + q_len], v_sq[:front + q_len] = k[ctx_part:], v[ctx_part:]
+    if size == q_len:  # aligned (whole chunks, bucket-sized prompts): no padding to copy
+        q_sq, k_sq, v_sq = q, k[ctx_part:], v[ctx_part:]
+    else:
+        q_sq = q.new_zeros(size, num_q_heads, head_dim)
+        q_sq[front:front + q_len] = q
+        k_sq, v_sq = (t.new_zeros(size, num_kv_heads, head_dim) for t in (k, v))
+        k_sq[:front + q_len], v_sq[:front + q_len] = k[ctx_part:], v[ctx_part:]
     own, own_lse = attend(q_sq.transpose(0, 1)[None], k_sq.repeat_interleave(group, 1).transpose(0, 1)[None],
-                          v_sq.repeat_interleave(group, 1).transpose(0, 1)[None], True, scale)
-    own, own_lse = own[0, :, front:front + q_len], own_lse.reshape(num_q_heads, size)[:, front:front + q_len]
+                          v_sq.repeat_interleave(group, 1).transpose(0, 1)[None], True, scale, ctx_part > 0)
+    own = own[0, :, front:front + q_len]
     if ctx_part == 0:
         return own.transpose(0, 1).contiguous()
+    own_lse = own_lse.reshape(num_q_heads, size)[:, front:front + q_len]
     # [kv heads, group * size, D]: q head h = kv * group + g attends its kv head's keys only.
     q_fold = q_sq.view(size, num_kv_heads, group, head_dim).permute(1, 2, 0, 3).reshape(1, num_kv_heads, -1, head_dim)
     past, past_lse = attend(q_fold, k[:ctx_part].transpose(0, 1)[None], v[:ctx_part].transpose(0, 1)[None], False,

@@ -11,7 +11,7 @@ from ember.kernels.prefill_attention_dense import (cudnn_prefill_serves, gather_
 from tests.kernels.test_paged_attention import build_case
 
 
-def _attend(q, k, v, causal, scale):
+def _attend(q, k, v, causal, scale, lse=True):
     """What cuDNN returns: out and the natural-log log-sum-exp of each query row's scores."""
     s = (q.float() @ k.float().transpose(-1, -2)) * scale
     if causal:
@@ -27,11 +27,12 @@ def test_gather_kv_is_the_sequence_in_position_order():
 
 # (q_len, seq_len) with bucket 16: a fresh prompt (padding rows at the end of the square), a
 # chunk whose context is not a multiple of the bucket (its remainder leads the square), one
-# whose context is, a context shorter than one bucket, and a single query.
-SPLITS = [(20, 20), (20, 53), (20, 52), (20, 29), (1, 9)]
+# whose context is, a context shorter than one bucket, a single query, and a chunk that needs no
+# padding at all.
+SPLITS = [(20, 20), (20, 53), (20, 52), (20, 29), (1, 9), (32, 48)]
 
 
-@pytest.mark.parametrize("q_len,seq_len", SPLITS, ids=["fresh", "chunk", "aligned", "short-context", "one-query"])
+@pytest.mark.parametrize("q_len,seq_len", SPLITS, ids=["fresh", "chunk", "aligned", "short-context", "one-query", "no-padding"])
 @pytest.mark.parametrize("qpk", [1, 7])
 def test_split_at_context_equals_causal_attention(device, dtype, tol, q_len, seq_len, qpk):
     """The merge is a Triton kernel: on the CPU through the interpreter."""
@@ -40,9 +41,9 @@ def test_split_at_context_equals_causal_attention(device, dtype, tol, q_len, seq
     k, v = (x[0].to(device, dtype) for x in (dense_k, dense_v))
     shapes = []
 
-    def attend(q, k, v, causal, scale):
+    def attend(q, k, v, causal, scale, lse=True):
         shapes.append((q.shape[2], k.shape[2]))
-        return _attend(q, k, v, causal, scale)
+        return _attend(q, k, v, causal, scale, lse)
     out = split_at_context(case["q"], k, v, q_len, seq_len, case["scale"], attend, bucket=16)
     assert out.is_contiguous() and out.dtype == dtype
     torch.testing.assert_close(out.float(), ref.float(), **tol(dtype))
