@@ -1,8 +1,9 @@
 """Which GEMM runs a quantized layer's product on the GPU, by M (the rows of the call: tokens
 in the step). Each table is (largest M, path) pairs read in order; None ends a table. The
 tables hold the fastest path per M that benchmarks/quant_gemm_gpu.py measured (per decoder
-layer of the 7B shapes), or, for paths not measured yet (said below), the one expected to be;
-it times the paths named here, plus bf16, and prints the table its timings suggest.
+layer of the 7B shapes; FP8_BLOCK_PATHS, for a torch with cuBLAS's block-wise recipe, is
+not measured); it times the paths named here, plus bf16, and prints the table its timings
+suggest.
 
 int4/int8 (GPTQ, AWQ):
   gemv     up to 8 rows (quant_int_gemv.py): the packed weight streamed once, unpacked per
@@ -11,12 +12,11 @@ int4/int8 (GPTQ, AWQ):
   tiled    tensor cores (quant_int_tiled_gemm.py): one weight tile dequantized in registers
            per tl.dot, the weight read once per BLOCK_M rows (16..128 by M)
   decode   quant_int_gemm.py's fused kernel with split-K (DECODE_TILES): eight 16-deep dots
-           per K tile, BLOCK_M 16; measured before gemv/tiled existed, kept to be timed
-           against them
+           per K tile, BLOCK_M 16; the fastest at 2-4 rows
   dequant  the dense weight written once per call, then cuBLAS
 
 FP8 on fp8 tensor cores (compute capability >= 8.9), activations quantized per token (per
-1x128 group for block-wise weights) at every call, except on the GEMV path:
+1x128 group for block-wise weights) at every call:
   w8a8-triton  the Triton W8A8 kernel (quant_fp8_w8a8_gemm.py)
   w8a8-cublas  cuBLAS's scaled GEMM (quant_fp8_scaled_mm.py) where it runs the layer's scales,
                else the Triton kernel
