@@ -79,30 +79,38 @@ async def _stream_chats(base_url: str, streams: int) -> int:
     return sum(counts)
 
 
-def ember_served(model: str, repeats: int) -> dict:
+def start_server(model: str, timeout: float = 120.0) -> tuple[subprocess.Popen, str]:
+    """`ember serve MODEL` on a free port, once /health answers 200: (the process, its /v1 URL)."""
     import httpx
 
     port = _free_port()
-    start = time.perf_counter()
     server = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "ember"), "serve", "--model", model,
                                "--host", "127.0.0.1", "--port", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + timeout
+    while True:
+        if server.poll() is not None:
+            raise RuntimeError(f"ember serve exited: {server.stderr.read()[-2000:]}")
+        if time.monotonic() > deadline:
+            server.kill()
+            raise RuntimeError(f"ember serve not ready in {timeout:.0f} s")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return server, f"http://127.0.0.1:{port}/v1"
+        except httpx.HTTPError:
+            time.sleep(0.05)  # not listening yet: the next try in 50 ms
+
+
+def ember_served(model: str, repeats: int) -> dict:
+    start = time.perf_counter()
+    server, url = start_server(model)
     try:
-        while True:
-            if server.poll() is not None:
-                raise RuntimeError(f"ember serve exited: {server.stderr.read()[-2000:]}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
         result = {"ready_s": time.perf_counter() - start}
         for streams in (1, 16):
             best = 0.0
             for _ in range(repeats):
                 t = time.perf_counter()
-                tokens = asyncio.run(_stream_chats(f"http://127.0.0.1:{port}/v1", streams))
+                tokens = asyncio.run(_stream_chats(url, streams))
                 best = max(best, tokens / (time.perf_counter() - t))
             result[streams] = best
         return result

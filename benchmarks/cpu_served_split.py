@@ -8,11 +8,8 @@ requests offline (`LLM.generate` in this process).
 import asyncio
 import os
 import resource
-import subprocess
 import sys
 import time
-
-import httpx
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cpu_default  # noqa: E402
@@ -43,19 +40,8 @@ def children_of(pid: int) -> list[int]:
 
 
 def served(model: str) -> None:
-    port = cpu_default._free_port()
-    server = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "ember"), "serve", "--model", model,
-                               "--host", "127.0.0.1", "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server, url = cpu_default.start_server(model)
     try:
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        url = f"http://127.0.0.1:{port}/v1"
         asyncio.run(cpu_default._stream_chats(url, STREAMS))  # warm-up
         processes = {"api": server.pid, **{f"child {pid}": pid for pid in children_of(server.pid)}}
         before = {name: cpu_seconds(pid) for name, pid in processes.items()}

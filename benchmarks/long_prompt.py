@@ -113,10 +113,7 @@ def main():
         result["gpu_ms"] = {k: round(v, 1) for k, v in split.items()}
         if split["attention"]:
             result["attention_tflops_per_s"] = round(attention / split["attention"] * 1e3, 1)
-        try:
-            print(prof.key_averages().table(sort_by="device_time_total", row_limit=12))
-        except (AttributeError, KeyError):  # older torch names it cuda_time_total
-            print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=12))
+        print(prof.key_averages().table(sort_by="device_time_total", row_limit=12))
     print(json.dumps(result), flush=True)
     if args.output_json:
         with open(args.output_json, "w") as f:

@@ -4,6 +4,7 @@ engine core process)."""
 from __future__ import annotations
 
 import os
+import select
 import time
 
 
@@ -16,10 +17,18 @@ def alive(pid: int) -> bool:
 
 
 def wait_gone(pids: list[int], timeout: float) -> list[int]:
-    """The pids still alive after up to `timeout` seconds."""
+    """The pids still alive after up to `timeout` seconds. Waits on each process's pidfd, which
+    becomes readable when the process exits: no polling."""
     deadline = time.monotonic() + timeout
-    while any(map(alive, pids)) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    for pid in pids:
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue
+        try:
+            select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        finally:
+            os.close(fd)
     return [p for p in pids if alive(p)]
 
 

@@ -19,10 +19,14 @@ agrees with the reference; where it does not, the Triton prefill kernel serves.
 from __future__ import annotations
 
 import functools
+import logging
 
 import torch
 
 from ember.kernels._triton import tl, triton
+from ember.kernels.torch_refusal import TORCH_REFUSAL, first_line
+
+logger = logging.getLogger(__name__)
 
 BUCKET = 256  # query rows and context keys cuDNN sees come in multiples of this
 
@@ -126,7 +130,7 @@ def cudnn_prefill_serves(device: torch.device, num_q_heads: int, num_kv_heads: i
     paged_attention_ref on a small chunk over cached context (probed once)."""
     from ember.kernels.paged_attention_ref import paged_attention_ref
 
-    if device.type != "cuda":
+    if device.type != "cuda" or not hasattr(torch.ops.aten, "_scaled_dot_product_cudnn_attention"):
         return False
     gen = torch.Generator(device=device).manual_seed(0)
     q_len, seq_len, block_size = 300, 700, 16
@@ -141,6 +145,12 @@ def cudnn_prefill_serves(device: torch.device, num_q_heads: int, num_kv_heads: i
                               q_len, seq_len)
     try:
         out = lone_sequence_attention(q, k_cache, v_cache, block_tables, scale, q_len, seq_len, None)
-    except (RuntimeError, NotImplementedError, ValueError, TypeError):  # not on this device or build
+    except TORCH_REFUSAL as e:
+        logger.info("cuDNN attention does not run here (%s); long prompts take the Triton prefill kernel",
+                    first_line(e))
         return False
-    return bool(torch.allclose(out.float(), ref, atol=3e-2, rtol=3e-2))
+    agrees = bool(torch.allclose(out.float(), ref, atol=3e-2, rtol=3e-2))
+    if not agrees:
+        logger.warning("cuDNN attention disagrees with the reference here; long prompts take the Triton "
+                       "prefill kernel")
+    return agrees

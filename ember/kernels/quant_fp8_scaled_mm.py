@@ -14,6 +14,8 @@ import logging
 
 import torch
 
+from ember.kernels.torch_refusal import TORCH_REFUSAL, first_line
+
 __all__ = ["scaled_mm_rowwise", "scaled_mm_blockwise", "scaled_mm_recipes"]
 
 # cuBLAS's row-wise scaled GEMM writes bf16 only.
@@ -37,11 +39,11 @@ def scaled_mm_blockwise(a, a_scale, weight, w_scale, out_dtype: torch.dtype) -> 
 def _agrees(run, a, a_scale, weight, w_scale, reference) -> bool:
     try:
         out = run(a, a_scale, weight, w_scale, torch.bfloat16).float()
-    except (RuntimeError, ValueError, NotImplementedError) as e:
+    except TORCH_REFUSAL as e:
         # This torch/cuBLAS has no such recipe for these operands: the caller keeps the Triton
         # kernel for it. Said once per recipe, so a missing fast path is never silent.
         logger.info("cuBLAS scaled GEMM %s unavailable here (%s); FP8 uses the Triton kernel", run.__name__,
-                    str(e).splitlines()[0] if str(e) else type(e).__name__)
+                    first_line(e))
         return False
     return bool(torch.isfinite(out).all()) and (out - reference).norm() <= 2e-2 * reference.norm()
 

@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from tests.processes import alive
+from tests.processes import wait_gone
 from tests.reliability.conftest import FAULT_STEP, NAME, workers_of
 
 
@@ -29,7 +29,7 @@ def test_engine_fault_fails_requests_then_exits(fault_server, report):
                 health.append(httpx.get(url + "/health", timeout=1).status_code)
             except httpx.HTTPError:
                 health.append(0)  # gone
-            time.sleep(0.02)
+            stop.wait(0.02)
 
     async def one(http: httpx.AsyncClient, i: int):
         body = {"model": NAME, "prompt": f"Fault {i}", "max_tokens": 300, "temperature": 0, "ignore_eos": True}
@@ -60,10 +60,7 @@ def test_engine_fault_fails_requests_then_exits(fault_server, report):
     assert exit_seconds < 10
     assert 503 in health      # dead and saying so, while it still answers
     assert health[-1] == 0    # and then gone
-    deadline = time.monotonic() + 10
-    while [pid for pid in children if alive(pid)]:
-        assert time.monotonic() < deadline, [pid for pid in children if alive(pid)]
-        time.sleep(0.05)
+    assert wait_gone(children, 10) == []
     report("engine_fault", requests_in_flight=len(results), status_500=len(results),
            health_503_seen=health.count(503), exit_code=code, exit_seconds=round(exit_seconds, 1),
            child_processes=len(children), children_left=0)

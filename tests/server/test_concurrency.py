@@ -7,7 +7,7 @@ import httpx
 import openai
 
 from tests.server.conftest import TINY_NAME
-from tests.server.launcher import metric
+from tests.server.launcher import metric, wait_for_no_blocks
 
 NUM_CLIENTS = 64
 
@@ -39,15 +39,6 @@ def test_64_concurrent_streaming_chats_match_each_alone(tiny_server):
     together, alone = asyncio.run(run())
     assert together == alone
     assert len(set(together)) > NUM_CLIENTS // 2  # independent requests, not one answer copied
-
-
-def wait_for_no_blocks(url: str, finished_before: float, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while metric(url, "ember:kv_cache_used_blocks") != 0 or metric(url, "ember:num_requests_running") != 0:
-        assert time.monotonic() < deadline, "KV blocks still allocated after the client left"
-        time.sleep(0.05)
-    # Aborted, not run to its end: no request finished meanwhile.
-    assert metric(url, "ember:request_success_total") == finished_before
 
 
 def test_disconnect_mid_stream_frees_every_block(tiny_server):

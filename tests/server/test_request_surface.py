@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 
 import httpx
 import pytest
 
-from tests.server.launcher import ServerProcess, serve_command
+from tests.server.launcher import ServerProcess, metric, serve_command, wait_for_no_blocks
 from tests.tiny_models import build_tiny_checkpoint
 
 MODEL = "tiny"
@@ -103,9 +102,10 @@ def test_an_unknown_post_route_is_a_404(plain):
 
 def test_a_client_leaving_a_non_streaming_request_aborts_it_cleanly(plain):
     body = {**GREEDY, "prompt": "Tell me a long story", "max_tokens": 1500}
+    finished_before = metric(plain.url, "ember:request_success_total")
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(plain.url + "/v1/completions", json=body, timeout=1.0)
-    time.sleep(2.0)
+    wait_for_no_blocks(plain.url, finished_before)
     log = plain.log()
     assert "InvalidStateError" not in log and "Unexpected error" not in log
     assert httpx.get(plain.url + "/health").status_code == 200
@@ -321,7 +321,7 @@ def test_load_counts_requests_in_flight(plain, surface):
     def watch():
         while not done.is_set():
             seen.append(httpx.get(surface.url + "/load").json()["server_load"])
-            time.sleep(0.02)
+            done.wait(0.02)
 
     watcher = threading.Thread(target=watch)
     watcher.start()
