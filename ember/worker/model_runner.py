@@ -132,7 +132,9 @@ class ModelRunner:
         self.kv_caches = []
         self.model = None
         self._last_tokens = None
-        gc.collect()  # the model's modules refer to each other: only the collector frees them
+        # Each parameter's weight_loader is a bound method of its layer: a cycle only the
+        # collector frees, and the weights with it.
+        gc.collect()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 
