@@ -30,6 +30,7 @@ import triton  # noqa: E402
 import triton.testing  # noqa: E402
 
 import ember.kernels.paged_attention as pa  # noqa: E402
+from benchmarks.graph_timing import graph_us  # noqa: E402
 
 DEV, DT, D, BS = "cuda", torch.bfloat16, 128, 16
 
@@ -63,20 +64,9 @@ def case(num_seqs, ctx_range, hq, hkv, bound):
                 max_query_len=1, max_seq_len=bound), sum(lens) * hkv * D * 2 * 2
 
 
-def graph_us(c) -> float:
+def attention_us(c) -> float:
     out = torch.empty_like(c["q"])
-    pa.paged_attention(**c, out=out)  # compile outside the capture
-    torch.cuda.synchronize()
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        pa.paged_attention(**c, out=out)
-    graph.replay()
-    torch.cuda.synchronize()
-    try:
-        ms = triton.testing.do_bench(graph.replay, warmup=10, rep=60, return_mode="median")
-    except TypeError:
-        ms = triton.testing.do_bench(graph.replay, warmup=10, rep=60, quantiles=[0.5])[0]
-    return ms * 1e3
+    return graph_us(lambda: pa.paged_attention(**c, out=out), rep=60)
 
 
 def measure(cases, tuning) -> dict[str, float]:
@@ -84,7 +74,7 @@ def measure(cases, tuning) -> dict[str, float]:
     times = {}
     for name, (c, nbytes) in cases.items():
         try:
-            us = graph_us(c)
+            us = attention_us(c)
         except Exception as e:  # e.g. out of shared memory for a large tile
             print(f"  {name}: {type(e).__name__}: {str(e)[:80]}", flush=True)
             us = float("inf")

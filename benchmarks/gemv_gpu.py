@@ -17,6 +17,7 @@ import torch.nn.functional as F  # noqa: E402
 import triton  # noqa: E402
 import triton.testing  # noqa: E402
 
+from benchmarks.graph_timing import graph_us  # noqa: E402
 from ember.kernels.gemv import gemv  # noqa: E402
 
 # (model, layer, N, K, bias)
@@ -26,22 +27,6 @@ SHAPES = [
     ("nano", "qkv", 4096, 1024, False), ("nano", "o_proj", 1024, 2048, False),
     ("nano", "gate_up", 6144, 1024, False), ("nano", "down", 1024, 3072, False),
 ]
-
-
-def graph_us(fn) -> float:
-    fn()
-    torch.cuda.synchronize()
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        for _ in range(10):  # ten back to back, as a decode step's layers run
-            fn()
-    graph.replay()
-    torch.cuda.synchronize()
-    try:
-        ms = triton.testing.do_bench(graph.replay, warmup=10, rep=100, return_mode="median")
-    except TypeError:
-        ms = triton.testing.do_bench(graph.replay, warmup=10, rep=100, quantiles=[0.5])[0]
-    return ms * 1e3 / 10
 
 
 def main() -> None:
@@ -55,8 +40,8 @@ def main() -> None:
         for m in (1, 2, 4):
             x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
             err = (gemv(x, w, b).float() - F.linear(x, w, b).float()).abs().max().item()
-            cublas = graph_us(lambda: F.linear(x, w, b))
-            ours = graph_us(lambda: gemv(x, w, b))
+            cublas = graph_us(lambda: F.linear(x, w, b), times=10)
+            ours = graph_us(lambda: gemv(x, w, b), times=10)
             tb = n * k * 2 / 1e6
             wins += ours < cublas
             if m == 1 and model == "7b":
