@@ -10,11 +10,17 @@ kernels instead of compiling them again. Best effort: a child that fails costs n
 own time, and the engine waits for the children (a bounded while) only before it measures free
 GPU memory, which their CUDA contexts would otherwise take from the KV cache.
 
+Once every child has succeeded, a marker in Triton's cache directory (named from the spec, the
+kernels' sources and Triton's version) says so, and later starts skip the children, whose
+start-up alone (an interpreter, torch, a CUDA context each) costs seconds even when every
+kernel is already cached.
+
     python -m ember.worker.precompile SPEC_JSON INDEX COUNT   # one child: calls INDEX::COUNT
 """
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
 import os
@@ -29,6 +35,29 @@ import ember
 logger = logging.getLogger(__name__)
 
 _WAIT_S = 15.0  # the most the engine waits for the children before measuring memory
+# The modules whose Triton kernels the children compile: their sources name the marker.
+_KERNEL_MODULES = ("gumbel_sample", "paged_attention", "qk_rotary_kv_write", "rmsnorm", "activation")
+
+
+def _triton_cache_dir() -> str:
+    import triton
+
+    knobs = getattr(triton, "knobs", None)  # Triton >= 3.4
+    if knobs is not None:
+        return knobs.cache.dir
+    return os.environ.get("TRITON_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".triton", "cache")
+
+
+def marker_path(spec: dict) -> str:
+    """Where a successful precompile of `spec` is recorded, beside the kernels it compiled."""
+    import triton
+
+    digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode() + triton.__version__.encode())
+    kernels = os.path.join(os.path.dirname(os.path.abspath(ember.__file__)), "kernels")
+    for name in _KERNEL_MODULES:
+        with open(os.path.join(kernels, name + ".py"), "rb") as f:
+            digest.update(f.read())
+    return os.path.join(_triton_cache_dir(), f"ember-precompiled-{digest.hexdigest()[:32]}")
 
 
 def model_spec(model: torch.nn.Module, device: torch.device, dtype: torch.dtype, kv_dtype: torch.dtype,
@@ -126,7 +155,7 @@ class Precompiler:
     """The children compiling the decode step's kernels; `wait` before measuring GPU memory."""
 
     def __init__(self, spec: dict, processes: int):
-        self.start = time.perf_counter()
+        self.start, self.marker = time.perf_counter(), marker_path(spec)
         count = max(1, min(processes, len(kernel_calls(spec))))
         # The children import ember as this process does, even from a source tree.
         root = os.path.dirname(os.path.dirname(os.path.abspath(ember.__file__)))
@@ -139,9 +168,12 @@ class Precompiler:
 
     @staticmethod
     def launch(spec: dict | None) -> "Precompiler | None":
-        """Children for a GPU engine whose decode path is Ember's Triton kernels; EMBER_PRECOMPILE=0
-        turns them off."""
+        """Children for a GPU engine whose decode path is Ember's Triton kernels, unless an
+        earlier start compiled them all already; EMBER_PRECOMPILE=0 turns them off."""
         if spec is None or os.environ.get("EMBER_PRECOMPILE", "1") == "0":
+            return None
+        if os.path.exists(marker_path(spec)):
+            logger.info("The decode kernels are in Triton's cache already: no precompiling children")
             return None
         return Precompiler(spec, processes=min(6, max(1, (os.cpu_count() or 2) // 2 - 1)))
 
@@ -156,6 +188,9 @@ class Precompiler:
                 codes.append(child.wait())
         logger.info("Precompiled the decode kernels in %d processes (%d ok) in %.1f s", len(codes),
                     sum(c == 0 for c in codes), time.perf_counter() - self.start)
+        if all(c == 0 for c in codes):
+            os.makedirs(os.path.dirname(self.marker), exist_ok=True)
+            open(self.marker, "w").close()
 
 
 def main() -> None:

@@ -26,3 +26,22 @@ def test_no_children_for_the_torch_kernels():
 
     model = Qwen3ForCausalLM(tiny_config("qwen3", vocab_size=64), 1024, TORCH)
     assert model_spec(model, torch.device("cpu"), torch.float32, torch.float32, 16, 8, [512]) is None
+
+
+def test_a_successful_precompile_is_not_repeated(tmp_path, monkeypatch):
+    """The children run once (here through Triton's interpreter); once all of them succeeded, the
+    next start finds the marker in Triton's cache directory and starts none."""
+    from ember.worker.precompile import Precompiler, marker_path
+
+    monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    model = Qwen3ForCausalLM(tiny_config("qwen3", vocab_size=64), 1024, TRITON)
+    spec = model_spec(model, torch.device("cpu"), torch.float32, torch.float32, 16, 8, [512, 1024])
+    assert marker_path(spec).startswith(str(tmp_path))
+    first = Precompiler.launch(spec)
+    assert first is not None
+    first.wait()
+    assert Precompiler.launch(spec) is None
+    other = Precompiler.launch(dict(spec, max_num_seqs=16))  # another engine's kernels
+    assert other is not None
+    other.wait()
