@@ -6,10 +6,13 @@ per configuration for three batches:
     nano   256 sequences x 600..1000 context, 16 q / 8 KV heads, d=128 (Qwen3-0.6B)
     7b     128 sequences x 600..1000 context, 28 q / 4 KV heads, d=128 (Qwen2.5-7B)
     b1     one sequence of 320 tokens (graph bound 512), 7B heads: batch-1 decoding
+    seed   25 sequences x 64..192 (graph bound 512), 7B heads: the `seed` workload's decode
+    8x4k   8 sequences x 4096 (graph bound 8192), 7B heads: few long sequences
 
 first in the order before issue 19 (sequence fastest), then every candidate; the best
-configuration by the time of nano + 7b (b1 alone picks its split knobs), as an
-EMBER_DECODE_ATTENTION value, written to --best (one line) for the engine runs that follow.
+configuration by the time of nano + 7b, and the best split knobs for batches of fewer programs
+than SMs (b1, seed, 8x4k: the few_* knobs) by their summed time, as an EMBER_DECODE_ATTENTION
+value, written to --best (one line) for the engine runs that follow.
 About a minute on an H200 (most of it compiling each variant once).
 
     python benchmarks/decode_attention_gpu.py --best $OUT/decode_best.txt
@@ -39,11 +42,16 @@ SHAPES = {
     "nano": (256, (600, 1000), 16, 8, 32768),
     "7b": (128, (600, 1000), 28, 4, 32768),
     "b1": (1, (320, 320), 28, 4, 512),
+    "seed": (25, (64, 192), 28, 4, 512),
+    "8x4k": (8, (4096, 4096), 28, 4, 8192),
 }
+FEW = ("b1", "seed", "8x4k")  # fewer (sequence, KV head) programs than SMs
 TILES = [(64, 4, 2), (32, 4, 2), (32, 4, 3), (32, 4, 4), (32, 2, 3), (64, 4, 3), (64, 4, 4), (64, 8, 2),
          (64, 8, 3), (128, 4, 2), (128, 8, 2), (128, 8, 3)]
 # (programs_per_sm, min_split_tokens): more pieces per sequence, more programs in flight.
 SPLITS = [(2, 512), (8, 256), (16, 256), (32, 128), (64, 128), (64, 64)]
+# The same for batches of fewer programs than SMs (few_programs_per_sm, few_min_split_tokens).
+FEW_SPLITS = [(2, 512), (8, 128), (16, 64), (32, 64), (64, 128), (64, 64), (128, 32)]
 
 
 def case(num_seqs, ctx_range, hq, hkv, bound):
@@ -109,14 +117,20 @@ def main() -> None:
     results += [(t, measure(cases, t)) for t in (dataclasses.replace(best_tile, programs_per_sm=p_, min_split_tokens=m)
                                                  for p_, m in SPLITS)]
     best = min(results, key=big)
-    best_b1 = min(results, key=lambda r: r[1]["b1"])
+    print("split knobs of batches with fewer programs than SMs, with the best configuration:")
+    few_sum = lambda r: sum(r[1][n] for n in FEW)  # noqa: E731
+    few = [(t, measure(cases, t)) for t in (dataclasses.replace(best[0], few_programs_per_sm=p_, few_min_split_tokens=m)
+                                            for p_, m in FEW_SPLITS)]
+    best_few = min(few, key=few_sum)
     base = results[0][1]
     print(f"\nbefore   sequence-major: nano {before['nano']:.1f} us, 7b {before['7b']:.1f} us, b1 {before['b1']:.1f} us")
-    print(f"default  {describe(default)}: nano {base['nano']:.1f} us, 7b {base['7b']:.1f} us, b1 {base['b1']:.1f} us")
+    print(f"default  {describe(default)}: " + ", ".join(f"{n} {base[n]:.1f} us" for n in SHAPES))
     print(f"best     {describe(best[0])}: nano {best[1]['nano']:.1f} us, 7b {best[1]['7b']:.1f} us "
           f"({(base['nano'] + base['7b']) / big(best):.2f}x the default, "
           f"{(before['nano'] + before['7b']) / big(best):.2f}x sequence-major)")
-    print(f"best b1  {describe(best_b1[0])}: {best_b1[1]['b1']:.1f} us ({base['b1'] / best_b1[1]['b1']:.2f}x)")
+    print(f"best few {describe(best_few[0])}: " + ", ".join(f"{n} {best_few[1][n]:.1f} us" for n in FEW) +
+          f" ({sum(base[n] for n in FEW) / few_sum(best_few):.2f}x the default)")
+    best = best_few
     print(f"swept in {time.perf_counter() - start:.0f} s")
     if args.best:
         with open(args.best, "w") as f:

@@ -11,7 +11,8 @@
 # `carry: [".whl"]`. Everything printed goes to $OUT/run.log, results to $OUT/*.json.
 #   OUT=$OUT bash benchmarks/serve_gpu.sh
 # STEPS (default: all) picks some: e.g. STEPS="rand7b-128 poisson4 poisson12" skips the offline,
-# 512 and nano runs.
+# 512 and nano runs. ENGINE_FLAGS go to the 7B shape's offline run and server alike: e.g.
+# ENGINE_FLAGS="--tensor-parallel-size 2" on a 2-GPU host (the seeds' multi-GPU command).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-${TMPDIR:-/tmp}/ember-serve}
@@ -69,9 +70,9 @@ bench_serve() {  # bench_serve NAME ARGS...
 
 nvidia-smi -L
 git log -1 --format='commit %h %s' 2>/dev/null
-wanted offline-rand7b && step offline-rand7b 150 $B throughput --workload rand7b --backend ember --output-json "$OUT/offline-rand7b.json"
+wanted offline-rand7b && step offline-rand7b 150 $B throughput --workload rand7b --backend ember --output-json "$OUT/offline-rand7b.json" ${ENGINE_FLAGS:-}
 D7=$(model_dir qwen2.5-7b)
-if serve "$D7" "$OUT/server-7b.log"; then
+if serve "$D7" "$OUT/server-7b.log" ${ENGINE_FLAGS:-}; then
   bench_serve rand7b-128 --workload rand7b --num-prompts 128
   bench_serve rand7b-512 --workload rand7b --num-prompts 512
   bench_serve poisson4 --workload rand7b --num-prompts 200 --request-rate 4 --seed 1

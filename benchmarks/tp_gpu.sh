@@ -11,7 +11,9 @@
 #      skipped), then the one-shot all-reduce equal to NCCL's (eager, in a CUDA graph) and TP=2
 #      greedy tokens equal to TP=1 (NCCL, CUDA graphs on each rank);
 #   3. batch-1 latency (7B shape, 64 in / 256 out, 2 warm-up + 5 iterations), TP=1 then TP=2;
-#   4. where a TP=2 batch-1 decode step's time goes on rank 0 (torch.profiler, tp_profile.py);
+#   4. where a batch-1 decode step's time goes on rank 0, TP=1 then TP=2 (torch.profiler: GPU
+#      kernels by group, the GPU's idle gaps and the host calls during them; cProfile of the
+#      driver's host functions; tp_profile.py);
 #   5. rand7b, greedy, TP=1 then TP=2, each in its own process: throughput and the token-for-
 #      token comparison (NUM_PROMPTS=N takes the first N of the 128 requests, 64 by default).
 # Everything goes to $OUT/tp_gpu.log; the JSON results beside it (6 files). Record in
@@ -91,6 +93,7 @@ LATENCY=(-m ember.entrypoints.cli bench latency --model qwen2.5-7b --batch-size 
          --num-iters-warmup 2 --num-iters 5 --max-num-seqs 8)
 step latency_tp1 50 $PY "${LATENCY[@]}" -tp 1 --output-json "$OUT/latency_tp1.json"
 step latency_tp2 55 $PY "${LATENCY[@]}" -tp 2 --output-json "$OUT/latency_tp2.json"
+step profile_tp1 60 $PY benchmarks/tp_profile.py --tp 1
 step profile_tp2 60 $PY benchmarks/tp_profile.py --tp 2
 step rand7b_tp1 75 $PY benchmarks/tp_rand7b.py --tp 1 --num-prompts "$NUM_PROMPTS" --out "$OUT/rand7b_tp1.json"
 step rand7b_tp2 75 $PY benchmarks/tp_rand7b.py --tp 2 --num-prompts "$NUM_PROMPTS" --out "$OUT/rand7b_tp2.json"

@@ -2,7 +2,9 @@
 parallelism: torch.profiler around STEPS greedy decode steps of one 64-token prompt (the 7B shape,
 random weights), its GPU kernels grouped into all-reduce, other collectives, GEMMs, attention
 and the rest, per decode step and as a share of the GPU's busy time; then the 20 costliest
-kernels. A one-shot all-reduce kernel's time includes its wait at the barrier for the other
+kernels; where the GPU sat idle (gaps between kernels, and the host calls running during them:
+a synchronisation there means the step waits on itself); and a cProfile pass naming the host
+functions the driver spends its step in. A one-shot all-reduce kernel's time includes its wait at the barrier for the other
 rank, as NCCL's does. `python benchmarks/tp_profile.py --tp 2 [--out trace.json]`;
 benchmarks/tp_gpu.sh runs it. `--device cpu --model DIR` runs it on the CPU (no kernels to
 group: the operator table alone)."""
@@ -10,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import cProfile
+import pstats
 import re
 import time
 from collections import defaultdict
@@ -63,8 +67,49 @@ def summarize(prof, wall_s: float) -> None:
         print("costliest kernels (total us, calls, us per call):")
         for name, us in sorted(by_name.items(), key=lambda kv: -kv[1])[:20]:
             print(f"  {us:10.0f} {counts[name]:6d} {us / counts[name]:8.2f}  [{group_of(name)}] {name[:110]}")
+        report_idle(prof, kernels)
     sort_by = "self_device_time_total" if kernels else "self_cpu_time_total"
     print(prof.key_averages().table(sort_by=sort_by, row_limit=15, max_name_column_width=60))
+
+
+def report_idle(prof, kernels) -> None:
+    """GPU idle gaps (no kernel running) per decode step, and which host calls overlap them
+    most: runtime calls such as cudaEventSynchronize there mean the host waited on the GPU
+    and then kept it waiting, Python-side work shows as the aten ops and launches it makes."""
+    spans = sorted((e.time_range.start, e.time_range.end) for e in kernels)
+    gaps, end = [], spans[0][1]
+    for start, stop in spans[1:]:
+        if start > end:
+            gaps.append((end, start))
+        end = max(end, stop)
+    idle = sum(b - a for a, b in gaps)
+    long_gaps = [g for g in gaps if g[1] - g[0] >= 20]
+    print(f"GPU idle {idle / 1000 / STEPS:.3f} ms per decode step in {len(gaps)} gaps; "
+          f"{len(long_gaps)} gaps >= 20 us hold {sum(b - a for a, b in long_gaps) / 1000 / STEPS:.3f} ms per step")
+    host = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CPU]
+    overlap = defaultdict(float)
+    for e in host:
+        s, t = e.time_range.start, e.time_range.end
+        for a, b in long_gaps:  # few gaps per step: a plain scan is fast enough
+            if s < b and t > a:
+                overlap[e.name] += min(t, b) - max(s, a)
+    print("host calls during the gaps >= 20 us (us per decode step, nested calls counted in each):")
+    for name, us in sorted(overlap.items(), key=lambda kv: -kv[1])[:15]:
+        print(f"  {us / STEPS:8.1f}  {name[:100]}")
+
+
+def host_profile(llm: LLM) -> None:
+    """Where the driver's host time goes in STEPS decode steps (cProfile: Python-level costs,
+    inflated by the profiler's own overhead, so read them as shares)."""
+    profiler = cProfile.Profile()
+    profiler.enable()
+    decode(llm, STEPS)
+    profiler.disable()
+    stats = pstats.Stats(profiler)
+    print("host functions by own time (cProfile, all decode steps):")
+    stats.sort_stats("tottime").print_stats(20)
+    print("host functions by cumulative time:")
+    stats.sort_stats("cumulative").print_stats(25)
 
 
 def main() -> None:
@@ -92,6 +137,7 @@ def main() -> None:
         summarize(prof, wall)
         if args.out:
             prof.export_chrome_trace(args.out)
+        host_profile(llm)
     finally:
         llm.llm_engine.shutdown()
 

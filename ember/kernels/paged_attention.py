@@ -37,6 +37,11 @@ class DecodeTuning:
     num_stages: int = 2
     programs_per_sm: int = 2    # split-K until about this many programs per SM (pick_num_splits)
     min_split_tokens: int = 512  # shorter pieces: the extra partial traffic and reduce cost more
+    # Batches with fewer (sequence, KV head) programs than SMs are latency-bound, not bandwidth-
+    # bound: far more, shorter pieces. H200 sweep, one 320-token sequence of the 7B's heads:
+    # 12.1 us against 17.3 with the knobs above, which cost a 128-sequence batch 1.6x.
+    few_programs_per_sm: int = 64
+    few_min_split_tokens: int = 64
     # Decode programs ordered KV head fastest: the programs of one sequence's heads run together
     # and read its cache blocks ([slots, heads, dim]) as whole rows, not 256-byte pieces of them
     # apart in time (0: sequence fastest, as before; the sweep compares).
@@ -85,18 +90,18 @@ def _attend_tile(q, m_i, l_i, acc, kpos, q_pos, kv_end, bt_row, k_base, v_base, 
 
 # num_seqs and the block-table stride change every step: specializing on their values would
 # compile new variants in the middle of serving.
-# num_splits follows the batch size (pick_num_splits): a runtime value, so the CUDA-graph ladder
-# compiles one split variant instead of one per batch size.
-@triton.jit(do_not_specialize=["num_seqs", "stride_bt", "long_q_len", "num_splits"])
+# num_splits and min_split_tiles follow the batch size (pick_num_splits, split_knobs): runtime
+# values, so the CUDA-graph ladder compiles one split variant instead of one per batch size.
+@triton.jit(do_not_specialize=["num_seqs", "stride_bt", "long_q_len", "num_splits", "min_split_tiles"])
 def _attn_kernel(
     q_ptr, k_ptr, v_ptr, out_ptr, bt_ptr, qsl_ptr, seq_lens_ptr,
     part_m_ptr, part_l_ptr, part_acc_ptr,
-    scale_log2, num_seqs, num_q_heads, long_q_len, num_splits,
+    scale_log2, num_seqs, num_q_heads, long_q_len, num_splits, min_split_tiles,
     stride_qt, stride_qh, stride_ot, stride_oh,
     stride_kb, stride_ks, stride_kh, stride_vb, stride_vs, stride_vh, stride_bt,
     QPK: tl.constexpr, HEAD_DIM: tl.constexpr, HEAD_DIM_PAD: tl.constexpr,
     BLOCK_SIZE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_Q: tl.constexpr,
-    TILE_N: tl.constexpr, SPLIT: tl.constexpr, MIN_SPLIT_TILES: tl.constexpr,
+    TILE_N: tl.constexpr, SPLIT: tl.constexpr,
     DIRECT_MAP: tl.constexpr, DOT_PREC: tl.constexpr, HEAD_MAJOR: tl.constexpr,
 ):
     if HEAD_MAJOR:
@@ -135,9 +140,9 @@ def _attn_kernel(
     kv_end = tl.minimum(seq_len, ctx_len + tl.minimum((local_qb + 1) * BLOCK_Q, q_len))
     num_tiles = tl.cdiv(kv_end, TILE_N)
     # Splits share the real length (not the max_seq_len bound) evenly, but no
-    # piece is shorter than MIN_SPLIT_TILES: short sequences leave trailing
+    # piece is shorter than min_split_tiles: short sequences leave trailing
     # splits empty (they only write m=-inf), cheap under a loose graph bound.
-    tiles_per_split = tl.maximum(tl.cdiv(num_tiles, num_splits), MIN_SPLIT_TILES)
+    tiles_per_split = tl.maximum(tl.cdiv(num_tiles, num_splits), min_split_tiles)
     t_lo = split * tiles_per_split
     t_hi = tl.minimum(num_tiles, t_lo + tiles_per_split)
 
@@ -235,15 +240,22 @@ def pick_num_splits(num_seqs: int, num_kv_heads: int, max_query_len: int, max_se
     (decode, short spec-decode) are split. Then splits = ceil(2 * SMs / programs)
     with programs = num_seqs * num_kv_heads, i.e. about two programs per SM,
     capped so each piece keeps >= DECODE.min_split_tokens keys of max_seq_len and at
-    _MAX_SPLITS. In-kernel, pieces divide each sequence's *real* length.
+    _MAX_SPLITS; batches of fewer programs than SMs split far finer (split_knobs). In-kernel, pieces divide each sequence's *real* length.
     H100 (us, graph replay): 8x4096 -> 8 splits 33 vs 1 split 116;
     1x32768 -> 64: 33 vs 867; 48x4096 -> 2: 144 vs 160; 64x512 and 128x1024 -> 1."""
     if max_query_len > block_q:
         return 1
     programs = max(1, num_seqs * num_kv_heads)
-    splits = min(_MAX_SPLITS, max_seq_len // DECODE.min_split_tokens,
-                 triton.cdiv(DECODE.programs_per_sm * num_sms, programs))
+    per_sm, min_tokens = split_knobs(num_seqs, num_kv_heads, num_sms)
+    splits = min(_MAX_SPLITS, max_seq_len // min_tokens, triton.cdiv(per_sm * num_sms, programs))
     return max(1, splits)
+
+
+def split_knobs(num_seqs: int, num_kv_heads: int, num_sms: int) -> tuple[int, int]:
+    """(programs per SM, shortest piece in keys) for a decode batch of this many programs."""
+    if num_seqs * num_kv_heads < num_sms:
+        return DECODE.few_programs_per_sm, DECODE.few_min_split_tokens
+    return DECODE.programs_per_sm, DECODE.min_split_tokens
 
 
 def decode_num_splits(num_seqs: int, num_q_heads: int, num_kv_heads: int, head_dim: int, max_seq_len: int,
@@ -304,7 +316,7 @@ def paged_attention(q, k_cache, v_cache, block_tables, query_start_loc, seq_lens
     if num_splits is None:
         num_splits = pick_num_splits(num_seqs, num_kv_heads, max_query_len, max_seq_len,
                                      block_q, _num_sms(q.device))
-        min_split_tiles = max(1, DECODE.min_split_tokens // tile_n)
+        min_split_tiles = max(1, split_knobs(num_seqs, num_kv_heads, _num_sms(q.device))[1] // tile_n)
     q_blocks = num_seqs if direct else num_tokens // block_q + num_seqs
     if num_splits > 1:
         part_m = torch.empty((num_tokens, num_q_heads, num_splits), dtype=torch.float32, device=q.device)
@@ -318,13 +330,12 @@ def paged_attention(q, k_cache, v_cache, block_tables, query_start_loc, seq_lens
     _attn_kernel[grid](
         q, k_cache, v_cache, out, block_tables, query_start_loc, seq_lens,
         part_m, part_l, part_acc,
-        scale * _LOG2E, num_seqs, num_q_heads, long_q_len, num_splits,
+        scale * _LOG2E, num_seqs, num_q_heads, long_q_len, num_splits, min_split_tiles,
         q.stride(0), q.stride(1), out.stride(0), out.stride(1),
         k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
         v_cache.stride(0), v_cache.stride(1), v_cache.stride(2), block_tables.stride(0),
         QPK=qpk, HEAD_DIM=head_dim, HEAD_DIM_PAD=d_pad, BLOCK_SIZE=block_size,
         BLOCK_M=block_m, BLOCK_Q=block_q, TILE_N=tile_n, SPLIT=num_splits > 1,
-        MIN_SPLIT_TILES=min_split_tiles,
         DIRECT_MAP=direct, DOT_PREC="ieee" if q.dtype == torch.float32 else "tf32", HEAD_MAJOR=head_major,
         num_warps=warps, num_stages=stages,
     )

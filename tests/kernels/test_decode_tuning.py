@@ -23,6 +23,13 @@ def test_split_knobs_steer_the_heuristic(monkeypatch):
     assert pa.pick_num_splits(256, 8, 1, 512, 8, 132) == 2  # a 512 bound: pieces of >= 256 keys
 
 
+def test_batches_of_fewer_programs_than_sms_split_finer():
+    """One sequence of 320 tokens (4 KV heads, a 512 bound) splits into 64-key pieces; a batch
+    of 128 sequences x 4 heads, more programs than the 132 SMs, keeps the bandwidth knobs."""
+    assert pa.pick_num_splits(1, 4, 1, 512, 8, 132) == 512 // pa.DECODE.few_min_split_tokens
+    assert pa.pick_num_splits(128, 4, 1, 32768, 8, 132) == 1
+
+
 def test_program_order_does_not_change_the_result(device, monkeypatch):
     """Decode programs ordered KV head fastest or sequence fastest compute the same attention."""
     from tests.kernels.test_paged_attention import build_case
