@@ -51,23 +51,25 @@ def _e4m3_to_bf16(w):
     converting every weight feels. Each byte moves to the high byte of a 16-bit lane (prmt), its
     exponent and mantissa shift into bf16's fields beside the sign: that is the value times
     2^-120 (bf16's exponent bias is 127, e4m3's 7; subnormals included), and one bf16x2
-    multiply by 2^120 (exact: a power of two, the result normal) restores it."""
+    multiply by 2^120 (exact: a power of two, the result normal; an fma adding -0, which keeps
+    the sign of zeros, as sm_80 has no bf16x2 multiply) restores it."""
     return tl.inline_asm_elementwise(
         """{
-        .reg .b32 lo, hi, t, bias;
+        .reg .b32 lo, hi, t, bias, zero;
         mov.b32 bias, 0x7B807B80;
+        mov.b32 zero, 0x80008000;
         prmt.b32 lo, $2, 0, 0x1404;
         prmt.b32 hi, $2, 0, 0x3424;
         shr.b32 t, lo, 4;
         and.b32 t, t, 0x07F007F0;
         and.b32 lo, lo, 0x80008000;
         or.b32 lo, lo, t;
-        mul.rn.bf16x2 $0, lo, bias;
+        fma.rn.bf16x2 $0, lo, bias, zero;
         shr.b32 t, hi, 4;
         and.b32 t, t, 0x07F007F0;
         and.b32 hi, hi, 0x80008000;
         or.b32 hi, hi, t;
-        mul.rn.bf16x2 $1, hi, bias;
+        fma.rn.bf16x2 $1, hi, bias, zero;
         }""", "=r,=r,r", [w.to(tl.uint8, bitcast=True)], dtype=tl.bfloat16, is_pure=True, pack=4)
 
 

@@ -15,8 +15,9 @@ How it runs, chosen when the model is built:
   GEMM runs): W8A8, activations quantized on the fly per token (per token and 1x128 group for
   block-wise weights), as vLLM does; a static input_scale is read and unused (dynamic scales
   fit each token); gemm_paths.FP8_PATHS / FP8_BLOCK_PATHS pick cuBLAS or Triton by M, and for
-  decode batches of a few rows a W8A16 GEMV (no tensor cores, so no activation quantization:
-  one kernel less per layer, and the activations unrounded);
+  decode batches of a few rows the W8A16 kernel (quant_fp8_w8a16_gemm.py: bf16 tensor cores on
+  the widened weight, so no activation quantization: one launch per GEMM instead of two or
+  four, and the activations unrounded);
 - elsewhere: W8A16, the fp8 weight widened to the activation dtype in the GEMM's tile loop
   (Triton on a GPU, plain torch on the CPU).
 """
@@ -31,6 +32,7 @@ from ember.kernels.quant_fp8_act import quantize_fp8
 from ember.kernels.quant_fp8_dequant import dequantize_fp8_dense
 from ember.kernels.quant_fp8_gemm import fp8_gemm, fp8_gemm_ref
 from ember.kernels.quant_fp8_scaled_mm import scaled_mm_blockwise, scaled_mm_recipes, scaled_mm_rowwise
+from ember.kernels.quant_fp8_w8a16_gemm import fp8_w8a16_gemm
 from ember.kernels.quant_fp8_w8a8_gemm import fp8_w8a8_gemm
 from ember.quantization.gemm_paths import FP8_BLOCK_PATHS, FP8_BLOCK_PATHS_NO_CUBLAS, FP8_PATHS, path_for
 from ember.quantization.int_linear import runs_triton
@@ -120,7 +122,7 @@ class FP8LinearMethod:
 class FP8W8A8LinearMethod(FP8LinearMethod):
     """W8A8 on fp8 tensor cores: activations quantized per token (and per block_k group for
     block-wise weights) at every call, then the path of FP8_PATHS / FP8_BLOCK_PATHS for the
-    call's M: the W8A16 GEMV for a few rows (unquantized activations), the Triton W8A8 kernel,
+    call's M: the W8A16 kernel for a few rows (unquantized activations), the Triton W8A8 kernel,
     the dense weight for cuBLAS's bf16 GEMM (block-wise weights at large M without cuBLAS's
     block-wise recipe; unquantized activations), or cuBLAS (per-row weight scales to its row-wise GEMM,
     128x128 blocks to its block-wise GEMM where this torch runs it and the layer's blocks are
@@ -146,7 +148,9 @@ class FP8W8A8LinearMethod(FP8LinearMethod):
     def apply(self, layer, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, x.shape[-1]).contiguous()
         path = path_for(self.paths, rows.shape[0])
-        if path == "dequant":
+        if path == "w8a16-triton":
+            out = fp8_w8a16_gemm(rows, layer.weight, layer.scale, layer.scale_row, self.block_k(layer))
+        elif path == "dequant":
             out = F.linear(rows, dequantize_fp8_dense(layer.weight, layer.scale, layer.scale_row, self.block_k(layer),
                                                       x.dtype))
         else:

@@ -15,8 +15,11 @@ int4/int8 (GPTQ, AWQ):
            per K tile, BLOCK_M 16; the fastest at 2-4 rows
   dequant  the dense weight written once per call, then cuBLAS
 
-FP8 on fp8 tensor cores (compute capability >= 8.9), activations quantized per token (per
-1x128 group for block-wise weights) at every call:
+FP8 on fp8 tensor cores (compute capability >= 8.9); the w8a8 paths quantize the activations
+per token (per 1x128 group for block-wise weights) at every call:
+  w8a16-triton the weight-only kernel (quant_fp8_w8a16_gemm.py): activations as they are, the
+               fp8 weight widened to bf16 in registers, split-K reduced in the same launch: one
+               kernel per GEMM, where W8A8 runs the quantizer first
   w8a8-triton  the Triton W8A8 kernel (quant_fp8_w8a8_gemm.py)
   w8a8-cublas  cuBLAS's scaled GEMM (quant_fp8_scaled_mm.py) where it runs the layer's scales,
                else the Triton kernel
@@ -38,13 +41,16 @@ INT8_PATHS = ((1, "gemv"), (4, "decode"), (64, "tiled"), (None, "dequant"))
 # fp8 per-tensor  Triton W8A8 102 / 102 / 106 / 129 at M = 1 / 4 / 16 / 64 (cuBLAS row-wise 153 /
 #                 152 / 149 / 145); cuBLAS 140 / 164 / 1736 at 128 / 256 / 4096 (Triton 233 /
 #                 371 / 3820).
-FP8_PATHS = ((64, "w8a8-triton"), (None, "w8a8-cublas"))
+# w8a16-triton not measured yet: up to 16 rows, where W8A8's launches (quantizer, GEMM, sum and
+# cast of the split K) cost most and a bf16 MMA on 16 rows is still far from the tensor cores'
+# limit; benchmarks/quant_gemm_gpu.py --sweep-w8a16 times it at 1..128 rows.
+FP8_PATHS = ((16, "w8a16-triton"), (64, "w8a8-triton"), (None, "w8a8-cublas"))
 # fp8 128x128 blocks with cuBLAS's block-wise recipe: not measured (the H200's torch 2.11 has
 # none); by the per-tensor timings, Triton for few rows.
-FP8_BLOCK_PATHS = ((64, "w8a8-triton"), (None, "w8a8-cublas"))
+FP8_BLOCK_PATHS = ((16, "w8a16-triton"), (64, "w8a8-triton"), (None, "w8a8-cublas"))
 # fp8 128x128 blocks without it: Triton W8A8 90 / 92 / 95 / 127 / 281 at M = 1 / 4 / 16 / 64 /
 # 128 (dequant + cuBLAS ~345 there); dequant 391 / 3011 at 256 / 4096 (Triton 460 / 5756).
-FP8_BLOCK_PATHS_NO_CUBLAS = ((128, "w8a8-triton"), (None, "dequant"))
+FP8_BLOCK_PATHS_NO_CUBLAS = ((16, "w8a16-triton"), (128, "w8a8-triton"), (None, "dequant"))
 
 
 def path_for(table, m: int) -> str:
