@@ -5,6 +5,12 @@ table the timings suggest: the measurements the tables are set from.
 
     PYTHONPATH=. python benchmarks/quant_gemm_gpu.py [--out results.json] [--rows 1,16]
 
+--sweep-w8a16 also times the FP8 W8A16 kernel's tile alternatives (W8A16_SWEEP), each named
+w8a16:<change from the default tiles>; the table the timings suggest names them w8a16-triton:
+
+    PYTHONPATH=. python benchmarks/quant_gemm_gpu.py --formats bf16,fp8,fp8-block \
+        --rows 1,4,16,32,64,128 --sweep-w8a16
+
 Each timing is the median of CUDA-graph replays (the engine replays decode steps from graphs)
 over enough copies of the weights to exceed the L2 cache, so the weights come from memory as
 they do in a model. Every path is also checked against the dense product of its dequantized
@@ -26,6 +32,7 @@ from ember.kernels.quant_fp8_act import quantize_fp8  # noqa: E402
 from ember.kernels.quant_fp8_dequant import dequantize_fp8_dense  # noqa: E402
 from ember.kernels.quant_fp8_gemm import dequantize_fp8  # noqa: E402
 from ember.kernels.quant_fp8_scaled_mm import scaled_mm_blockwise, scaled_mm_recipes, scaled_mm_rowwise  # noqa: E402
+from ember.kernels.quant_fp8_w8a16_gemm import DEFAULT_W8A16_TILES, fp8_w8a16_gemm  # noqa: E402
 from ember.kernels.quant_fp8_w8a8_gemm import fp8_w8a8_gemm  # noqa: E402
 from ember.kernels.quant_int_gemm import (DECODE_TILES, dequantize_int, dequantize_int_strips,  # noqa: E402
                                           int_gemm, to_strips)
@@ -44,6 +51,13 @@ ROWS = (1, 4, 16, 64, 128, 256, 4096)
 PATH_ROWS = {"gemv": GEMV_MAX_ROWS, "decode": 16}
 GROUP = 128
 L2_BYTES = 240 << 20  # several times the H200's 60 MB L2
+# The W8A16 tile alternatives --sweep-w8a16 times beside the default (w8a16-triton).
+W8A16_SWEEP = {f"w8a16:{name}": DEFAULT_W8A16_TILES._replace(**change) for name, change in {
+    "cvt": dict(bit_widen=False), "n32": dict(block_n=32), "n128": dict(block_n=128), "k256": dict(block_k=256),
+    "w8": dict(num_warps=8), "s3": dict(num_stages=3), "s6": dict(num_stages=6), "p0": dict(programs_per_sm=0),
+    "p1": dict(programs_per_sm=1), "p4": dict(programs_per_sm=4)}.items()}
+W8A16_TILES = {"w8a16-triton": DEFAULT_W8A16_TILES}  # main() adds W8A16_SWEEP when asked
+W8A16_MAX_ERR = 1e-2  # bf16 output rounding is ~3e-3; a W8A16 result further off is wrong, not slow
 
 
 def median_ms(fn) -> float:
@@ -99,6 +113,9 @@ def fp8_paths(k, n, block):
         return lambda x: fp8_w8a8_gemm(*quantize_fp8(x, group), w[0], w[1], w[2], block_k, x.dtype)
 
     paths = {"w8a8-triton": w8a8_triton}
+    for name, tiles in W8A16_TILES.items():
+        if not (block is not None and tiles.block_k > 128):  # block-wise tiles stop at the 128 block
+            paths[name] = lambda w, tiles=tiles: (lambda x: fp8_w8a16_gemm(x, *w, block_k, tiles))
     if block is None and "rowwise" in recipes:
         row_scale = scale[scale_row.long(), 0][None, :].contiguous()
         paths["w8a8-cublas"] = lambda w: (lambda x: scaled_mm_rowwise(*quantize_fp8(x), w[0], row_scale, x.dtype))
@@ -131,7 +148,10 @@ def main() -> None:
     parser.add_argument("--out", default=None)
     parser.add_argument("--formats", default=",".join(FORMATS), help="comma-separated, in order of measurement")
     parser.add_argument("--rows", default=",".join(map(str, ROWS)), help="comma-separated M values")
+    parser.add_argument("--sweep-w8a16", action="store_true", help="also time W8A16_SWEEP's FP8 W8A16 tiles")
     args = parser.parse_args()
+    if args.sweep_w8a16:
+        W8A16_TILES.update(W8A16_SWEEP)
     rows = [int(m) for m in args.rows.split(",")]
     torch.manual_seed(0)
     print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}, triton {triton.__version__}, "
@@ -150,6 +170,8 @@ def main() -> None:
                     fns = [make(w) for w in weights]
                     try:
                         err = rel_err(fns[0](x), ref)
+                        if path.startswith("w8a16") and not err < W8A16_MAX_ERR:
+                            raise ValueError(f"relative error {err:.1e} against the reference")
                         ms = median_ms(lambda: [fn(x) for fn in fns]) / len(fns)
                     except Exception as e:  # a path that cannot run this shape is reported, not fatal
                         print(f"{fmt:9} {shape:8} M={m:<5} {path:13} FAILED: {type(e).__name__}: {e}"[:300], flush=True)
@@ -186,7 +208,7 @@ def summarize(results, rows) -> None:
             if not times:
                 continue
             best = min(times, key=times.get)
-            fastest.append((m, best))
+            fastest.append((m, "w8a16-triton" if best.startswith("w8a16") else best))
             chosen = path_for(tables[fmt], m) if fmt in tables else "cublas"
             if chosen == "w8a8-cublas" and chosen not in times:  # no cuBLAS recipe for these scales
                 chosen = "w8a8-triton"
