@@ -10,7 +10,8 @@ prints, in that order:
   1. which FP8 linear method the model build picks on this device, and cuBLAS's recipes;
   2. per layer of the tiny test model (loaded by Ember's loader, in bf16) and of 7B-shape
      layers, for every path (auto: what Ember runs at that M; w8a8-triton; w8a8-cublas;
-     w8a16, the tiled W8A16 kernel; dequant, block-wise: the dense
+     w8a16, the tiled W8A16 kernel; w8a16-triton, the decode W8A16 kernel with split-K;
+     dequant, block-wise: the dense
      bf16 weight for cuBLAS) at M = 1, 16, 128, 300: the max
      abs and relative (Frobenius) error against (a) dequant(W) @ x and (b) dequant(W) @
      round_e4m3(x), in fp32. A W8A8 path should sit near bf16 output rounding (~3e-3
@@ -40,6 +41,7 @@ from ember.kernels.quant_fp8_act import quantize_fp8, quantize_fp8_ref  # noqa: 
 from ember.kernels.quant_fp8_dequant import dequantize_fp8_dense  # noqa: E402
 from ember.kernels.quant_fp8_gemm import dequantize_fp8, fp8_gemm  # noqa: E402
 from ember.kernels.quant_fp8_scaled_mm import scaled_mm_blockwise, scaled_mm_recipes, scaled_mm_rowwise  # noqa: E402
+from ember.kernels.quant_fp8_w8a16_gemm import fp8_w8a16_gemm  # noqa: E402
 from ember.kernels.quant_fp8_w8a8_gemm import fp8_w8a8_gemm  # noqa: E402
 from ember.models.layers.linear import Linear  # noqa: E402
 from ember.models.loader import load_model  # noqa: E402
@@ -76,7 +78,8 @@ def paths_of(layer) -> dict:
     group = None if block is None else block[1]
     block_k = method.block_k(layer)
     paths = {"auto": lambda x: method.apply(layer, x),
-             "w8a16": lambda x: fp8_gemm(x, layer.weight, layer.scale, layer.scale_row, block_k)}
+             "w8a16": lambda x: fp8_gemm(x, layer.weight, layer.scale, layer.scale_row, block_k),
+             "w8a16-triton": lambda x: fp8_w8a16_gemm(x, layer.weight, layer.scale, layer.scale_row, block_k)}
     if block is not None:
         paths["dequant"] = lambda x: F.linear(x, dequantize_fp8_dense(layer.weight, layer.scale, layer.scale_row,
                                                                       block_k, x.dtype))

@@ -1,8 +1,8 @@
-"""Weight-only FP8 GEMM for decode batches (W8A16) on tensor cores (its plain-torch
-reference: quant_fp8_gemm.fp8_gemm_ref): the activations go in as they are (no quantizer kernel before it, no e4m3 rounding
-of them), the fp8 e4m3 weight tile is widened to the activations' dtype in registers (Hopper
-converts e4m3 pairs in one instruction) and multiplied in that dtype with fp32 accumulation.
-Same weight layout as quant_fp8_gemm.py (per-tensor and block-wise checkpoints):
+"""Weight-only FP8 GEMM for decode batches (W8A16) on tensor cores (its plain-torch reference:
+quant_fp8_gemm.fp8_gemm_ref): the activations go in as they are (no quantizer kernel before it,
+no e4m3 rounding of them), the fp8 e4m3 weight tile is widened to the activations' dtype in
+registers (for bf16 by integer bit moves, _e4m3_to_bf16) and multiplied in that dtype with fp32
+accumulation. Same weight layout as quant_fp8_gemm.py (per-tensor and block-wise checkpoints):
 
   weight fp8 [N, K], scale fp32 [S, ceil(K / block_k)], scale_row int32 [N]
   W[n, k] = weight[n, k] * scale[scale_row[n], k // block_k];  y = x @ W.T

@@ -13,22 +13,25 @@ This is the Triton path for the block-wise (128x128) checkpoints; cuBLAS's scale
 (quant_fp8_scaled_mm.py) is the other, and ember/quantization/gemm_paths.py picks by M. Where
 the output tiles alone leave multiprocessors idle (decode: one row tile; the 7B `qkv`, `o` and
 `down` shapes have 56..72 column tiles for 132 multiprocessors) K is split over programs, their
-fp32 partial sums added after, so that enough programs stream the weight."""
+fp32 partial sums added by the tile's last program in the same launch (quant_split_k.py), so
+that enough programs stream the weight."""
 from __future__ import annotations
 
 import torch
 
 from ember.kernels._triton import require_triton, tl, triton
 from ember.kernels.quant_gemm_tiles import num_sms
+from ember.kernels.quant_split_k import MAX_SPLIT_TILES, split_k_counters, store_split_k
 
 __all__ = ["fp8_w8a8_gemm", "fp8_w8a8_gemm_ref"]
 
 
 @triton.jit
 def _w8a8_kernel(
-    a_ptr, as_ptr, w_ptr, s_ptr, srow_ptr, out_ptr, M, N, K, K_SPLIT,
-    stride_am, stride_asm, stride_asb, stride_wn, stride_sr, stride_sb, stride_om, stride_os,
+    a_ptr, as_ptr, w_ptr, s_ptr, srow_ptr, out_ptr, partial_ptr, counter_ptr, M, N, K, K_SPLIT,
+    stride_am, stride_asm, stride_asb, stride_wn, stride_sr, stride_sb, stride_om,
     SCALE_BLOCK_K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    SPLIT_K: tl.constexpr,
 ):
     offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -49,8 +52,9 @@ def _w8a8_kernel(
         a_scale = tl.load(as_rows + b * stride_asb, mask=m_mask, other=0.0)
         w_scale = tl.load(s_rows + b * stride_sb, mask=n_mask, other=0.0)
         acc += tl.dot(a, w) * a_scale[:, None] * w_scale[None, :]
-    out = out_ptr + tl.program_id(2) * stride_os + offs_m.to(tl.int64)[:, None] * stride_om + offs_n[None, :]
-    tl.store(out, acc.to(out_ptr.dtype.element_ty), mask=m_mask[:, None] & n_mask[None, :])
+    store_split_k(acc, out_ptr + offs_m.to(tl.int64)[:, None] * stride_om + offs_n[None, :],
+                  m_mask[:, None] & n_mask[None, :], partial_ptr + offs_m.to(tl.int64)[:, None] * N + offs_n[None, :],
+                  M * N, counter_ptr + tl.program_id(0) * tl.num_programs(1) + tl.program_id(1), SPLIT_K)
 
 
 _PROGRAMS_PER_SM = 2
@@ -80,22 +84,22 @@ def fp8_w8a8_gemm(a, a_scale, weight, scale, scale_row, block_k: int, out_dtype:
         return torch.empty((m, n), dtype=out_dtype, device=a.device)
     block_m, block_n, tile_k, warps = _tiles(m, k, block_k)
     grid_m, grid_n, k_tiles = triton.cdiv(m, block_m), triton.cdiv(n, block_n), triton.cdiv(k, tile_k)
-    split = max(1, min(k_tiles, triton.cdiv(_PROGRAMS_PER_SM * num_sms(a.device), grid_m * grid_n)))
+    split = max(1, min(k_tiles, triton.cdiv(_PROGRAMS_PER_SM * num_sms(a.device), grid_m * grid_n))) \
+        if grid_m * grid_n <= MAX_SPLIT_TILES else 1
     k_split = triton.cdiv(k_tiles, split) * tile_k
     split = triton.cdiv(k, k_split)
-    # Partial sums of a split K go to fp32 slices, summed after.
-    out = torch.empty((split, m, n), dtype=torch.float32 if split > 1 else out_dtype, device=a.device)
+    out = torch.empty((m, n), dtype=out_dtype, device=a.device)
+    partial = torch.empty((split, m, n), dtype=torch.float32, device=a.device) if split > 1 else out
     # One scale column covers the row: read column 0 for every tile.
     scale_block_k, stride_asb, stride_sb = ((block_k, a_scale.stride(1), scale.stride(1)) if block_k < k
                                             else (tile_k, 0, 0))
     _w8a8_kernel[(grid_m, grid_n, split)](
-        a, a_scale, weight, scale, scale_row, out, m, n, k, k_split,
-        a.stride(0), a_scale.stride(0), stride_asb, weight.stride(0), scale.stride(0), stride_sb, out.stride(1),
-        out.stride(0),
-        SCALE_BLOCK_K=scale_block_k, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=tile_k,
+        a, a_scale, weight, scale, scale_row, out, partial, split_k_counters(a.device), m, n, k, k_split,
+        a.stride(0), a_scale.stride(0), stride_asb, weight.stride(0), scale.stride(0), stride_sb, out.stride(0),
+        SCALE_BLOCK_K=scale_block_k, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=tile_k, SPLIT_K=split,
         num_warps=warps, num_stages=3,
     )
-    return out[0] if split == 1 else out.sum(0).to(out_dtype)
+    return out
 
 
 def fp8_w8a8_gemm_ref(a, a_scale, weight, scale, scale_row, block_k: int, out_dtype: torch.dtype) -> torch.Tensor:
