@@ -49,8 +49,8 @@ class AWQConfig:
 
 
 class AWQLinearMethod(IntLinearMethod):
-    def __init__(self, group_size: int, triton: bool = False):
-        super().__init__(_BITS, group_size, triton)
+    def __init__(self, group_size: int, triton: bool = False, paths=None):
+        super().__init__(_BITS, group_size, triton, paths)
 
     def create_weights(self, layer, dtype: torch.dtype, device) -> None:
         k, n, groups = layer.in_features, layer.out_features, self.num_groups(layer)

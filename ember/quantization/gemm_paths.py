@@ -14,6 +14,12 @@ int4/int8 (GPTQ, AWQ):
   decode   quant_int_gemm.py's fused kernel with split-K (DECODE_TILES): eight 16-deep dots
            per K tile, BLOCK_M 16; the fastest at 2-4 rows
   dequant  the dense weight written once per call, then cuBLAS
+int4 only, on the Marlin layout (the weight repacked at load for a cheap unpack: a table holds
+paths of one layout, since a layer keeps one):
+  marlin          quant_int_marlin_gemm.py: the unpack in PTX (lop3/prmt/fma.bf16x2), tensor
+                  cores with the weight tile as the wgmma's register operand, any M (16-row
+                  padding on the dot's narrow side), split-K for few output tiles
+  marlin-dequant  the dense weight written once per call from that layout, then cuBLAS
 
 FP8 on fp8 tensor cores (compute capability >= 8.9); the w8a8 paths quantize the activations
 per token (per 1x128 group for block-wise weights) at every call:
@@ -35,6 +41,9 @@ from __future__ import annotations
 #       tiled 171 / 263 at 16 / 64; dequant 302 / 349 / 2972 at 128 / 256 / 4096 (tiled 429 /
 #       735 / 8992). The GEMV unpacks the weight again for every row: 291 at M=4.
 INT4_PATHS = ((1, "gemv"), (4, "decode"), (64, "tiled"), (None, "dequant"))
+# The Marlin layout's paths: not measured yet, so in no table until benchmarks/quant_gemm_gpu.py
+# has timed them (it prints the best table of each layout).
+MARLIN_LAYOUT_PATHS = frozenset({"marlin", "marlin-dequant"})
 # int8  gemv 111 at M=1; decode 168 at 4; tiled 185 / 267 at 16 / 64; dequant 328 / 374 / 2968
 #       at 128 / 256 / 4096.
 INT8_PATHS = ((1, "gemv"), (4, "decode"), (64, "tiled"), (None, "dequant"))
@@ -51,6 +60,14 @@ FP8_BLOCK_PATHS = ((16, "w8a16-triton"), (64, "w8a8-triton"), (None, "w8a8-cubla
 # fp8 128x128 blocks without it: Triton W8A8 90 / 92 / 95 / 127 / 281 at M = 1 / 4 / 16 / 64 /
 # 128 (dequant + cuBLAS ~345 there); dequant 391 / 3011 at 256 / 4096 (Triton 460 / 5756).
 FP8_BLOCK_PATHS_NO_CUBLAS = ((16, "w8a16-triton"), (128, "w8a8-triton"), (None, "dequant"))
+
+
+def reads_marlin_layout(table) -> bool:
+    """Whether the table's paths read the Marlin layout (else the strips); never both."""
+    marlin = {path in MARLIN_LAYOUT_PATHS for _, path in table}
+    if len(marlin) > 1:
+        raise ValueError(f"the table {table} mixes paths of the Marlin layout with others: a layer holds one layout")
+    return marlin == {True}
 
 
 def path_for(table, m: int) -> str:

@@ -53,8 +53,8 @@ class GPTQConfig:
 
 
 class GPTQLinearMethod(IntLinearMethod):
-    def __init__(self, config: GPTQConfig, triton: bool = False):
-        super().__init__(config.bits, config.group_size, triton)
+    def __init__(self, config: GPTQConfig, triton: bool = False, paths=None):
+        super().__init__(config.bits, config.group_size, triton, paths)
         self.zero_offset = config.zero_offset
 
     def create_weights(self, layer, dtype: torch.dtype, device) -> None:
