@@ -16,7 +16,8 @@ divides the group size; groups of 32 and 64 shrink it). The zero point goes in t
 fma (free: it subtracts the float bias anyway) instead of through a per-group row-sum of x.
 
 Where the output tiles leave multiprocessors idle (few rows, narrow layers), K is split over
-programs into fp32 partial sums, added after. Act-order is the caller's: it permutes the
+programs into fp32 partial sums, added by each tile's last program in the same launch
+(quant_split_k.py): no second kernel in a decode step's graph. Act-order is the caller's: it permutes the
 activations' columns into the weight's sorted row order (ember/quantization/int_linear.py)."""
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ import torch
 from ember.kernels._triton import require_triton, tl, triton
 from ember.kernels.quant_gemm_tiles import num_sms
 from ember.kernels.quant_int_marlin_unpack import unpack_asm, unpack_int4
+from ember.kernels.quant_split_k import MAX_SPLIT_TILES, split_k_counters, store_split_k
 
 __all__ = ["MarlinTiles", "marlin_tiles", "marlin_gemm"]
 
@@ -63,9 +65,9 @@ def fit_to_group(tiles: MarlinTiles, group: int, k: int) -> MarlinTiles:
 
 @triton.jit
 def _marlin_kernel(
-    x_ptr, qw_ptr, s_ptr, z_ptr, out_ptr, M, N, K, TILES_PER_SPLIT,
-    stride_xm, stride_qn, stride_sg, stride_om, stride_os,
-    GROUP_SIZE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    x_ptr, qw_ptr, s_ptr, z_ptr, out_ptr, partial_ptr, counter_ptr, M, N, K, TILES_PER_SPLIT,
+    stride_xm, stride_qn, stride_sg, stride_om,
+    SPLIT_K: tl.constexpr, GROUP_SIZE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     EVEN_K: tl.constexpr, ASM: tl.constexpr, BIAS: tl.constexpr, DOT_PREC: tl.constexpr,
 ):
     WORDS: tl.constexpr = BLOCK_K // 8
@@ -98,8 +100,9 @@ def _marlin_kernel(
         scale = tl.load(s_ptr + g * stride_sg + offs_n, mask=n_mask, other=0.0).to(tl.float32)
         w = unpack_int4(words, zero, xt.dtype, BLOCK_N, BLOCK_K, ASM, BIAS)
         acc += tl.dot(w, xt, input_precision=DOT_PREC) * scale[:, None]
-    out = out_ptr + pid_k * stride_os + offs_m.to(tl.int64)[None, :] * stride_om + offs_n[:, None]
-    tl.store(out, acc.to(out_ptr.dtype.element_ty), mask=n_mask[:, None] & m_mask[None, :])
+    store_split_k(acc, out_ptr + offs_m.to(tl.int64)[None, :] * stride_om + offs_n[:, None],
+                  n_mask[:, None] & m_mask[None, :], partial_ptr + offs_m.to(tl.int64)[None, :] * N + offs_n[:, None],
+                  M * N, counter_ptr + pid_m * tl.num_programs(1) + pid_n, SPLIT_K)
 
 
 def marlin_gemm(x, qweight, scales, zeros, group_size: int, tiles: MarlinTiles | None = None) -> torch.Tensor:
@@ -118,17 +121,18 @@ def marlin_gemm(x, qweight, scales, zeros, group_size: int, tiles: MarlinTiles |
     tiles = fit_to_group(tiles or marlin_tiles(m), group, k)
     k_tiles = triton.cdiv(k, tiles.block_k)
     grid_m, grid_n = triton.cdiv(m, tiles.block_m), triton.cdiv(n, tiles.block_n)
-    split = max(1, min(k_tiles, triton.cdiv(tiles.programs_per_sm * num_sms(x.device), grid_n * grid_m)))
+    split = max(1, min(k_tiles, triton.cdiv(tiles.programs_per_sm * num_sms(x.device), grid_n * grid_m))) \
+        if grid_m * grid_n <= MAX_SPLIT_TILES else 1
     tiles_per_split = triton.cdiv(k_tiles, split)
     split = triton.cdiv(k_tiles, tiles_per_split)
-    # Partial sums of a split K go to fp32 slices, summed after.
-    out = torch.empty((split, m, n), dtype=torch.float32 if split > 1 else x.dtype, device=x.device)
+    out = torch.empty((m, n), dtype=x.dtype, device=x.device)
+    partial = torch.empty((split, m, n), dtype=torch.float32, device=x.device) if split > 1 else out
     asm, bias = unpack_asm(x)
     _marlin_kernel[(grid_m, grid_n, split)](
-        x, qweight, scales, zeros, out, m, n, k, tiles_per_split,
-        x.stride(0), qweight.stride(0), scales.stride(0), out.stride(1), out.stride(0),
-        GROUP_SIZE=group, BLOCK_M=tiles.block_m, BLOCK_N=tiles.block_n, BLOCK_K=tiles.block_k,
+        x, qweight, scales, zeros, out, partial, split_k_counters(x.device), m, n, k, tiles_per_split,
+        x.stride(0), qweight.stride(0), scales.stride(0), out.stride(0),
+        SPLIT_K=split, GROUP_SIZE=group, BLOCK_M=tiles.block_m, BLOCK_N=tiles.block_n, BLOCK_K=tiles.block_k,
         EVEN_K=k % tiles.block_k == 0, ASM=asm, BIAS=bias, DOT_PREC="ieee" if x.dtype == torch.float32 else "tf32",
         num_warps=tiles.num_warps, num_stages=tiles.num_stages,
     )
-    return out[0] if split == 1 else out.sum(0).to(x.dtype)
+    return out

@@ -40,9 +40,9 @@ _COMPILE = textwrap.dedent("""
         for block_m, block_n, block_k, warps, stages in ((16, 128, 128, 4, 4), (128, 128, 64, 8, 3)):
             results[f"gemm-{name}-m{block_m}"] = compile_sm90(
                 _marlin_kernel, dict(x_ptr="*" + name, qw_ptr="*i32", s_ptr="*" + name, z_ptr="*" + name,
-                                     out_ptr="*fp32"),
-                ["M", "N", "K", "TILES_PER_SPLIT", "stride_xm", "stride_qn", "stride_sg", "stride_om", "stride_os"],
-                dict(GROUP_SIZE=128, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, EVEN_K=True, ASM=asm,
+                                     out_ptr="*" + name, partial_ptr="*fp32", counter_ptr="*i32"),
+                ["M", "N", "K", "TILES_PER_SPLIT", "stride_xm", "stride_qn", "stride_sg", "stride_om"],
+                dict(SPLIT_K=4, GROUP_SIZE=128, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, EVEN_K=True, ASM=asm,
                      BIAS=bias, DOT_PREC="tf32"), warps, stages)
         results[f"dequant-{name}"] = compile_sm90(
             _dequantize_kernel, dict(qw_ptr="*i32", s_ptr="*" + name, z_ptr="*" + name, w_ptr="*" + name),
