@@ -11,6 +11,14 @@ w8a16:<change from the default tiles>; the table the timings suggest names them 
     PYTHONPATH=. python benchmarks/quant_gemm_gpu.py --formats bf16,fp8,fp8-block \
         --rows 1,4,16,32,64,128 --sweep-w8a16
 
+int4 is timed on both weight layouts: the strips (gemv, decode, tiled, dequant) and the Marlin
+layout (marlin, marlin-dequant); a table holds paths of one, so the summary also prints the
+best table of each. --sweep-marlin also times the Marlin kernel's tile alternatives
+(MARLIN_SWEEP, each named marlin:<change from marlin_tiles(M)>; the tables name them marlin):
+
+    PYTHONPATH=. python benchmarks/quant_gemm_gpu.py --formats bf16,int4 \
+        --rows 1,4,16,32,64,128,256 --sweep-marlin
+
 Each timing is the median of CUDA-graph replays (the engine replays decode steps from graphs)
 over enough copies of the weights to exceed the L2 cache, so the weights come from memory as
 they do in a model. Every path is also checked against the dense product of its dequantized
@@ -21,6 +29,7 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import replace
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -37,10 +46,13 @@ from ember.kernels.quant_fp8_w8a8_gemm import fp8_w8a8_gemm  # noqa: E402
 from ember.kernels.quant_int_gemm import (DECODE_TILES, dequantize_int, dequantize_int_strips,  # noqa: E402
                                           int_gemm, to_strips)
 from ember.kernels.quant_int_gemv import GEMV_MAX_ROWS, int_gemv  # noqa: E402
+from ember.kernels.quant_int_marlin_dequant import dequantize_marlin_t  # noqa: E402
+from ember.kernels.quant_int_marlin_gemm import marlin_gemm, marlin_tiles  # noqa: E402
+from ember.kernels.quant_int_marlin_layout import to_marlin  # noqa: E402
 from ember.kernels.quant_int_tiled_gemm import int_tiled_gemm  # noqa: E402
-from ember.kernels.quant_packing import pack_int32  # noqa: E402
+from ember.kernels.quant_packing import pack_int32, unpack_int32  # noqa: E402
 from ember.quantization.gemm_paths import (FP8_BLOCK_PATHS, FP8_BLOCK_PATHS_NO_CUBLAS, FP8_PATHS,  # noqa: E402
-                                          INT4_PATHS, INT8_PATHS, path_for)
+                                          INT4_PATHS, INT8_PATHS, MARLIN_LAYOUT_PATHS, path_for)
 from ember.quantization.int_linear import STRIP  # noqa: E402
 
 DEV, DT = "cuda", torch.bfloat16
@@ -58,6 +70,18 @@ W8A16_SWEEP = {f"w8a16:{name}": DEFAULT_W8A16_TILES._replace(**change) for name,
     "p4": dict(programs_per_sm=4)}.items()}
 W8A16_TILES = {"w8a16-triton": DEFAULT_W8A16_TILES}  # main() adds W8A16_SWEEP when asked
 W8A16_MAX_ERR = 1e-2  # bf16 output rounding is ~3e-3; a W8A16 result further off is wrong, not slow
+# The Marlin kernel's tile alternatives --sweep-marlin times beside marlin_tiles(M) (marlin): each
+# a change of the default tiles for the call's M (K tiles stop at the group of 128).
+MARLIN_SWEEP = {f"marlin:{name}": change for name, change in {
+    "bn64": lambda t: replace(t, block_n=64),
+    "bk64": lambda t: replace(t, block_k=64),
+    "bm-half": lambda t: replace(t, block_m=max(16, t.block_m // 2)),
+    "w8": lambda t: replace(t, num_warps=8),
+    "s3": lambda t: replace(t, num_stages=3),
+    "s5": lambda t: replace(t, num_stages=5),
+    "p0": lambda t: replace(t, programs_per_sm=0),
+    "p4": lambda t: replace(t, programs_per_sm=4)}.items()}
+MARLIN_TILES = {"marlin": lambda t: t}  # main() adds MARLIN_SWEEP when asked
 
 
 def median_ms(fn) -> float:
@@ -91,16 +115,25 @@ def fp8_weights(k, n, block):
 
 
 def int_paths(k, n, bits):
-    """name -> (make(copy) -> fn(x), weight bytes, reference weight [K, N])."""
+    """name -> (make(copy) -> fn(x), weight bytes, reference weight [K, N]). A copy holds the
+    strips, scales, zeros and, for int4, the same codes in the Marlin layout."""
     copies = [int_weights(k, n, bits) for _ in range(2)]
     dense = dequantize_int(*copies[0], bits, GROUP)
-    packed = [(to_strips(q, STRIP), s, z) for q, s, z in copies]
-    paths = {"gemv": lambda w: (lambda x: int_gemv(x, *w, bits, GROUP)),
-             "tiled": lambda w: (lambda x: int_tiled_gemm(x, *w, bits, GROUP)),
-             "decode": lambda w: (lambda x: int_gemm(x, *w, bits, GROUP, DECODE_TILES)),
-             "dequant": lambda w: (lambda x: x @ dequantize_int_strips(*w, bits, GROUP))}
+
+    def layouts(q, s, z):
+        return (to_strips(q, STRIP), s, z) + ((to_marlin(unpack_int32(q, 4, dim=0)),) if bits == 4 else ())
+
+    paths = {"gemv": lambda w: (lambda x: int_gemv(x, *w[:3], bits, GROUP)),
+             "tiled": lambda w: (lambda x: int_tiled_gemm(x, *w[:3], bits, GROUP)),
+             "decode": lambda w: (lambda x: int_gemm(x, *w[:3], bits, GROUP, DECODE_TILES)),
+             "dequant": lambda w: (lambda x: x @ dequantize_int_strips(*w[:3], bits, GROUP))}
+    if bits == 4:
+        for name, change in MARLIN_TILES.items():
+            paths[name] = lambda w, change=change: (
+                lambda x: marlin_gemm(x, w[3], w[1], w[2], GROUP, change(marlin_tiles(x.shape[0]))))
+        paths["marlin-dequant"] = lambda w: (lambda x: F.linear(x, dequantize_marlin_t(w[3], w[1], w[2], GROUP)))
     nbytes = k * n * bits // 8 + 2 * 2 * (k // GROUP) * n
-    return paths, packed[0], lambda: (to_strips(int_weights(k, n, bits)[0], STRIP), *copies[0][1:]), nbytes, dense
+    return paths, layouts(*copies[0]), lambda: layouts(int_weights(k, n, bits)[0], *copies[0][1:]), nbytes, dense
 
 
 def fp8_paths(k, n, block):
@@ -149,9 +182,12 @@ def main() -> None:
     parser.add_argument("--formats", default=",".join(FORMATS), help="comma-separated, in order of measurement")
     parser.add_argument("--rows", default=",".join(map(str, ROWS)), help="comma-separated M values")
     parser.add_argument("--sweep-w8a16", action="store_true", help="also time W8A16_SWEEP's FP8 W8A16 tiles")
+    parser.add_argument("--sweep-marlin", action="store_true", help="also time MARLIN_SWEEP's int4 Marlin tiles")
     args = parser.parse_args()
     if args.sweep_w8a16:
         W8A16_TILES.update(W8A16_SWEEP)
+    if args.sweep_marlin:
+        MARLIN_TILES.update(MARLIN_SWEEP)
     rows = [int(m) for m in args.rows.split(",")]
     torch.manual_seed(0)
     print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}, triton {triton.__version__}, "
@@ -170,7 +206,7 @@ def main() -> None:
                     fns = [make(w) for w in weights]
                     try:
                         err = rel_err(fns[0](x), ref)
-                        if path.startswith("w8a16") and not err < W8A16_MAX_ERR:
+                        if path.startswith(("w8a16", "marlin")) and not err < W8A16_MAX_ERR:
                             raise ValueError(f"relative error {err:.1e} against the reference")
                         ms = median_ms(lambda: [fn(x) for fn in fns]) / len(fns)
                     except Exception as e:  # a path that cannot run this shape is reported, not fatal
@@ -208,7 +244,7 @@ def summarize(results, rows) -> None:
             if not times:
                 continue
             best = min(times, key=times.get)
-            fastest.append((m, "w8a16-triton" if best.startswith("w8a16") else best))
+            fastest.append((m, table_path(best)))
             chosen = path_for(tables[fmt], m) if fmt in tables else "cublas"
             if chosen == "w8a8-cublas" and chosen not in times:  # no cuBLAS recipe for these scales
                 chosen = "w8a8-triton"
@@ -219,6 +255,29 @@ def summarize(results, rows) -> None:
                   + " ".join(f"{p}={t:.0f}" for p, t in sorted(times.items(), key=lambda i: i[1])))
         if fmt in tables and fastest:
             print(f"{fmt:9} table from these timings: {suggested_table(fastest)!r}")
+        if fmt == "int4":
+            per_layout(fmt, {(m, p): t for (f, m, p), t in layer.items() if f == fmt}, rows)
+
+
+def table_path(path: str) -> str:
+    """A sweep's name (w8a16:<change>, marlin:<change>) -> the path a table names."""
+    return "w8a16-triton" if path.startswith("w8a16") else "marlin" if path.startswith("marlin:") else path
+
+
+def per_layout(fmt, times, rows) -> None:
+    """A layer keeps one int4 layout, so a table holds paths of one: the best table of each,
+    its per-layer time by M, and the fastest Marlin tiles by M (for marlin_tiles)."""
+    for layout in ("strips", "marlin"):
+        fastest, line = [], []
+        for m in rows:
+            mine = {p: t for (mm, p), t in times.items()
+                    if mm == m and (table_path(p) in MARLIN_LAYOUT_PATHS) == (layout == "marlin")}
+            if mine:
+                best = min(mine, key=mine.get)
+                fastest.append((m, table_path(best)))
+                line.append(f"M={m}: {best} {mine[best]:.0f}")
+        if fastest:
+            print(f"{fmt:9} {layout} layout: table {suggested_table(fastest)!r}; us per layer " + ", ".join(line))
 
 
 def suggested_table(fastest) -> tuple:
