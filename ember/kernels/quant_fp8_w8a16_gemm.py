@@ -18,6 +18,7 @@ multiprocessors idle, reduced in the same launch (quant_split_k.py). The tiles a
 W8A16Tiles; benchmarks/quant_gemm_gpu.py --sweep-w8a16 times the alternatives."""
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import torch
@@ -113,6 +114,26 @@ def _w8a16_kernel(
                   counter_ptr + pid_m * tl.num_programs(0) + pid_n, SPLIT_K)
 
 
+@functools.lru_cache(maxsize=None)
+def _shared_memory(device: torch.device) -> int:
+    """Bytes of shared memory a block may use, as Triton checks them (227 KiB on an H200, 99 KiB
+    on Ada); no limit under the interpreter."""
+    if device.type != "cuda":
+        return 1 << 40
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return triton.runtime.driver.active.utils.get_device_properties(index)["max_shared_mem"]
+
+
+def pipeline_stages(tiles: W8A16Tiles, block_m: int, tile_k: int, x_bytes: int, shared_memory: int) -> int:
+    """The tiles' stages, fewer where they would not fit: Triton keeps stages - 1 weight and
+    activation tiles in shared memory, plus the fp32 accumulator for the epilogue's layout
+    change (that matches what it reports for sm_90). Large M in fp32 needs it: 128 rows of
+    fp32 activations are 64 KiB a 128-deep tile."""
+    per_stage = tile_k * (block_m * x_bytes + tiles.block_n)
+    fitting = 1 + (shared_memory - 4 * tiles.block_n * block_m) // per_stage
+    return max(2, min(tiles.num_stages, fitting))
+
+
 def _tile_k(tiles: W8A16Tiles, k: int, block_k: int) -> int:
     if block_k >= k:
         return tiles.block_k
@@ -151,6 +172,7 @@ def fp8_w8a16_gemm(x, weight, scale, scale_row, block_k: int, tiles: W8A16Tiles 
         # PTX, for bf16 on the GPU only (Triton's interpreter runs fp32 and fp16 activations).
         BIT_WIDEN=tiles.bit_widen and x.dtype == torch.bfloat16 and x.is_cuda,
         DOT_PREC="ieee" if x.dtype == torch.float32 else "tf32",
-        num_warps=tiles.num_warps, num_stages=tiles.num_stages,
+        num_warps=tiles.num_warps, num_stages=pipeline_stages(tiles, block_m, tile_k, x.element_size(),
+                                                                 _shared_memory(x.device)),
     )
     return out

@@ -1,7 +1,12 @@
 """The weight-only FP8 kernel (W8A16, quant_fp8_w8a16_gemm.py) against the plain-torch
 reference (quant_fp8_gemm.fp8_gemm_ref): per-tensor and block-wise scales, with and without
 split-K, and every e4m3 value widened exactly. Under Triton's interpreter in fp32 and fp16
-(Triton's own conversion); on the GPU in bf16 too, where the bit-level widening runs."""
+(Triton's own conversion); on the GPU in bf16 too, where the bit-level widening runs; and
+compiled for sm_90 without a GPU."""
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -81,3 +86,48 @@ def test_w8a16_at_7b_shapes_on_gpu(k, n, block_k):
         error = (out.float() - ref).norm() / ref.norm()
         assert error < 1e-2, f"M = {m}: relative error {error:.2e}"
         assert torch.equal(fp8_w8a16_gemm(x, weight, scale, scale_row, block_k), out)
+
+
+# Run apart from the kernel tests, whose conftest switched Triton to its interpreter.
+_COMPILE_SM90 = """
+import sys
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from ember.kernels.quant_fp8_w8a16_gemm import DEFAULT_W8A16_TILES as t, _w8a16_kernel, pipeline_stages
+
+element, block_m, bit_widen = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
+signature = {"x_ptr": f"*{element}", "w_ptr": "*fp8e4nv", "s_ptr": "*fp32", "srow_ptr": "*i32",
+             "out_ptr": f"*{element}", "partial_ptr": "*fp32", "counter_ptr": "*i32", "M": "i32", "N": "i32",
+             "K": "i32", "K_SPLIT": "i32", "stride_xm": "i32", "stride_wn": "i32", "stride_sr": "i32",
+             "stride_sk": "i32", "stride_om": "i32"}
+constants = dict(SCALE_BLOCK_K=128, ROW_SCALE=False, BLOCK_M=block_m, BLOCK_N=t.block_n, BLOCK_K=t.block_k,
+                 SPLIT_K=4, BIT_WIDEN=bit_widen, DOT_PREC="ieee" if element == "fp32" else "tf32")
+divisible = [i for i, name in enumerate(signature) if name != "M"]
+source = ASTSource(_w8a16_kernel, {**signature, **dict.fromkeys(constants, "constexpr")}, constexprs=constants,
+                   attrs={(i,): [["tt.divisibility", 16]] for i in divisible})
+stages = pipeline_stages(t, block_m, t.block_k, 4 if element == "fp32" else 2, int(sys.argv[4]))
+compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32),
+                          options=dict(num_warps=t.num_warps, num_stages=stages))
+ptx = compiled.asm["ptx"]
+print(compiled.metadata.shared, int("cvt.bf16.f16" in ptx), int("fma.rn.bf16x2" in ptx))
+"""
+H200_SHARED_MEMORY = 232448  # bytes per block, as the H200 reported it
+
+
+@pytest.mark.parametrize("element, block_m, bit_widen", [("bf16", 16, True), ("bf16", 128, True),
+                                                         ("bf16", 16, False), ("fp32", 128, False)])
+def test_compiles_for_sm90_within_shared_memory(element, block_m, bit_widen):
+    """Without a GPU: ptxas accepts the bit-level widening (the interpreter never runs it) and
+    it replaces Triton's conversion, and the stages chosen for the H200 fit its shared memory
+    (fp32 at 128 rows needs fewer than the default's)."""
+    pytest.importorskip("triton")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    run = subprocess.run([sys.executable, "-c", _COMPILE_SM90, element, str(block_m), str(int(bit_widen)),
+                          str(H200_SHARED_MEMORY)], cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    shared, converts, bit_moves = map(int, run.stdout.split()[-3:])
+    assert shared <= H200_SHARED_MEMORY
+    if element == "bf16":
+        assert (converts, bit_moves) == ((0, 1) if bit_widen else (1, 0))
