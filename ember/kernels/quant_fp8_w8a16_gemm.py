@@ -53,7 +53,8 @@ def _e4m3_to_bf16(w):
     exponent and mantissa shift into bf16's fields beside the sign: that is the value times
     2^-120 (bf16's exponent bias is 127, e4m3's 7; subnormals included), and one bf16x2
     multiply by 2^120 (exact: a power of two, the result normal; an fma adding -0, which keeps
-    the sign of zeros: sm_89 has no bf16x2 multiply) restores it."""
+    the sign of zeros: sm_89 has no bf16x2 multiply) restores it. The two NaN codes become
+    +-480 (checkpoints hold none)."""
     return tl.inline_asm_elementwise(
         """{
         .reg .b32 lo, hi, t, bias, zero;

@@ -110,6 +110,7 @@ stages = pipeline_stages(t, block_m, t.block_k, 4 if element == "fp32" else 2, i
 compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32),
                           options=dict(num_warps=t.num_warps, num_stages=stages))
 ptx = compiled.asm["ptx"]
+# Triton's conversion goes e4m3 -> f16 -> bf16; the bit-level one ends in a bf16x2 fma.
 print(compiled.metadata.shared, int("cvt.bf16.f16" in ptx), int("fma.rn.bf16x2" in ptx))
 """
 H200_SHARED_MEMORY = 232448  # bytes per block, as the H200 reported it
@@ -129,5 +130,4 @@ def test_compiles_for_sm90_within_shared_memory(element, block_m, bit_widen):
     assert run.returncode == 0, run.stderr[-3000:]
     shared, converts, bit_moves = map(int, run.stdout.split()[-3:])
     assert shared <= H200_SHARED_MEMORY
-    if element == "bf16":
-        assert (converts, bit_moves) == ((0, 1) if bit_widen else (1, 0))
+    assert bit_moves == bit_widen and not (bit_widen and converts)
