@@ -77,10 +77,10 @@ def _e4m3_to_bf16(w):
 
 @triton.jit
 def _w8a16_kernel(
-    x_ptr, w_ptr, s_ptr, srow_ptr, out_ptr, partial_ptr, counter_ptr, M, N, K, K_SPLIT,
+    x_ptr, w_ptr, s_ptr, srow_ptr, out_ptr, partial_ptr, counter_ptr, M, N, K, K_SPLIT, SPLIT_K,
     stride_xm, stride_wn, stride_sr, stride_sk, stride_om,
     SCALE_BLOCK_K: tl.constexpr, ROW_SCALE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-    BLOCK_K: tl.constexpr, SPLIT_K: tl.constexpr, BIT_WIDEN: tl.constexpr, DOT_PREC: tl.constexpr,
+    BLOCK_K: tl.constexpr, BIT_WIDEN: tl.constexpr, DOT_PREC: tl.constexpr,
 ):
     pid_n, pid_m = tl.program_id(0), tl.program_id(1)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -166,10 +166,10 @@ def fp8_w8a16_gemm(x, weight, scale, scale_row, block_k: int, tiles: W8A16Tiles 
     partial = torch.empty((split, m, n), dtype=torch.float32, device=x.device) if split > 1 else out
     scale_block_k, stride_sk = (block_k, scale.stride(1)) if block_k < k else (k, 0)
     _w8a16_kernel[(grid_n, grid_m, split)](
-        x, weight, scale, scale_row, out, partial, split_k_counters(x.device), m, n, k, k_split,
+        x, weight, scale, scale_row, out, partial, split_k_counters(x.device), m, n, k, k_split, split,
         x.stride(0), weight.stride(0), scale.stride(0), stride_sk, out.stride(0),
         SCALE_BLOCK_K=scale_block_k, ROW_SCALE=block_k >= k, BLOCK_M=block_m, BLOCK_N=tiles.block_n,
-        BLOCK_K=tile_k, SPLIT_K=split,
+        BLOCK_K=tile_k,
         # PTX, for bf16 on the GPU only (Triton's interpreter runs fp32 and fp16 activations).
         BIT_WIDEN=tiles.bit_widen and x.dtype == torch.bfloat16 and x.is_cuda,
         DOT_PREC="ieee" if x.dtype == torch.float32 else "tf32",

@@ -28,10 +28,9 @@ __all__ = ["fp8_w8a8_gemm", "fp8_w8a8_gemm_ref"]
 
 @triton.jit
 def _w8a8_kernel(
-    a_ptr, as_ptr, w_ptr, s_ptr, srow_ptr, out_ptr, partial_ptr, counter_ptr, M, N, K, K_SPLIT,
+    a_ptr, as_ptr, w_ptr, s_ptr, srow_ptr, out_ptr, partial_ptr, counter_ptr, M, N, K, K_SPLIT, SPLIT_K,
     stride_am, stride_asm, stride_asb, stride_wn, stride_sr, stride_sb, stride_om,
     SCALE_BLOCK_K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-    SPLIT_K: tl.constexpr,
 ):
     offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -94,9 +93,9 @@ def fp8_w8a8_gemm(a, a_scale, weight, scale, scale_row, block_k: int, out_dtype:
     scale_block_k, stride_asb, stride_sb = ((block_k, a_scale.stride(1), scale.stride(1)) if block_k < k
                                             else (tile_k, 0, 0))
     _w8a8_kernel[(grid_m, grid_n, split)](
-        a, a_scale, weight, scale, scale_row, out, partial, split_k_counters(a.device), m, n, k, k_split,
+        a, a_scale, weight, scale, scale_row, out, partial, split_k_counters(a.device), m, n, k, k_split, split,
         a.stride(0), a_scale.stride(0), stride_asb, weight.stride(0), scale.stride(0), stride_sb, out.stride(0),
-        SCALE_BLOCK_K=scale_block_k, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=tile_k, SPLIT_K=split,
+        SCALE_BLOCK_K=scale_block_k, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=tile_k,
         num_warps=warps, num_stages=3,
     )
     return out

@@ -33,10 +33,11 @@ def split_k_counters(device: torch.device) -> torch.Tensor:
 
 
 @triton.jit
-def store_split_k(acc, out_ptrs, mask, partial_ptrs, slice_stride, counter_ptr, SPLIT_K: tl.constexpr):
+def store_split_k(acc, out_ptrs, mask, partial_ptrs, slice_stride, counter_ptr, SPLIT_K):
     """Writes the fp32 tile `acc` to `out_ptrs` (their dtype) once all SPLIT_K programs of the
     tile have added theirs: `partial_ptrs` point into slice 0 of a [SPLIT_K, ...] fp32 scratch,
-    `counter_ptr` at the tile's counter; tl.program_id(2) is the program's slice."""
+    `counter_ptr` at the tile's counter; tl.program_id(2) is the program's slice. SPLIT_K is a
+    run-time argument: the shapes' splits (1, 4, 5, ...) need no compilation each."""
     if SPLIT_K == 1:
         tl.store(out_ptrs, acc.to(out_ptrs.dtype.element_ty), mask=mask)
     else:

@@ -99,11 +99,11 @@ from ember.kernels.quant_fp8_w8a16_gemm import DEFAULT_W8A16_TILES as t, _w8a16_
 element, block_m, bit_widen = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
 signature = {"x_ptr": f"*{element}", "w_ptr": "*fp8e4nv", "s_ptr": "*fp32", "srow_ptr": "*i32",
              "out_ptr": f"*{element}", "partial_ptr": "*fp32", "counter_ptr": "*i32", "M": "i32", "N": "i32",
-             "K": "i32", "K_SPLIT": "i32", "stride_xm": "i32", "stride_wn": "i32", "stride_sr": "i32",
+             "K": "i32", "K_SPLIT": "i32", "SPLIT_K": "i32", "stride_xm": "i32", "stride_wn": "i32", "stride_sr": "i32",
              "stride_sk": "i32", "stride_om": "i32"}
 constants = dict(SCALE_BLOCK_K=128, ROW_SCALE=False, BLOCK_M=block_m, BLOCK_N=t.block_n, BLOCK_K=t.block_k,
-                 SPLIT_K=4, BIT_WIDEN=bit_widen, DOT_PREC="ieee" if element == "fp32" else "tf32")
-divisible = [i for i, name in enumerate(signature) if name != "M"]
+                 BIT_WIDEN=bit_widen, DOT_PREC="ieee" if element == "fp32" else "tf32")
+divisible = [i for i, name in enumerate(signature) if name not in ("M", "SPLIT_K")]
 source = ASTSource(_w8a16_kernel, {**signature, **dict.fromkeys(constants, "constexpr")}, constexprs=constants,
                    attrs={(i,): [["tt.divisibility", 16]] for i in divisible})
 stages = pipeline_stages(t, block_m, t.block_k, 4 if element == "fp32" else 2, int(sys.argv[4]))
