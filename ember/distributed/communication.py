@@ -33,8 +33,24 @@ def gather_on_driver(x: torch.Tensor) -> torch.Tensor | None:
     return torch.cat(parts, dim=-1) if parts is not None else None
 
 
-def broadcast_from_driver(x: torch.Tensor) -> torch.Tensor:
-    """Rank 0's `x` on every rank (the others pass a buffer of the same shape and dtype)."""
-    if tp_size() > 1:
-        dist.broadcast(x, src=0)
-    return x
+def broadcast_token_ids(ids: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """Rank 0's sampled token ids (int64, 1-D) on every rank (the others pass a buffer of the
+    same shape). Where the one-shot all-reduce serves, a sum to which the other ranks add
+    zeros: one kernel on the compute stream, as the step's other collectives, instead of an
+    NCCL broadcast on its own stream with its events and bookkeeping on the host each step.
+    Exact while ids are whole float32s (below 2**24)."""
+    if tp_size() == 1:
+        return ids
+    one_shot = one_shot_all_reduce()
+    if one_shot is not None and vocab_size <= _FLOAT32_WHOLE:
+        # Padded to the one-shot kernel's 16-byte vectors.
+        padded = torch.zeros(-(-ids.numel() // 4) * 4, dtype=torch.float32, device=ids.device)
+        if tp_rank() == 0:
+            padded[:ids.numel()] = ids
+        if one_shot.fits(padded):
+            return one_shot(padded)[:ids.numel()].to(torch.int64)
+    dist.broadcast(ids, src=0)
+    return ids
+
+
+_FLOAT32_WHOLE = 2**24  # every integer up to here is exact in float32

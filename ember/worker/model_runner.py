@@ -12,7 +12,7 @@ import time
 import torch
 
 from ember.config import EngineConfig, cpu_kv_cache_bytes
-from ember.distributed.communication import broadcast_from_driver
+from ember.distributed.communication import broadcast_token_ids
 from ember.distributed.parallel_state import is_driver, tp_size
 from ember.models.layers.attention import attention_metadata
 from ember.models.loader import load_model
@@ -170,10 +170,10 @@ class ModelRunner:
         if not is_driver():
             # The driver samples; this rank keeps its tokens for the next step's placeholders.
             tokens = torch.empty(len(inp.sampled_seq_ids), dtype=torch.int64, device=self.device)
-            self._keep_last_tokens(inp, broadcast_from_driver(tokens))
+            self._keep_last_tokens(inp, broadcast_token_ids(tokens, self.vocab_size))
             return PendingStep.empty()
         result = sample(logits, self.sampling.batch(inp.sampled_seq_ids, step.grammar), self.generator)
-        self._keep_last_tokens(inp, broadcast_from_driver(result.token_ids))
+        self._keep_last_tokens(inp, broadcast_token_ids(result.token_ids, self.vocab_size))
         num_logprobs = [self.sampling.states[s].params.logprobs for s in inp.sampled_seq_ids]
         return PendingStep.start(inp.sampled_seq_ids, num_logprobs, result, prompt_logprobs)
 

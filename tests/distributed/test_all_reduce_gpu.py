@@ -1,5 +1,6 @@
 """On 2 GPUs: the one-shot all-reduce is set up at group set-up, and its sums equal NCCL's, called
-eagerly and replayed from a CUDA graph; messages over its buffer go to NCCL. Skipped without
+eagerly and replayed from a CUDA graph; messages over its buffer go to NCCL; the driver's sampled
+token ids reach the other rank exactly through it. Skipped without
 2 GPUs; benchmarks/tp_gpu.sh runs them. NVLink multicast stays off (the device README)."""
 import os
 
@@ -8,7 +9,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from ember.distributed.communication import all_reduce
+from ember.distributed.communication import all_reduce, broadcast_token_ids
 from ember.distributed.parallel_state import destroy_tensor_parallel, init_tensor_parallel, one_shot_all_reduce
 from ember.distributed.symm_mem_all_reduce import ONE_SHOT_MAX_BYTES, unavailable_reason
 
@@ -49,6 +50,12 @@ def _compare(rank: int, init_method: str, results) -> None:
             graph.replay()
             torch.cuda.synchronize()
             report["graph"].append(torch.equal(captured, nccl))
+        # The driver's sampled tokens (the largest Qwen id among them) reach every rank exactly.
+        report["tokens"] = []
+        for n in (1, 5, 128):
+            sent = torch.arange(151935, 151935 - 997 * n, -997, device="cuda")
+            ids = sent.clone() if rank == 0 else torch.zeros_like(sent)
+            report["tokens"].append((n, torch.equal(broadcast_token_ids(ids, 151936), sent)))
         large = torch.ones(ONE_SHOT_MAX_BYTES // 2 + HIDDEN, dtype=torch.bfloat16, device="cuda")
         report["large_to_nccl"] = all_reduce(large) is large and bool((large == 2).all())
         results.put((rank, report))
@@ -71,3 +78,4 @@ def test_one_shot_all_reduce_equals_nccl_eager_and_in_a_cuda_graph(tmp_path):
         assert all(equal for *_, equal in report["eager"]), report["eager"]
         assert all(report["graph"]), report["graph"]
         assert report["large_to_nccl"]
+        assert all(equal for _, equal in report["tokens"]), report["tokens"]

@@ -63,14 +63,17 @@ class Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.quant_method is None:
-            if _TRITON_GEMV and x.is_cuda and x.dim() == 2 and x.shape[0] <= gemv.FASTEST_ROWS:
-                return gemv.gemv(x, self.weight, self.bias)
-            return F.linear(x, self.weight, self.bias)  # the bias fused into the GEMM
+            return self._dense(x, self.bias)  # the bias fused into the product
         return self._add_bias(self._product(x))
 
     def _product(self, x: torch.Tensor) -> torch.Tensor:
         """x @ W^T without the bias."""
-        return F.linear(x, self.weight) if self.quant_method is None else self.quant_method.apply(self, x)
+        return self._dense(x, None) if self.quant_method is None else self.quant_method.apply(self, x)
+
+    def _dense(self, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        if _TRITON_GEMV and x.is_cuda and x.dim() == 2 and x.shape[0] <= gemv.FASTEST_ROWS:
+            return gemv.gemv(x, self.weight, bias)
+        return F.linear(x, self.weight, bias)
 
     def _add_bias(self, out: torch.Tensor) -> torch.Tensor:
         return out if self.bias is None else out + self.bias
