@@ -13,11 +13,11 @@
 #   3. batch-1 latency (7B shape, 64 in / 256 out, 2 warm-up + 5 iterations), TP=1 then TP=2;
 #   4. where a batch-1 decode step's time goes on rank 0, TP=1 then TP=2 (torch.profiler: GPU
 #      kernels by group, the GPU's idle gaps and the host calls during them; cProfile of the
-#      driver's host functions; tp_profile.py);
+#      driver's host functions; tp_profile.py), and TP=2 at batch 64;
 #   5. rand7b, greedy, TP=1 then TP=2, each in its own process: throughput and the token-for-
 #      token comparison (NUM_PROMPTS=N takes the first N of the 128 requests, 64 by default).
 # Everything goes to $OUT/tp_gpu.log; the JSON results beside it (6 files). Record in
-# docs/benchmarks.md.
+# docs/benchmarks.md. TP_STEPS="latency_tp1 latency_tp2 ..." runs only the steps named.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # benchmarks/*.py import ember from the checkout
@@ -51,6 +51,7 @@ left_behind() {
 step() {
   local name=$1 limit=$2 start=$SECONDS code
   shift 2
+  if [ -n "${TP_STEPS:-}" ] && [[ " $TP_STEPS " != *" $name "* ]]; then return; fi
   local left=$((BUDGET_S - SECONDS))
   if (( left < 10 )); then
     echo "=== $name: SKIPPED (the ${BUDGET_S} s budget is spent)" | tee -a "$LOG"
@@ -87,7 +88,7 @@ if [ "$LAST_CODE" != 0 ]; then
   echo "=== the all-reduce microbenchmark failed: one-shot path switched off for the rest of the run" | tee -a "$LOG"
 fi
 step shutdown_tests 140 $PY -m pytest -v -s -p no:cacheprovider -o faulthandler_timeout=100 "$TESTS" -k exits
-step greedy_and_allreduce_tests 110 $PY -m pytest -v -s -p no:cacheprovider -o faulthandler_timeout=80 \
+step greedy_and_allreduce_tests 200 $PY -m pytest -v -s -p no:cacheprovider -o faulthandler_timeout=150 \
   tests/distributed/test_all_reduce_gpu.py "$TESTS" -k "greedy or one_shot"
 LATENCY=(-m ember.entrypoints.cli bench latency --model qwen2.5-7b --batch-size 1 --input-len 64 --output-len 256
          --num-iters-warmup 2 --num-iters 5 --max-num-seqs 8)
@@ -95,6 +96,7 @@ step latency_tp1 50 $PY "${LATENCY[@]}" -tp 1 --output-json "$OUT/latency_tp1.js
 step latency_tp2 55 $PY "${LATENCY[@]}" -tp 2 --output-json "$OUT/latency_tp2.json"
 step profile_tp1 60 $PY benchmarks/tp_profile.py --tp 1
 step profile_tp2 60 $PY benchmarks/tp_profile.py --tp 2
+step profile_tp2_b64 70 $PY benchmarks/tp_profile.py --tp 2 --batch 64
 step rand7b_tp1 75 $PY benchmarks/tp_rand7b.py --tp 1 --num-prompts "$NUM_PROMPTS" --out "$OUT/rand7b_tp1.json"
 step rand7b_tp2 75 $PY benchmarks/tp_rand7b.py --tp 2 --num-prompts "$NUM_PROMPTS" --out "$OUT/rand7b_tp2.json"
 step rand7b_compare 10 $PY benchmarks/tp_rand7b.py --compare "$OUT/rand7b_tp1.json" "$OUT/rand7b_tp2.json"

@@ -1,11 +1,11 @@
 """Where a batch-1 decode step's time goes on rank 0 (the engine process) under tensor
-parallelism: torch.profiler around STEPS greedy decode steps of one 64-token prompt (the 7B shape,
+parallelism: torch.profiler around STEPS greedy decode steps of 64-token prompts (one by default; the 7B shape,
 random weights), its GPU kernels grouped into all-reduce, other collectives, GEMMs, attention
 and the rest, per decode step and as a share of the GPU's busy time; then the 20 costliest
 kernels; where the GPU sat idle (gaps between kernels, and the host calls running during them:
 a synchronisation there means the step waits on itself); and a cProfile pass naming the host
 functions the driver spends its step in. A one-shot all-reduce kernel's time includes its wait at the barrier for the other
-rank, as NCCL's does. `python benchmarks/tp_profile.py --tp 2 [--out trace.json]`;
+rank, as NCCL's does. `python benchmarks/tp_profile.py --tp 2 [--batch 64] [--out trace.json]`;
 benchmarks/tp_gpu.sh runs it. `--device cpu --model DIR` runs it on the CPU (no kernels to
 group: the operator table alone)."""
 from __future__ import annotations
@@ -39,18 +39,19 @@ def group_of(kernel: str) -> str:
     return next((name for name, pattern in GROUPS if pattern.search(kernel)), "other")
 
 
-def decode(llm: LLM, steps: int) -> float:
-    """Seconds for one prompt's prefill and `steps` greedy decode steps."""
+def decode(llm: LLM, steps: int, batch: int) -> float:
+    """Seconds for `batch` prompts' prefill and `steps` greedy decode steps."""
     params = SamplingParams(temperature=0.0, max_tokens=steps + 1, ignore_eos=True)
+    prompts = [{"prompt_token_ids": [1000 + i] + PROMPT[1:]} for i in range(batch)]
     start = time.perf_counter()
-    llm.generate([{"prompt_token_ids": PROMPT}], params, use_tqdm=False)
+    llm.generate(prompts, params, use_tqdm=False)
     return time.perf_counter() - start
 
 
 def summarize(prof, wall_s: float) -> None:
     kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
     print(f"wall time {wall_s * 1000 / STEPS:.3f} ms per decode step under the profiler "
-          f"({STEPS} steps and one 64-token prefill)")
+          f"({STEPS} steps and the prefill)")
     if not kernels:
         print("no GPU kernels recorded")
     else:
@@ -98,12 +99,12 @@ def report_idle(prof, kernels) -> None:
         print(f"  {us / STEPS:8.1f}  {name[:100]}")
 
 
-def host_profile(llm: LLM) -> None:
+def host_profile(llm: LLM, batch: int) -> None:
     """Where the driver's host time goes in STEPS decode steps (cProfile: Python-level costs,
     inflated by the profiler's own overhead, so read them as shares)."""
     profiler = cProfile.Profile()
     profiler.enable()
-    decode(llm, STEPS)
+    decode(llm, STEPS, batch)
     profiler.disable()
     stats = pstats.Stats(profiler)
     print("host functions by own time (cProfile, all decode steps):")
@@ -117,27 +118,28 @@ def main() -> None:
     parser.add_argument("--tp", type=int, default=2)
     parser.add_argument("--model", default=None, help="a checkpoint directory (default: the 7B shape)")
     parser.add_argument("--device", default="cuda")
+    parser.add_argument("--batch", type=int, default=1, help="sequences decoded together")
     parser.add_argument("--out", help="also write a Chrome trace here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     model = args.model or shape_dir(WORKLOADS["rand7b"].shape)
     llm = LLM(model, tensor_parallel_size=args.tp, load_format="dummy", skip_tokenizer_init=True,
-              max_num_seqs=8, device=args.device)
+              max_num_seqs=max(8, args.batch), device=args.device)
     try:
         one_shot = one_shot_all_reduce()
         print("all-reduce on rank 0: " + (f"one-shot up to {one_shot.max_bytes // 1024} KiB, then the process group's"
                                            if one_shot is not None else "the process group's alone"))
-        decode(llm, 16)  # warm up
-        plain = decode(llm, STEPS)
-        print(f"TP={args.tp}: {plain * 1000 / STEPS:.3f} ms per decode step without the profiler "
-              f"({STEPS} steps and one 64-token prefill)")
+        decode(llm, 16, args.batch)  # warm up
+        plain = decode(llm, STEPS, args.batch)
+        print(f"TP={args.tp}, batch {args.batch}: {plain * 1000 / STEPS:.3f} ms per decode step without the "
+              f"profiler ({STEPS} steps and the prefill of {args.batch} 64-token prompts)")
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if args.device.startswith("cuda") else [])
         with profile(activities=activities) as prof:
-            wall = decode(llm, STEPS)
+            wall = decode(llm, STEPS, args.batch)
         summarize(prof, wall)
         if args.out:
             prof.export_chrome_trace(args.out)
-        host_profile(llm)
+        host_profile(llm, args.batch)
     finally:
         llm.llm_engine.shutdown()
 
