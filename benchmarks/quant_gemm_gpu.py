@@ -183,6 +183,9 @@ def main() -> None:
     parser.add_argument("--rows", default=",".join(map(str, ROWS)), help="comma-separated M values")
     parser.add_argument("--sweep-w8a16", action="store_true", help="also time W8A16_SWEEP's FP8 W8A16 tiles")
     parser.add_argument("--sweep-marlin", action="store_true", help="also time MARLIN_SWEEP's int4 Marlin tiles")
+    parser.add_argument("--warm", default=None, metavar="N:I",
+                        help="time nothing: run every N-th (format, shape, M, path) from the I-th once, so that N "
+                             "processes compile the sweep's kernels into Triton's cache in parallel before a run")
     args = parser.parse_args()
     if args.sweep_w8a16:
         W8A16_TILES.update(W8A16_SWEEP)
@@ -193,15 +196,25 @@ def main() -> None:
     print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}, triton {triton.__version__}, "
           f"cuBLAS scaled-GEMM recipes: {sorted(scaled_mm_recipes(DEV))}", flush=True)
     results = []  # (format, shape, m, path, us, GB/s, rel err)
+    shards, shard = map(int, args.warm.split(":")) if args.warm else (1, 0)
+    case = -1
     for fmt in args.formats.split(","):
         for shape, (k, n) in SHAPES.items():
             paths, first, fresh, nbytes, dense = FORMATS[fmt](k, n)
-            weights = [first] + [fresh() for _ in range(max(1, -(-L2_BYTES // nbytes)) - 1)]
+            weights = [first] + ([] if args.warm else [fresh() for _ in range(max(1, -(-L2_BYTES // nbytes)) - 1)])
             for m in rows:
                 x = torch.randn(m, k, device=DEV, dtype=DT)
                 ref = x.float() @ dense.float()
                 for path, make in paths.items():
                     if m > PATH_ROWS.get(path, m):
+                        continue
+                    case += 1
+                    if args.warm:
+                        try:
+                            if case % shards == shard:
+                                make(first)(x)
+                        except Exception as e:  # the timed run reports it
+                            print(f"{fmt:9} {shape:8} M={m:<5} {path:13} warm-up FAILED: {type(e).__name__}"[:300])
                         continue
                     fns = [make(w) for w in weights]
                     try:

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The Marlin-style int4 kernel's first GPU check (issue 17), for one H200 in one device call of
+# at most ~580 s (each step has its own timeout, so one hang costs only its step):
+#   1. correctness, while 8 processes compile the sweep's kernels into Triton's cache: its
+#      kernel tests on the GPU (bf16 and fp16 through the PTX unpack, against the reference; the
+#      7B shapes at M = 1..256; the GPTQ/AWQ layers on its layout) and the sm_90 compile test;
+#   2. the int4 paths of both layouts against bf16 cuBLAS on the 7B shapes at M = 1, 4, 16, 32,
+#      64, 128, 256, with the Marlin kernel's tile sweep (benchmarks/quant_gemm_gpu.py
+#      --sweep-marlin): the fastest path per M, the best table of each layout (for
+#      ember/quantization/gemm_paths.py's INT4_PATHS) and the fastest tiles by M (for
+#      marlin_tiles in ember/kernels/quant_int_marlin_gemm.py).
+# Everything printed goes to $OUT/run.log, the timings to $OUT/gemm.json.
+#   OUT=$OUT bash benchmarks/quant_marlin_gpu.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+PY=${PY:-python3}
+OUT=${OUT:-${TMPDIR:-/tmp}/ember-marlin}
+mkdir -p "$OUT"
+exec > >(tee -a "$OUT/run.log") 2>&1
+
+source benchmarks/gpu_step.sh
+
+nvidia-smi -L
+$PY -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
+git log -1 --format='commit %h %s' 2>/dev/null
+GEMM="benchmarks/quant_gemm_gpu.py --formats bf16,int4 --rows 1,4,16,32,64,128,256 --sweep-marlin"
+# The sweep compiles a few hundred kernel variants (tiles x split-K x M's specialization): 8
+# processes put them in Triton's cache while the tests run, so the timed run only loads them.
+LOGS=$(mktemp -d)
+step marlin-tests 200 $PY -m pytest -q -p no:cacheprovider tests/kernels/test_quant_int_marlin.py \
+  tests/kernels/test_quant_int_marlin_sm90.py tests/kernels/test_quant_int_marlin_linear.py > "$LOGS/tests.log" 2>&1 &
+PIDS=$!
+for i in 0 1 2 3 4 5 6 7; do
+  step "warm-$i" 200 $PY $GEMM --warm 8:$i > "$LOGS/warm-$i.log" 2>&1 &
+  PIDS="$PIDS $!"
+done
+wait $PIDS
+cat "$LOGS/tests.log"
+grep -h "==\|FAILED" "$LOGS"/warm-*.log
+echo "== warm-up and tests done at $SECONDS s"
+step gemm $((580 - SECONDS)) $PY $GEMM --out "$OUT/gemm.json"
+echo "== done at $SECONDS s"
