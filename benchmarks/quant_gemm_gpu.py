@@ -80,7 +80,9 @@ MARLIN_SWEEP = {f"marlin:{name}": change for name, change in {
     "s3": lambda t: replace(t, num_stages=3),
     "s5": lambda t: replace(t, num_stages=5),
     "p0": lambda t: replace(t, programs_per_sm=0),
-    "p4": lambda t: replace(t, programs_per_sm=4)}.items()}
+    "p4": lambda t: replace(t, programs_per_sm=4),
+    "su": lambda t: replace(t, scale_in_unpack=True),
+    "su-bk64": lambda t: replace(t, scale_in_unpack=True, block_k=64)}.items()}
 MARLIN_TILES = {"marlin": lambda t: t}  # main() adds MARLIN_SWEEP when asked
 
 

@@ -30,8 +30,8 @@ def _dequantize_kernel(
     g = k0 // GROUP_SIZE  # BLOCK_K divides the group
     zero = tl.load(z_ptr + g * stride_sg + offs_n, mask=n_mask, other=0.0).to(tl.float32)
     scale = tl.load(s_ptr + g * stride_sg + offs_n, mask=n_mask, other=0.0).to(tl.float32)
-    w = unpack_int4(words, zero, w_ptr.dtype.element_ty, BLOCK_N, BLOCK_K, ASM, BIAS).to(tl.float32) * scale[:, None]
-    tl.store(w_ptr + offs_n.to(tl.int64)[:, None] * stride_wn + k[None, :], w.to(w_ptr.dtype.element_ty),
+    w = unpack_int4(words, zero, scale, w_ptr.dtype.element_ty, BLOCK_N, BLOCK_K, True, ASM, BIAS)
+    tl.store(w_ptr + offs_n.to(tl.int64)[:, None] * stride_wn + k[None, :], w,
              mask=n_mask[:, None] & (k < K)[None, :])
 
 
@@ -43,7 +43,7 @@ def dequantize_marlin_t(qweight, scales, zeros, group_size: int) -> torch.Tensor
     block_k = _BLOCK_K if group >= k else min(_BLOCK_K, group & -group)
     assert block_k >= 16, f"groups of {group} input features are not supported"
     w = torch.empty((n, k), dtype=scales.dtype, device=scales.device)
-    asm, bias = unpack_asm(w)
+    asm, bias = unpack_asm(w, scaled=True)
     grid = (triton.cdiv(n, _BLOCK_N), triton.cdiv(k, block_k))
     _dequantize_kernel[grid](qweight, scales, zeros, w, n, k, qweight.stride(0), scales.stride(0), w.stride(0),
                              GROUP_SIZE=group, BLOCK_N=_BLOCK_N, BLOCK_K=block_k, ASM=asm, BIAS=bias)

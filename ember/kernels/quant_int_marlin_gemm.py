@@ -14,6 +14,9 @@ tl.dot, and the scale, one per column and group, applied to the dot's [BLOCK_N, 
 result rather than to the [BLOCK_N, BLOCK_K] weights: a K tile lies in one group (BLOCK_K
 divides the group size; groups of 32 and 64 shrink it). The zero point goes in the unpack's
 fma (free: it subtracts the float bias anyway) instead of through a per-group row-sum of x.
+`scale_in_unpack` tiles instead scale each weight in the unpack (one fma per two weights), so
+the dots chain their accumulator over K and a wgmma can overlap the next tile's unpack:
+fewer instructions against more overlap, for the GPU sweep to decide.
 
 Where the output tiles leave multiprocessors idle (few rows, narrow layers), K is split over
 programs into fp32 partial sums, added by each tile's last program in the same launch
@@ -41,6 +44,7 @@ class MarlinTiles:
     num_warps: int
     num_stages: int
     programs_per_sm: int  # split K until about this many programs per multiprocessor; 0: never
+    scale_in_unpack: bool = False
 
 
 def marlin_tiles(m: int) -> MarlinTiles:
@@ -67,7 +71,7 @@ def fit_to_group(tiles: MarlinTiles, group: int, k: int) -> MarlinTiles:
 def _marlin_kernel(
     x_ptr, qw_ptr, s_ptr, z_ptr, out_ptr, partial_ptr, counter_ptr, M, N, K, TILES_PER_SPLIT,
     stride_xm, stride_qn, stride_sg, stride_om,
-    SPLIT_K: tl.constexpr, GROUP_SIZE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    SPLIT_K: tl.constexpr, GROUP_SIZE: tl.constexpr, SCALE_IN_UNPACK: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     EVEN_K: tl.constexpr, ASM: tl.constexpr, BIAS: tl.constexpr, DOT_PREC: tl.constexpr,
 ):
     WORDS: tl.constexpr = BLOCK_K // 8
@@ -98,8 +102,11 @@ def _marlin_kernel(
         g = k0 // GROUP_SIZE
         zero = tl.load(z_ptr + g * stride_sg + offs_n, mask=n_mask, other=0.0).to(tl.float32)
         scale = tl.load(s_ptr + g * stride_sg + offs_n, mask=n_mask, other=0.0).to(tl.float32)
-        w = unpack_int4(words, zero, xt.dtype, BLOCK_N, BLOCK_K, ASM, BIAS)
-        acc += tl.dot(w, xt, input_precision=DOT_PREC) * scale[:, None]
+        w = unpack_int4(words, zero, scale, xt.dtype, BLOCK_N, BLOCK_K, SCALE_IN_UNPACK, ASM, BIAS)
+        if SCALE_IN_UNPACK:
+            acc = tl.dot(w, xt, acc, input_precision=DOT_PREC)
+        else:
+            acc += tl.dot(w, xt, input_precision=DOT_PREC) * scale[:, None]
     store_split_k(acc, out_ptr + offs_m.to(tl.int64)[None, :] * stride_om + offs_n[:, None],
                   n_mask[:, None] & m_mask[None, :], partial_ptr + offs_m.to(tl.int64)[None, :] * N + offs_n[:, None],
                   M * N, counter_ptr + pid_m * tl.num_programs(1) + pid_n, SPLIT_K)
@@ -127,11 +134,11 @@ def marlin_gemm(x, qweight, scales, zeros, group_size: int, tiles: MarlinTiles |
     split = triton.cdiv(k_tiles, tiles_per_split)
     out = torch.empty((m, n), dtype=x.dtype, device=x.device)
     partial = torch.empty((split, m, n), dtype=torch.float32, device=x.device) if split > 1 else out
-    asm, bias = unpack_asm(x)
+    asm, bias = unpack_asm(x, tiles.scale_in_unpack)
     _marlin_kernel[(grid_m, grid_n, split)](
         x, qweight, scales, zeros, out, partial, split_k_counters(x.device), m, n, k, tiles_per_split,
         x.stride(0), qweight.stride(0), scales.stride(0), out.stride(0),
-        SPLIT_K=split, GROUP_SIZE=group, BLOCK_M=tiles.block_m, BLOCK_N=tiles.block_n, BLOCK_K=tiles.block_k,
+        SPLIT_K=split, GROUP_SIZE=group, SCALE_IN_UNPACK=tiles.scale_in_unpack, BLOCK_M=tiles.block_m, BLOCK_N=tiles.block_n, BLOCK_K=tiles.block_k,
         EVEN_K=k % tiles.block_k == 0, ASM=asm, BIAS=bias, DOT_PREC="ieee" if x.dtype == torch.float32 else "tf32",
         num_warps=tiles.num_warps, num_stages=tiles.num_stages,
     )

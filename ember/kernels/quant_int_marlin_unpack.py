@@ -8,6 +8,9 @@ output register to hold one output tensor's value for both), and one fma.rn.bf16
 subtracts 128 + zero: (128 + q) - (128 + z) = q - z, exact, so the zero point costs nothing
 beyond the bias that has to go anyway. About 5 instructions per two weights, against a shift,
 mask, int-to-float conversion (quarter rate), subtract and cast per weight in plain Triton.
+With `scaled`, one more fma per two weights multiplies q - zero by the scale (with -0.0 as
+the addend: one rounding, as dequantizing in fp32 and casting would give), so that a kernel
+can chain its dots over K (Marlin's choice) instead of scaling each dot's result.
 The plain Triton path (fp32, and the CPU interpreter, which runs no PTX) computes the same
 values with integer ops; the CPU tests check it, the GPU tests the PTX."""
 from __future__ import annotations
@@ -23,9 +26,10 @@ _PTX_TYPES = {torch.bfloat16: ("bf16x2", 0x3F803F80, 0x43004300, 128.0),
               torch.float16: ("f16x2", 0x3C003C00, 0x64006400, 1024.0)}
 
 
-def _asm(kind: str, one: int, exponent: int) -> str:
-    """$8, $9: two words; $10: -(bias + zero) of each, packed; $0..$7: features 0..7 of both."""
-    lines = ["{", ".reg .b32 a, b, lo, hi, one;", f"mov.b32 one, {one:#010x};"]
+def _asm(kind: str, one: int, exponent: int, scaled: bool) -> str:
+    """$8, $9: two words; $10: -(bias + zero) of each, packed; $11 (scaled): their scales;
+    $0..$7: features 0..7 of both."""
+    lines = ["{", ".reg .b32 a, b, lo, hi, one, neg0;", f"mov.b32 one, {one:#010x};", "mov.b32 neg0, 0x80008000;"]
     for i in range(4):
         if i:
             lines += [f"shr.u32 a, $8, {4 * i};", f"shr.u32 b, $9, {4 * i};"]
@@ -36,43 +40,56 @@ def _asm(kind: str, one: int, exponent: int) -> str:
                   "prmt.b32 hi, a, b, 0x7632;",  # the high halves: feature 2i + 1
                   f"fma.rn.{kind} ${2 * i}, lo, one, $10;",
                   f"fma.rn.{kind} ${2 * i + 1}, hi, one, $10;"]
+        if scaled:  # sm_80 has no mul.bf16x2: an fma with -0.0 (x * s + -0 is x * s, signs kept)
+            lines += [f"fma.rn.{kind} ${j}, ${j}, $11, neg0;" for j in (2 * i, 2 * i + 1)]
     return "\n".join(lines + ["}"])
 
 
-_ASM = {dtype: (_asm(kind, one, exponent), bias) for dtype, (kind, one, exponent, bias) in _PTX_TYPES.items()}
+_ASM = {(dtype, scaled): (_asm(kind, one, exponent, scaled), bias)
+        for dtype, (kind, one, exponent, bias) in _PTX_TYPES.items() for scaled in (False, True)}
 
 
-def unpack_asm(x: torch.Tensor) -> tuple[str, float]:
+def unpack_asm(x: torch.Tensor, scaled: bool = False) -> tuple[str, float]:
     """(the PTX, its bias) for activations like x; ("", 0.0): the plain Triton path."""
-    if x.device.type != "cuda" or x.dtype not in _ASM:
+    if x.device.type != "cuda" or x.dtype not in _PTX_TYPES:
         return "", 0.0
-    return _ASM[x.dtype]
+    return _ASM[x.dtype, scaled]
 
 
 @triton.jit
-def _nibble(words, shift: tl.constexpr, zero, dtype: tl.constexpr):
-    return (((words >> shift) & 0xF).to(tl.float32) - zero[:, None]).to(dtype)
+def _nibble(words, shift: tl.constexpr, zero, scale, dtype: tl.constexpr, SCALED: tl.constexpr):
+    q = ((words >> shift) & 0xF).to(tl.float32) - zero[:, None]
+    if SCALED:
+        q = q * scale[:, None]
+    return q.to(dtype)
 
 
 @triton.jit
-def unpack_int4(words, zero, dtype: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                ASM: tl.constexpr, BIAS: tl.constexpr):
-    """words int32 [BLOCK_N, BLOCK_K / 8], zero fp32 [BLOCK_N] -> q - zero [BLOCK_N, BLOCK_K],
-    column w * 8 + j being feature j of word w."""
+def unpack_int4(words, zero, scale, dtype: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+                SCALED: tl.constexpr, ASM: tl.constexpr, BIAS: tl.constexpr):
+    """words int32 [BLOCK_N, BLOCK_K / 8], zero and scale fp32 [BLOCK_N] -> q - zero (times the
+    scale if SCALED) [BLOCK_N, BLOCK_K], column w * 8 + j being feature j of word w. ASM: the
+    PTX of unpack_asm(x, SCALED), or "" for plain Triton."""
     if ASM == "":
         # Feature 2i sits in nibble i, 2i + 1 in nibble i + 4 (MARLIN_ORDER).
-        c0 = _nibble(words, 0, zero, dtype)
-        c1 = _nibble(words, 16, zero, dtype)
-        c2 = _nibble(words, 4, zero, dtype)
-        c3 = _nibble(words, 20, zero, dtype)
-        c4 = _nibble(words, 8, zero, dtype)
-        c5 = _nibble(words, 24, zero, dtype)
-        c6 = _nibble(words, 12, zero, dtype)
-        c7 = _nibble(words, 28, zero, dtype)
+        c0 = _nibble(words, 0, zero, scale, dtype, SCALED)
+        c1 = _nibble(words, 16, zero, scale, dtype, SCALED)
+        c2 = _nibble(words, 4, zero, scale, dtype, SCALED)
+        c3 = _nibble(words, 20, zero, scale, dtype, SCALED)
+        c4 = _nibble(words, 8, zero, scale, dtype, SCALED)
+        c5 = _nibble(words, 24, zero, scale, dtype, SCALED)
+        c6 = _nibble(words, 12, zero, scale, dtype, SCALED)
+        c7 = _nibble(words, 28, zero, scale, dtype, SCALED)
     else:
         neg_zero = (-(zero + BIAS)).to(dtype)[:, None]  # 128 + z is exact in bf16 (1024 + z in fp16)
-        c0, c1, c2, c3, c4, c5, c6, c7 = tl.inline_asm_elementwise(
-            ASM, "=r,=r,=r,=r,=r,=r,=r,=r,r,r,r", [words, neg_zero], dtype=(neg_zero.dtype,) * 8, is_pure=True, pack=2)
+        if SCALED:
+            c0, c1, c2, c3, c4, c5, c6, c7 = tl.inline_asm_elementwise(
+                ASM, "=r,=r,=r,=r,=r,=r,=r,=r,r,r,r,r", [words, neg_zero, scale.to(dtype)[:, None]],
+                dtype=(neg_zero.dtype,) * 8, is_pure=True, pack=2)
+        else:
+            c0, c1, c2, c3, c4, c5, c6, c7 = tl.inline_asm_elementwise(
+                ASM, "=r,=r,=r,=r,=r,=r,=r,=r,r,r,r", [words, neg_zero], dtype=(neg_zero.dtype,) * 8, is_pure=True,
+                pack=2)
     # Joined, the features of a word are its last axes, [BLOCK_N, words, 2, 2, 2], feature
     # 4 * a + 2 * b + c at [a, b, c]: join adds its axis last, so the outermost join picks c.
     tile = tl.join(tl.join(tl.join(c0, c4), tl.join(c2, c6)), tl.join(tl.join(c1, c5), tl.join(c3, c7)))

@@ -65,8 +65,8 @@ def test_marlin_gemm(device, dtype, group, m):
 
 
 @pytest.mark.parametrize("tiles", [MarlinTiles(16, 64, 64, 4, 2, 0), MarlinTiles(16, 32, 128, 4, 3, 8),
-                                   MarlinTiles(32, 64, 32, 4, 2, 4)],
-                         ids=["no-split", "split-k", "bk32-split-k"])
+                                   MarlinTiles(32, 64, 32, 4, 2, 4), MarlinTiles(16, 64, 128, 4, 3, 4, True)],
+                         ids=["no-split", "split-k", "bk32-split-k", "scale-in-unpack-split-k"])
 def test_marlin_gemm_tiles_of_the_sweep(device, dtype, tiles):
     args, x, ref = _case(device, dtype, 128, False, 512, 5)
     _close(marlin_gemm(x, *args, tiles=tiles), ref, dtype)

@@ -36,14 +36,16 @@ _COMPILE = textwrap.dedent("""
 
     results = {}
     for dtype, name in ((torch.bfloat16, "bf16"), (torch.float16, "fp16")):
-        asm, bias = _ASM[dtype]
-        for block_m, block_n, block_k, warps, stages in ((16, 128, 128, 4, 4), (128, 128, 64, 8, 3)):
-            results[f"gemm-{name}-m{block_m}"] = compile_sm90(
+        for block_m, block_n, block_k, warps, stages, scaled in ((16, 128, 128, 4, 4, False),
+                                                                  (128, 128, 64, 8, 3, True)):
+            asm, bias = _ASM[dtype, scaled]
+            results[f"gemm-{name}-m{block_m}" + "-scaled" * scaled] = compile_sm90(
                 _marlin_kernel, dict(x_ptr="*" + name, qw_ptr="*i32", s_ptr="*" + name, z_ptr="*" + name,
                                      out_ptr="*" + name, partial_ptr="*fp32", counter_ptr="*i32"),
                 ["M", "N", "K", "TILES_PER_SPLIT", "stride_xm", "stride_qn", "stride_sg", "stride_om"],
-                dict(SPLIT_K=4, GROUP_SIZE=128, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, EVEN_K=True, ASM=asm,
+                dict(SPLIT_K=4, GROUP_SIZE=128, SCALE_IN_UNPACK=scaled, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, EVEN_K=True, ASM=asm,
                      BIAS=bias, DOT_PREC="tf32"), warps, stages)
+        asm, bias = _ASM[dtype, True]
         results[f"dequant-{name}"] = compile_sm90(
             _dequantize_kernel, dict(qw_ptr="*i32", s_ptr="*" + name, z_ptr="*" + name, w_ptr="*" + name),
             ["N", "K", "stride_qn", "stride_sg", "stride_wn"],
