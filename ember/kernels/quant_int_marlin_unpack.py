@@ -82,14 +82,18 @@ def unpack_int4(words, zero, scale, dtype: tl.constexpr, BLOCK_N: tl.constexpr, 
         c7 = _nibble(words, 28, zero, scale, dtype, SCALED)
     else:
         neg_zero = (-(zero + BIAS)).to(dtype)[:, None]  # 128 + z is exact in bf16 (1024 + z in fp16)
+        # Eight outputs of the activations' dtype, spelled out: the parameter `dtype` arrives
+        # wrapped as a constexpr, which the op's tuple does not take.
         if SCALED:
             c0, c1, c2, c3, c4, c5, c6, c7 = tl.inline_asm_elementwise(
                 ASM, "=r,=r,=r,=r,=r,=r,=r,=r,r,r,r,r", [words, neg_zero, scale.to(dtype)[:, None]],
-                dtype=(neg_zero.dtype,) * 8, is_pure=True, pack=2)
+                dtype=(neg_zero.dtype, neg_zero.dtype, neg_zero.dtype, neg_zero.dtype, neg_zero.dtype, neg_zero.dtype,
+                       neg_zero.dtype, neg_zero.dtype), is_pure=True, pack=2)
         else:
             c0, c1, c2, c3, c4, c5, c6, c7 = tl.inline_asm_elementwise(
-                ASM, "=r,=r,=r,=r,=r,=r,=r,=r,r,r,r", [words, neg_zero], dtype=(neg_zero.dtype,) * 8, is_pure=True,
-                pack=2)
+                ASM, "=r,=r,=r,=r,=r,=r,=r,=r,r,r,r", [words, neg_zero],
+                dtype=(neg_zero.dtype, neg_zero.dtype, neg_zero.dtype, neg_zero.dtype, neg_zero.dtype, neg_zero.dtype,
+                       neg_zero.dtype, neg_zero.dtype), is_pure=True, pack=2)
     # Joined, the features of a word are its last axes, [BLOCK_N, words, 2, 2, 2], feature
     # 4 * a + 2 * b + c at [a, b, c]: join adds its axis last, so the outermost join picks c.
     tile = tl.join(tl.join(tl.join(c0, c4), tl.join(c2, c6)), tl.join(tl.join(c1, c5), tl.join(c3, c7)))
