@@ -1,12 +1,14 @@
 """Int4 words of the Marlin layout (quant_int_marlin_layout.py) -> a [BLOCK_N, BLOCK_K] tile of
 q - zero in the activations' dtype, the operand the kernels hand to tl.dot (or scale).
 
-On CUDA, in bf16 or fp16, one inline PTX block per pair of words: per nibble pair i, a shift,
-lop3 ((w >> 4i) & 0x000F000F | exponent: the floats 128 + q of features 2i and 2i + 1), prmt
-to pair the same feature of the two words (Triton hands the block two elements and wants each
-output register to hold one output tensor's value for both), and one fma.rn.bf16x2 that
-subtracts 128 + zero: (128 + q) - (128 + z) = q - z, exact, so the zero point costs nothing
-beyond the bias that has to go anyway. About 5 instructions per two weights, against a shift,
+On CUDA, in bf16 or fp16, one inline PTX block per word: per nibble pair i, a shift, lop3
+((w >> 4i) & 0x000F000F | exponent: the floats 128 + q of features 2i and 2i + 1) and one
+fma.rn.bf16x2 that subtracts 128 + zero: (128 + q) - (128 + z) = q - z, exact, so the zero
+point costs nothing beyond the bias that has to go anyway. The block returns the eight
+features as 16-bit halves (pack=1, "=h"): features 2i and 2i + 1 end up side by side along K
+in the tile, so the compiler keeps each pair in its 32-bit register (compiled for sm_90: no
+PRMT; a pack=2 block, whose output registers pair one feature of two words, needed 130 per
+thread and K tile to re-pair them). About 3 instructions per two weights, against a shift,
 mask, int-to-float conversion (quarter rate), subtract and cast per weight in plain Triton.
 With `scaled`, one more fma per two weights multiplies q - zero by the scale (with -0.0 as
 the addend: one rounding, as dequantizing in fp32 and casting would give), so that a kernel
@@ -27,21 +29,19 @@ _PTX_TYPES = {torch.bfloat16: ("bf16x2", 0x3F803F80, 0x43004300, 128.0),
 
 
 def _asm(kind: str, one: int, exponent: int, scaled: bool) -> str:
-    """$8, $9: two words; $10: -(bias + zero) of each, packed; $11 (scaled): their scales;
-    $0..$7: features 0..7 of both."""
-    lines = ["{", ".reg .b32 a, b, lo, hi, one, neg0;", f"mov.b32 one, {one:#010x};", "mov.b32 neg0, 0x80008000;"]
+    """$8: the word; $9: -(bias + zero); $10 (scaled): the scale; $0..$7: features 0..7."""
+    lines = ["{", ".reg .b32 a, t, one, zero, scale, neg0;", f"mov.b32 one, {one:#010x};",
+             "mov.b32 neg0, 0x80008000;", "mov.b32 zero, {$9, $9};"]
+    if scaled:
+        lines.append("mov.b32 scale, {$10, $10};")
     for i in range(4):
         if i:
-            lines += [f"shr.u32 a, $8, {4 * i};", f"shr.u32 b, $9, {4 * i};"]
-        src_a, src_b = ("a", "b") if i else ("$8", "$9")
-        lines += [f"lop3.b32 a, {src_a}, 0x000f000f, {exponent:#010x}, 0xea;",  # (a & b) | c
-                  f"lop3.b32 b, {src_b}, 0x000f000f, {exponent:#010x}, 0xea;",
-                  "prmt.b32 lo, a, b, 0x5410;",  # the low halves: feature 2i of both words
-                  "prmt.b32 hi, a, b, 0x7632;",  # the high halves: feature 2i + 1
-                  f"fma.rn.{kind} ${2 * i}, lo, one, $10;",
-                  f"fma.rn.{kind} ${2 * i + 1}, hi, one, $10;"]
+            lines.append(f"shr.u32 a, $8, {4 * i};")
+        lines += [f"lop3.b32 t, {'a' if i else '$8'}, 0x000f000f, {exponent:#010x}, 0xea;",  # (a & b) | c
+                  f"fma.rn.{kind} t, t, one, zero;"]
         if scaled:  # sm_80 has no mul.bf16x2: an fma with -0.0 (x * s + -0 is x * s, signs kept)
-            lines += [f"fma.rn.{kind} ${j}, ${j}, $11, neg0;" for j in (2 * i, 2 * i + 1)]
+            lines.append(f"fma.rn.{kind} t, t, scale, neg0;")
+        lines.append(f"mov.b32 {{${2 * i}, ${2 * i + 1}}}, t;")  # the low half: feature 2i
     return "\n".join(lines + ["}"])
 
 
@@ -86,14 +86,14 @@ def unpack_int4(words, zero, scale, dtype: tl.constexpr, BLOCK_N: tl.constexpr, 
         # wrapped as a constexpr, which the op's tuple does not take.
         if SCALED:
             c0, c1, c2, c3, c4, c5, c6, c7 = tl.inline_asm_elementwise(
-                ASM, "=r,=r,=r,=r,=r,=r,=r,=r,r,r,r,r", [words, neg_zero, scale.to(dtype)[:, None]],
+                ASM, "=h,=h,=h,=h,=h,=h,=h,=h,r,h,h", [words, neg_zero, scale.to(dtype)[:, None]],
                 dtype=(neg_zero.dtype, neg_zero.dtype, neg_zero.dtype, neg_zero.dtype, neg_zero.dtype, neg_zero.dtype,
-                       neg_zero.dtype, neg_zero.dtype), is_pure=True, pack=2)
+                       neg_zero.dtype, neg_zero.dtype), is_pure=True, pack=1)
         else:
             c0, c1, c2, c3, c4, c5, c6, c7 = tl.inline_asm_elementwise(
-                ASM, "=r,=r,=r,=r,=r,=r,=r,=r,r,r,r", [words, neg_zero],
+                ASM, "=h,=h,=h,=h,=h,=h,=h,=h,r,h", [words, neg_zero],
                 dtype=(neg_zero.dtype, neg_zero.dtype, neg_zero.dtype, neg_zero.dtype, neg_zero.dtype, neg_zero.dtype,
-                       neg_zero.dtype, neg_zero.dtype), is_pure=True, pack=2)
+                       neg_zero.dtype, neg_zero.dtype), is_pure=True, pack=1)
     # Joined, the features of a word are its last axes, [BLOCK_N, words, 2, 2, 2], feature
     # 4 * a + 2 * b + c at [a, b, c]: join adds its axis last, so the outermost join picks c.
     tile = tl.join(tl.join(tl.join(c0, c4), tl.join(c2, c6)), tl.join(tl.join(c1, c5), tl.join(c3, c7)))
