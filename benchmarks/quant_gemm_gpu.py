@@ -11,10 +11,10 @@ w8a16:<change from the default tiles>; the table the timings suggest names them 
     PYTHONPATH=. python benchmarks/quant_gemm_gpu.py --formats bf16,fp8,fp8-block \
         --rows 1,4,16,32,64,128 --sweep-w8a16
 
-int4 is timed on both weight layouts: the strips (gemv, decode, tiled, dequant) and the Marlin
-layout (marlin, marlin-dequant); a table holds paths of one, so the summary also prints the
-best table of each. --sweep-marlin also times the Marlin kernel's tile alternatives
-(MARLIN_SWEEP, each named marlin:<change from marlin_tiles(M)>; the tables name them marlin):
+--marlin also times int4 on the Marlin layout (marlin, marlin-dequant) beside the strips (gemv,
+decode, tiled, dequant); a table holds paths of one, so the summary also prints the best table
+of each. --sweep-marlin adds the Marlin kernel's tile alternatives (MARLIN_SWEEP, each named
+marlin:<change from marlin_tiles(M)>; the tables name them marlin):
 
     PYTHONPATH=. python benchmarks/quant_gemm_gpu.py --formats bf16,int4 \
         --rows 1,4,16,32,64,128,256 --sweep-marlin
@@ -83,7 +83,7 @@ MARLIN_SWEEP = {f"marlin:{name}": change for name, change in {
     "p4": lambda t: replace(t, programs_per_sm=4),
     "su": lambda t: replace(t, scale_in_unpack=True),
     "su-bk64": lambda t: replace(t, scale_in_unpack=True, block_k=64)}.items()}
-MARLIN_TILES = {"marlin": lambda t: t}  # main() adds MARLIN_SWEEP when asked
+MARLIN_TILES = {}  # main() adds marlin_tiles(M) itself (marlin) and MARLIN_SWEEP when asked
 
 
 def median_ms(fn) -> float:
@@ -129,7 +129,7 @@ def int_paths(k, n, bits):
              "tiled": lambda w: (lambda x: int_tiled_gemm(x, *w[:3], bits, GROUP)),
              "decode": lambda w: (lambda x: int_gemm(x, *w[:3], bits, GROUP, DECODE_TILES)),
              "dequant": lambda w: (lambda x: x @ dequantize_int_strips(*w[:3], bits, GROUP))}
-    if bits == 4:
+    if bits == 4 and MARLIN_TILES:
         for name, change in MARLIN_TILES.items():
             paths[name] = lambda w, change=change: (
                 lambda x: marlin_gemm(x, w[3], w[1], w[2], GROUP, change(marlin_tiles(x.shape[0]))))
@@ -184,13 +184,16 @@ def main() -> None:
     parser.add_argument("--formats", default=",".join(FORMATS), help="comma-separated, in order of measurement")
     parser.add_argument("--rows", default=",".join(map(str, ROWS)), help="comma-separated M values")
     parser.add_argument("--sweep-w8a16", action="store_true", help="also time W8A16_SWEEP's FP8 W8A16 tiles")
-    parser.add_argument("--sweep-marlin", action="store_true", help="also time MARLIN_SWEEP's int4 Marlin tiles")
+    parser.add_argument("--marlin", action="store_true", help="also time int4 on the Marlin layout")
+    parser.add_argument("--sweep-marlin", action="store_true", help="--marlin, and MARLIN_SWEEP's tiles")
     parser.add_argument("--warm", default=None, metavar="N:I",
                         help="time nothing: run every N-th (format, shape, M, path) from the I-th once, so that N "
                              "processes compile the sweep's kernels into Triton's cache in parallel before a run")
     args = parser.parse_args()
     if args.sweep_w8a16:
         W8A16_TILES.update(W8A16_SWEEP)
+    if args.marlin or args.sweep_marlin:
+        MARLIN_TILES["marlin"] = lambda t: t
     if args.sweep_marlin:
         MARLIN_TILES.update(MARLIN_SWEEP)
     rows = [int(m) for m in args.rows.split(",")]
