@@ -28,11 +28,11 @@ GEMM="benchmarks/quant_gemm_gpu.py --formats bf16,int4 --rows 1,4,16,32,64,128,2
 # The sweep compiles a few hundred kernel variants (tiles x split-K x M's specialization): 8
 # processes put them in Triton's cache while the tests run, so the timed run only loads them.
 LOGS=$(mktemp -d)
-step marlin-tests 200 $PY -m pytest -q -p no:cacheprovider tests/kernels/test_quant_int_marlin.py \
+step marlin-tests 240 $PY -m pytest -q -p no:cacheprovider tests/kernels/test_quant_int_marlin.py \
   tests/kernels/test_quant_int_marlin_sm90.py tests/kernels/test_quant_int_marlin_linear.py > "$LOGS/tests.log" 2>&1 &
 PIDS=$!
 for i in 0 1 2 3 4 5 6 7; do
-  step "warm-$i" 200 $PY $GEMM --warm 8:$i > "$LOGS/warm-$i.log" 2>&1 &
+  step "warm-$i" 240 $PY $GEMM --warm 8:$i > "$LOGS/warm-$i.log" 2>&1 &
   PIDS="$PIDS $!"
 done
 wait $PIDS
