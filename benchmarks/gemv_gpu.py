@@ -1,12 +1,16 @@
 """Triton's GEMV (ember/kernels/gemv.py) against cuBLAS (F.linear) for the few-row products of
 decoding, bf16, replayed from CUDA graphs as the engine runs them: us and the weight's read
 rate (TB/s) per shape and row count, for the 7B shape (Qwen2.5-7B) and nano (Qwen3-0.6B).
-Check against F.linear first. About 30 s on an H200.
+Check against F.linear first. About 30 s on an H200. `--sweep` then times the GEMV's launch
+knobs (rows per program, weight elements per K step, warps) at M=1 on the 7B's projections and
+their halves under tensor parallelism (TP=2), and prints the best per shape against the default.
 
-    python benchmarks/gemv_gpu.py
+    python benchmarks/gemv_gpu.py [--sweep]
 """
 from __future__ import annotations
 
+import argparse
+import itertools
 import os
 import sys
 
@@ -18,6 +22,7 @@ import triton  # noqa: E402
 import triton.testing  # noqa: E402
 
 from benchmarks.graph_timing import graph_us  # noqa: E402
+from ember.kernels import gemv as gemv_module  # noqa: E402
 from ember.kernels.gemv import gemv  # noqa: E402
 
 # (model, layer, N, K, bias)
@@ -29,7 +34,40 @@ SHAPES = [
 ]
 
 
+# The 7B's M=1 products whole and as each of 2 ranks holds them: (name, N, K).
+SWEEP_SHAPES = [("qkv", 4608, 3584), ("o_proj", 3584, 3584), ("gate_up", 37888, 3584), ("down", 3584, 18944),
+                ("qkv/2", 2304, 3584), ("o_proj/2", 3584, 1792), ("gate_up/2", 18944, 3584), ("down/2", 3584, 9472)]
+SWEEP = list(itertools.product((2, 4, 8, 16), (4096, 8192, 16384), (4, 8)))  # block_n, elements, num_warps
+
+
+def sweep() -> None:
+    default = (gemv_module._BLOCK_N, gemv_module._ELEMENTS, gemv_module._NUM_WARPS)
+    print(f"\nlaunch knobs at M=1 (block_n, elements, num_warps; default {default}):")
+    totals = {cfg: 0.0 for cfg in SWEEP}
+    for name, n, k in SWEEP_SHAPES:
+        w = torch.randn(n, k, device="cuda", dtype=torch.bfloat16) / k ** 0.5
+        x = torch.randn(1, k, device="cuda", dtype=torch.bfloat16)
+        ref = F.linear(x, w).float()
+        times = {}
+        for cfg in SWEEP:
+            bn, el, nw = cfg
+            err = (gemv(x, w, block_n=bn, elements=el, num_warps=nw).float() - ref).abs().max().item()
+            assert err < 0.05, (name, cfg, err)
+            times[cfg] = graph_us(lambda: gemv(x, w, block_n=bn, elements=el, num_warps=nw), times=10)
+            totals[cfg] += times[cfg]
+        best = min(times, key=times.get)
+        tb = n * k * 2 / 1e6
+        print(f"  {name:10} {n:6}x{k:<6} default {times[default]:6.1f} us {tb / times[default]:5.2f} TB/s   "
+              f"best {best} {times[best]:6.1f} us {tb / times[best]:5.2f} TB/s", flush=True)
+    best_total = min(totals, key=totals.get)
+    print(f"one config for all (sum over the 8 shapes): best {best_total} {totals[best_total]:.1f} us, "
+          f"default {totals[default]:.1f} us")
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sweep", action="store_true")
+    args = parser.parse_args()
     p = torch.cuda.get_device_properties(0)
     print(f"{p.name}, {p.multi_processor_count} SMs, torch {torch.__version__}, triton {triton.__version__}")
     torch.manual_seed(0)
@@ -51,6 +89,8 @@ def main() -> None:
     print(f"\nTriton GEMV faster in {int(wins)} of {3 * len(SHAPES)} cases; a 7B layer's four products at M=1: "
           f"cuBLAS {total_cublas:.1f} us, gemv {total_gemv:.1f} us (x28 layers: "
           f"{28 * (total_cublas - total_gemv) / 1e3:+.2f} ms per token with the GEMV)")
+    if args.sweep:
+        sweep()
 
 
 if __name__ == "__main__":

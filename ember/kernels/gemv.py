@@ -24,6 +24,7 @@ MAX_ROWS = 4      # what the kernel computes
 FASTEST_ROWS = 1  # where it measured faster than cuBLAS
 _BLOCK_N = 4
 _ELEMENTS = 8192  # weight elements a program loads per step (16 KiB in bf16)
+_NUM_WARPS = 4
 
 
 def enabled() -> bool:
@@ -31,46 +32,58 @@ def enabled() -> bool:
 
 
 @triton.jit
+def _tile_product(acc, w_rows, x_rows, cols, row_ok, m_ok, K, M_PAD: tl.constexpr, MASK_K: tl.constexpr):
+    """acc + the product of one K tile: [BLOCK_N] for one row of x (the common case: no third
+    dimension to reduce over), [M_PAD, BLOCK_N] for more."""
+    w_mask = row_ok[:, None] & (cols < K)[None, :] if MASK_K else row_ok[:, None]
+    w = tl.load(w_rows + cols[None, :], mask=w_mask, other=0.0).to(tl.float32)
+    if M_PAD == 1:
+        x = tl.load(x_rows + cols, mask=cols < K, other=0.0) if MASK_K else tl.load(x_rows + cols)
+        return acc + tl.sum(w * x.to(tl.float32)[None, :], 1)
+    x_mask = m_ok[:, None] & (cols < K)[None, :] if MASK_K else m_ok[:, None]
+    x = tl.load(x_rows[:, None] + cols[None, :], mask=x_mask, other=0.0).to(tl.float32)
+    return acc + tl.sum(w[None, :, :] * x[:, None, :], 2)
+
+
+@triton.jit
 def _gemv_kernel(x_ptr, w_ptr, b_ptr, y_ptr, M, N, K, stride_xm, stride_wn, stride_ym,
                  M_PAD: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, HAS_BIAS: tl.constexpr,
-                 EVEN_K: tl.constexpr):
+                 HAS_TAIL: tl.constexpr):
     rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     row_ok = rows < N
     offs_k = tl.arange(0, BLOCK_K)
+    offs_m = tl.arange(0, M_PAD)
+    m_ok = offs_m < M
     w_rows = w_ptr + rows.to(tl.int64)[:, None] * stride_wn
     if M_PAD == 1:
+        x_rows = x_ptr
         acc = tl.zeros([BLOCK_N], tl.float32)
-        for k0 in range(0, K, BLOCK_K):
-            cols = k0 + offs_k
-            if EVEN_K:
-                w = tl.load(w_rows + cols[None, :], mask=row_ok[:, None], other=0.0)
-                x = tl.load(x_ptr + cols)
-            else:
-                w = tl.load(w_rows + cols[None, :], mask=row_ok[:, None] & (cols < K)[None, :], other=0.0)
-                x = tl.load(x_ptr + cols, mask=cols < K, other=0.0)
-            acc += tl.sum(w.to(tl.float32) * x.to(tl.float32)[None, :], 1)
+    else:
+        x_rows = x_ptr + offs_m * stride_xm
+        acc = tl.zeros([M_PAD, BLOCK_N], tl.float32)
+    # Whole K tiles with no mask on K (a K the tile does not divide, as the 7B's 18,944, would
+    # otherwise mask every load), then one masked tail tile.
+    k_whole = (K // BLOCK_K) * BLOCK_K
+    for k0 in range(0, k_whole, BLOCK_K):
+        acc = _tile_product(acc, w_rows, x_rows, k0 + offs_k, row_ok, m_ok, K, M_PAD, False)
+    if HAS_TAIL:
+        acc = _tile_product(acc, w_rows, x_rows, k_whole + offs_k, row_ok, m_ok, K, M_PAD, True)
+    if M_PAD == 1:
         if HAS_BIAS:
             acc += tl.load(b_ptr + rows, mask=row_ok, other=0.0).to(tl.float32)
         tl.store(y_ptr + rows, acc.to(y_ptr.dtype.element_ty), mask=row_ok)
     else:
-        offs_m = tl.arange(0, M_PAD)
-        m_ok = offs_m < M
-        acc = tl.zeros([M_PAD, BLOCK_N], tl.float32)
-        for k0 in range(0, K, BLOCK_K):
-            cols = k0 + offs_k
-            k_ok = cols < K
-            w = tl.load(w_rows + cols[None, :], mask=row_ok[:, None] & k_ok[None, :], other=0.0)
-            x = tl.load(x_ptr + offs_m[:, None] * stride_xm + cols[None, :], mask=m_ok[:, None] & k_ok[None, :],
-                        other=0.0)
-            acc += tl.sum(w.to(tl.float32)[None, :, :] * x.to(tl.float32)[:, None, :], 2)
         if HAS_BIAS:
             acc += tl.load(b_ptr + rows, mask=row_ok, other=0.0).to(tl.float32)[None, :]
         tl.store(y_ptr + offs_m[:, None] * stride_ym + rows[None, :], acc.to(y_ptr.dtype.element_ty),
                  mask=m_ok[:, None] & row_ok[None, :])
 
 
-def gemv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """x [M, K] (M <= MAX_ROWS), weight [N, K], bias [N] or None -> [M, N] in x's dtype."""
+def gemv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, block_n: int = _BLOCK_N,
+         elements: int = _ELEMENTS, num_warps: int = _NUM_WARPS) -> torch.Tensor:
+    """x [M, K] (M <= MAX_ROWS), weight [N, K], bias [N] or None -> [M, N] in x's dtype.
+    block_n, elements (weight elements a program loads per K step) and num_warps are the launch's
+    knobs (benchmarks/gemv_gpu.py sweeps them)."""
     require_triton()
     m, k = x.shape
     n = weight.shape[0]
@@ -81,11 +94,11 @@ def gemv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
     if m == 0:
         return y
     m_pad = triton.next_power_of_2(m)
-    block_k = min(_ELEMENTS // (_BLOCK_N * m_pad), triton.next_power_of_2(k))
-    _gemv_kernel[(triton.cdiv(n, _BLOCK_N),)](
+    block_k = min(elements // (block_n * m_pad), triton.next_power_of_2(k))
+    _gemv_kernel[(triton.cdiv(n, block_n),)](
         x, weight, bias if bias is not None else weight, y, m, n, k, x.stride(0), weight.stride(0), y.stride(0),
-        M_PAD=m_pad, BLOCK_N=_BLOCK_N, BLOCK_K=block_k, HAS_BIAS=bias is not None, EVEN_K=k % block_k == 0,
-        num_warps=4,
+        M_PAD=m_pad, BLOCK_N=block_n, BLOCK_K=block_k, HAS_BIAS=bias is not None, HAS_TAIL=k % block_k != 0,
+        num_warps=num_warps,
     )
     return y
 

@@ -21,3 +21,14 @@ def test_gemv_reads_a_strided_row_view(device):
     x = torch.randn(2, 3, 64, device=device)[:, 1]  # rows 192 elements apart
     w = torch.randn(8, 64, device=device)
     torch.testing.assert_close(gemv(x, w), gemv_ref(x, w), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("m", [1, 3])
+@pytest.mark.parametrize("block_n,elements,num_warps", [(4, 256, 4), (8, 1024, 8), (2, 64, 2)])
+def test_every_launch_config_walks_whole_tiles_then_the_tail(device, m, block_n, elements, num_warps):
+    """K = 300 over tiles of 64 or 16 keys (the sweep's small configs): whole tiles, then a
+    ragged last one; N = 21 leaves the last program's rows partly outside W."""
+    x = torch.randn(m, 300, device=device)
+    w = torch.randn(21, 300, device=device) / 300 ** 0.5
+    y = gemv(x, w, block_n=block_n, elements=elements, num_warps=num_warps)
+    torch.testing.assert_close(y, gemv_ref(x, w), atol=1e-4, rtol=1e-4)
