@@ -69,8 +69,11 @@ def summarize(prof, wall_s: float) -> None:
         for name, us in sorted(by_name.items(), key=lambda kv: -kv[1])[:20]:
             print(f"  {us:10.0f} {counts[name]:6d} {us / counts[name]:8.2f}  [{group_of(name)}] {name[:110]}")
         report_idle(prof, kernels)
-    sort_by = "self_device_time_total" if kernels else "self_cpu_time_total"
-    print(prof.key_averages().table(sort_by=sort_by, row_limit=15, max_name_column_width=60))
+    averages = prof.key_averages()
+    if kernels:
+        print(averages.table(sort_by="self_device_time_total", row_limit=15, max_name_column_width=60))
+    # The host's own side: the eager prefill's operators (a decode step is one graph replay).
+    print(averages.table(sort_by="self_cpu_time_total", row_limit=25, max_name_column_width=60))
 
 
 def report_idle(prof, kernels) -> None:
