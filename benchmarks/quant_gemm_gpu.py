@@ -236,6 +236,9 @@ def main() -> None:
                           f"err {err:.1e}", flush=True)
             del weights
             torch.cuda.empty_cache()
+            if args.out:  # after each shape too: a run cut short keeps what it timed
+                with open(args.out, "w") as f:
+                    json.dump(results, f, indent=1)
         # After each format, so a run cut short by its time limit still leaves its findings.
         summarize(results, rows)
         if args.out:
