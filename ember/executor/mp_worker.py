@@ -3,6 +3,7 @@ Worker, driven by calls that arrive on the inherited socket FD. It exits when to
 the socket closes, or when its parent (the engine process) is gone, whatever it is doing."""
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
 import signal
@@ -45,6 +46,9 @@ def _serve(conn: Connection) -> int:
 def main() -> None:
     # Ctrl-C in a terminal reaches the whole process group: the engine decides what stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # `kill -USR1 <pid>` prints where this rank is (to the engine's stderr): a rank stuck in a
+    # collective shows which one.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     conn = Connection(int(sys.argv[1]))  # open to the end: the watch must see only the engine hang up
     threading.Thread(target=exit_with_parent, args=(conn.fileno(), os.getppid()), daemon=True).start()
     code = _serve(conn)
