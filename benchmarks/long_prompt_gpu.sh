@@ -12,7 +12,8 @@
 #      131,000 tokens at the Qwen3-0.6B shape with YaRN x4 (`--rope-scaling`, `--max-model-len
 #      131072`), then 32,000 tokens on the Triton kernels only and on the unified kernel alone
 #      (the before, profiled).
-# Everything printed goes to $OUT/run.log, each end-to-end result to $OUT/<step>.json.
+# Everything printed goes to $OUT/run.log, each end-to-end result to $OUT/<step>.json. STEPS
+# (default: all) picks some by name, e.g. STEPS="gpu-tests 32k 8k 128k-yarn-qwen3-0.6b".
 #   OUT=$OUT bash benchmarks/long_prompt_gpu.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -23,25 +24,29 @@ mkdir -p "$OUT"
 exec > >(tee -a "$OUT/run.log") 2>&1
 
 source benchmarks/gpu_step.sh
+STEPS=${STEPS:-gpu-tests kernels 32k 8k 128k-yarn-qwen3-0.6b 32k-triton 32k-unified}
+pick() {  # pick NAME LIMIT COMMAND...: the step, if STEPS names it
+  [[ " $STEPS " == *" $1 "* ]] && step "$@"
+}
 
 nvidia-smi -L
 $PY -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
 git log -1 --format='commit %h %s' 2>/dev/null
 L="$PY benchmarks/long_prompt.py"
 YARN='{"rope_type":"yarn","factor":4.0,"original_max_position_embeddings":32768}'
-step gpu-tests 35 $PY -m pytest -q -p no:cacheprovider -m gpu tests/kernels/test_prefill_attention.py \
+pick gpu-tests 35 $PY -m pytest -q -p no:cacheprovider -m gpu tests/kernels/test_prefill_attention.py \
   tests/kernels/test_prefill_attention_dense.py
-step kernels 25 $PY benchmarks/prefill_attention_gpu.py --paths engine,triton-unified,triton-prefill,cudnn-lone,aten-flash-gqa \
+pick kernels 25 $PY benchmarks/prefill_attention_gpu.py --paths engine,triton-unified,triton-prefill,cudnn-lone,aten-flash-gqa \
   --cases 8k,chunk,32k,128k --sweep '' --budget 22
 # Warm-up requests of 8,192 tokens compile the kernels without paying for a long prompt.
-step 32k 40 $L --input-len 32000 --max-model-len 32768 --warmup-len 8192 --iters 3 --profile \
+pick 32k 40 $L --input-len 32000 --max-model-len 32768 --warmup-len 8192 --iters 3 --profile \
   --output-json "$OUT/32k.json"
-step 8k 30 $L --input-len 8000 --iters 3 --output-json "$OUT/8k.json"
-step 128k-yarn-qwen3-0.6b 40 $L --shape qwen3-0.6b --input-len 131000 --max-model-len 131072 \
+pick 8k 45 $L --input-len 8000 --iters 3 --output-json "$OUT/8k.json"
+pick 128k-yarn-qwen3-0.6b 40 $L --shape qwen3-0.6b --input-len 131000 --max-model-len 131072 \
   --rope-scaling "$YARN" --warmup-len 8192 --iters 2 --output-json "$OUT/128k-qwen3-0.6b.json"
-step 32k-triton 35 $L --input-len 32000 --max-model-len 32768 --warmup-len 8192 --iters 2 --attention triton \
+pick 32k-triton 35 $L --input-len 32000 --max-model-len 32768 --warmup-len 8192 --iters 2 --attention triton \
   --output-json "$OUT/32k-triton.json"
-step 32k-unified 35 $L --input-len 32000 --max-model-len 32768 --warmup-len 8192 --iters 2 --profile \
+pick 32k-unified 35 $L --input-len 32000 --max-model-len 32768 --warmup-len 8192 --iters 2 --profile \
   --attention unified --output-json "$OUT/32k-unified.json"
 echo "== results"
 $PY - "$OUT" <<'PYEOF'
