@@ -71,7 +71,8 @@ def fit_to_group(tiles: MarlinTiles, group: int, k: int) -> MarlinTiles:
 def _marlin_kernel(
     x_ptr, qw_ptr, s_ptr, z_ptr, out_ptr, partial_ptr, counter_ptr, M, N, K, TILES_PER_SPLIT,
     stride_xm, stride_qn, stride_sg, stride_om,
-    SPLIT_K: tl.constexpr, GROUP_SIZE: tl.constexpr, SCALE_IN_UNPACK: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    SPLIT_K: tl.constexpr, GROUP_SIZE: tl.constexpr, SCALE_IN_UNPACK: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     EVEN_K: tl.constexpr, ASM: tl.constexpr, BIAS: tl.constexpr, DOT_PREC: tl.constexpr,
 ):
     WORDS: tl.constexpr = BLOCK_K // 8
@@ -138,7 +139,8 @@ def marlin_gemm(x, qweight, scales, zeros, group_size: int, tiles: MarlinTiles |
     _marlin_kernel[(grid_m, grid_n, split)](
         x, qweight, scales, zeros, out, partial, split_k_counters(x.device), m, n, k, tiles_per_split,
         x.stride(0), qweight.stride(0), scales.stride(0), out.stride(0),
-        SPLIT_K=split, GROUP_SIZE=group, SCALE_IN_UNPACK=tiles.scale_in_unpack, BLOCK_M=tiles.block_m, BLOCK_N=tiles.block_n, BLOCK_K=tiles.block_k,
+        SPLIT_K=split, GROUP_SIZE=group, SCALE_IN_UNPACK=tiles.scale_in_unpack,
+        BLOCK_M=tiles.block_m, BLOCK_N=tiles.block_n, BLOCK_K=tiles.block_k,
         EVEN_K=k % tiles.block_k == 0, ASM=asm, BIAS=bias, DOT_PREC="ieee" if x.dtype == torch.float32 else "tf32",
         num_warps=tiles.num_warps, num_stages=tiles.num_stages,
     )

@@ -43,8 +43,8 @@ _COMPILE = textwrap.dedent("""
                 _marlin_kernel, dict(x_ptr="*" + name, qw_ptr="*i32", s_ptr="*" + name, z_ptr="*" + name,
                                      out_ptr="*" + name, partial_ptr="*fp32", counter_ptr="*i32"),
                 ["M", "N", "K", "TILES_PER_SPLIT", "stride_xm", "stride_qn", "stride_sg", "stride_om"],
-                dict(SPLIT_K=4, GROUP_SIZE=128, SCALE_IN_UNPACK=scaled, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, EVEN_K=True, ASM=asm,
-                     BIAS=bias, DOT_PREC="tf32"), warps, stages)
+                dict(SPLIT_K=4, GROUP_SIZE=128, SCALE_IN_UNPACK=scaled, BLOCK_M=block_m, BLOCK_N=block_n,
+                     BLOCK_K=block_k, EVEN_K=True, ASM=asm, BIAS=bias, DOT_PREC="tf32"), warps, stages)
         asm, bias = _ASM[dtype, True]
         results[f"dequant-{name}"] = compile_sm90(
             _dequantize_kernel, dict(qw_ptr="*i32", s_ptr="*" + name, z_ptr="*" + name, w_ptr="*" + name),
