@@ -9,7 +9,7 @@ and the weight's N fills the wgmma's 64-row side while the few rows of a decode 
 its narrow side (8..256), so M = 1 pads to 16 rows of a cheap dimension instead of 64.
 
 Per K tile: one load of [BLOCK_N, BLOCK_K / 8] words (each column's words contiguous), the
-unpack of quant_int_marlin_unpack.py (PTX lop3/prmt/fma on CUDA: q - zero exact in bf16), one
+unpack of quant_int_marlin_unpack.py (PTX shift/lop3/fma on CUDA: q - zero exact in bf16), one
 tl.dot, and the scale, one per column and group, applied to the dot's [BLOCK_N, BLOCK_M]
 result rather than to the [BLOCK_N, BLOCK_K] weights: a K tile lies in one group (BLOCK_K
 divides the group size; groups of 32 and 64 shrink it). The zero point goes in the unpack's
@@ -20,8 +20,8 @@ fewer instructions against more overlap, for the GPU sweep to decide.
 
 Where the output tiles leave multiprocessors idle (few rows, narrow layers), K is split over
 programs into fp32 partial sums, added by each tile's last program in the same launch
-(quant_split_k.py): no second kernel in a decode step's graph. Act-order is the caller's: it permutes the
-activations' columns into the weight's sorted row order (ember/quantization/int_linear.py)."""
+(quant_split_k.py): no second kernel in a decode step's graph. Act-order is the caller's: it
+permutes the activations' columns into the weight's sorted row order (int_linear.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -48,7 +48,7 @@ class MarlinTiles:
 
 
 def marlin_tiles(m: int) -> MarlinTiles:
-    """Tiles by M (not measured yet: benchmarks/quant_gemm_gpu.py --marlin-sweep times others)."""
+    """Tiles by M (not measured yet: benchmarks/quant_gemm_gpu.py --sweep-marlin times others)."""
     if m <= 16:
         return MarlinTiles(16, 128, 128, 4, 4, 2)
     if m <= 32:
