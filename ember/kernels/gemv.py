@@ -37,12 +37,16 @@ def _tile_product(acc, w_rows, x_rows, cols, row_ok, m_ok, K, M_PAD: tl.constexp
     dimension to reduce over), [M_PAD, BLOCK_N] for more."""
     w_mask = row_ok[:, None] & (cols < K)[None, :] if MASK_K else row_ok[:, None]
     w = tl.load(w_rows + cols[None, :], mask=w_mask, other=0.0).to(tl.float32)
+    # One return statement: compiled Triton wants every return of a function to agree in type,
+    # even across a branch on a constexpr.
     if M_PAD == 1:
         x = tl.load(x_rows + cols, mask=cols < K, other=0.0) if MASK_K else tl.load(x_rows + cols)
-        return acc + tl.sum(w * x.to(tl.float32)[None, :], 1)
-    x_mask = m_ok[:, None] & (cols < K)[None, :] if MASK_K else m_ok[:, None]
-    x = tl.load(x_rows[:, None] + cols[None, :], mask=x_mask, other=0.0).to(tl.float32)
-    return acc + tl.sum(w[None, :, :] * x[:, None, :], 2)
+        acc += tl.sum(w * x.to(tl.float32)[None, :], 1)
+    else:
+        x_mask = m_ok[:, None] & (cols < K)[None, :] if MASK_K else m_ok[:, None]
+        x = tl.load(x_rows[:, None] + cols[None, :], mask=x_mask, other=0.0).to(tl.float32)
+        acc += tl.sum(w[None, :, :] * x[:, None, :], 2)
+    return acc
 
 
 @triton.jit

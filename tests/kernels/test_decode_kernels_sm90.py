@@ -1,0 +1,58 @@
+"""The decode step's own kernels compile for Hopper (sm_90) down to a cubin through the ptxas
+Triton ships, without a GPU: the interpreter the CPU tests run accepts Python that compiled
+Triton refuses (a jit function whose returns differ in type across a constexpr branch did, in
+the GEMV). The one-row GEMV and the few-row one, with and without a ragged K tail; the decode
+attention with and without split-K. Runs in a child process: the kernel tests' conftest
+switches the interpreter on for this one."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+pytest.importorskip("triton")
+
+_COMPILE = textwrap.dedent("""
+    import json, triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+    from ember.kernels.gemv import _gemv_kernel
+    from ember.kernels.paged_attention import _attn_kernel
+
+    def cubin_bytes(fn, types, consts, num_warps, num_stages):
+        # types: the runtime parameters' ("i32" where none is given)
+        params = fn.arg_names
+        signature = {p: types.get(p, "i32") for p in params if p not in consts}
+        signature.update({c: "constexpr" for c in consts})
+        kernel = triton.compile(ASTSource(fn, signature, consts), target=GPUTarget("cuda", 90, 64),
+                                options=dict(num_warps=num_warps, num_stages=num_stages))
+        return len(kernel.asm["cubin"])
+
+    results = {}
+    for m_pad in (1, 4):
+        for tail in (False, True):
+            results[f"gemv-m{m_pad}-tail{int(tail)}"] = cubin_bytes(
+                _gemv_kernel, {p: "*bf16" for p in ("x_ptr", "w_ptr", "b_ptr", "y_ptr")},
+                dict(M_PAD=m_pad, BLOCK_N=4, BLOCK_K=2048 // m_pad, HAS_BIAS=True, HAS_TAIL=tail), 4, 3)
+    attention_types = {**{p: "*bf16" for p in ("q_ptr", "k_ptr", "v_ptr", "out_ptr")},
+                       **{p: "*i32" for p in ("bt_ptr", "qsl_ptr", "seq_lens_ptr")},
+                       **{p: "*fp32" for p in ("part_m_ptr", "part_l_ptr", "part_acc_ptr")}, "scale_log2": "fp32"}
+    for split in (False, True):
+        results[f"decode-attention-split{int(split)}"] = cubin_bytes(
+            _attn_kernel, attention_types,
+            dict(QPK=7, HEAD_DIM=128, HEAD_DIM_PAD=128, BLOCK_SIZE=16, BLOCK_M=16, BLOCK_Q=1, TILE_N=64,
+                 SPLIT=split, DIRECT_MAP=True, DOT_PREC="tf32", HEAD_MAJOR=True), 4, 2)
+    print(json.dumps(results))
+""")
+
+
+def test_decode_kernels_compile_for_sm90():
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    done = subprocess.run([sys.executable, "-c", _COMPILE], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-4000:]
+    results = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(results) == 6 and all(size > 0 for size in results.values()), results
