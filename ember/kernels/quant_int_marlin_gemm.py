@@ -48,14 +48,16 @@ class MarlinTiles:
 
 
 def marlin_tiles(m: int) -> MarlinTiles:
-    """Tiles by M (not measured yet: benchmarks/quant_gemm_gpu.py --sweep-marlin times others)."""
+    """Tiles by M, from the H200 sweep of session 5 (7B layers, `quant_gemm_gpu.py --sweep-marlin`):
+    64-column tiles won at 1, 16 and 64 rows (122 / 125 / 187 us a layer against 135 / 142 / 253
+    with 128), the scale applied in the unpack at 128 (312 against 364); 32 rows not measured."""
     if m <= 16:
-        return MarlinTiles(16, 128, 128, 4, 4, 2)
+        return MarlinTiles(16, 64, 128, 4, 4, 2)
     if m <= 32:
-        return MarlinTiles(32, 128, 128, 4, 4, 2)
+        return MarlinTiles(32, 64, 128, 4, 4, 2)
     if m <= 64:
-        return MarlinTiles(64, 128, 128, 4, 3, 1)
-    return MarlinTiles(128, 128, 64, 8, 3, 1)
+        return MarlinTiles(64, 64, 128, 4, 3, 1)
+    return MarlinTiles(128, 128, 64, 8, 3, 1, scale_in_unpack=True)
 
 
 def fit_to_group(tiles: MarlinTiles, group: int, k: int) -> MarlinTiles:

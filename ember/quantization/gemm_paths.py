@@ -40,26 +40,28 @@ from __future__ import annotations
 # int4  gemv 101 at M=1 (decode 150, tiled 168, dequant 296); decode 158 at 4 (tiled 177);
 #       tiled 171 / 263 at 16 / 64; dequant 302 / 349 / 2972 at 128 / 256 / 4096 (tiled 429 /
 #       735 / 8992). The GEMV unpacks the weight again for every row: 291 at M=4.
-INT4_PATHS = ((1, "gemv"), (4, "decode"), (64, "tiled"), (None, "dequant"))
-# The Marlin layout's paths: not measured yet, so in no table until benchmarks/quant_gemm_gpu.py
-# has timed them (it prints the best table of each layout).
+# Session 5's H200 call (commit e42acd6, `benchmarks/quant_gemm_gpu.py --formats
+# bf16,int4,fp8,fp8-block --rows 1,16,64,128 --sweep-marlin --sweep-w8a16`; bf16 132 / 136 / 137 /
+# 145 at M = 1 / 16 / 64 / 128): the Marlin layout's kernel with 64-column tiles took 122 / 125 /
+# 187 at 1 / 16 / 64 and 312 at 128 with the scale in the unpack (marlin-dequant 319 there),
+# against the strips' best gemv 99, tiled 169 / 262, dequant 298. A layer holds one layout; the
+# Marlin one wins where decode batches serve (16..64 rows) and loses the single row.
+INT4_PATHS = ((128, "marlin"), (None, "marlin-dequant"))
 MARLIN_LAYOUT_PATHS = frozenset({"marlin", "marlin-dequant"})
 # int8  gemv 111 at M=1; decode 168 at 4; tiled 185 / 267 at 16 / 64; dequant 328 / 374 / 2968
 #       at 128 / 256 / 4096.
 INT8_PATHS = ((1, "gemv"), (4, "decode"), (64, "tiled"), (None, "dequant"))
-# fp8 per-tensor  Triton W8A8 102 / 102 / 106 / 129 at M = 1 / 4 / 16 / 64 (cuBLAS row-wise 153 /
-#                 152 / 149 / 145); cuBLAS 140 / 164 / 1736 at 128 / 256 / 4096 (Triton 233 /
-#                 371 / 3820).
-# w8a16-triton not measured yet: up to 16 rows, where W8A8's launches (quantizer, GEMM, sum and
-# cast of the split K) cost most and a bf16 MMA on 16 rows is still far from the tensor cores'
-# limit; benchmarks/quant_gemm_gpu.py --sweep-w8a16 times it at 1..128 rows.
-FP8_PATHS = ((16, "w8a16-triton"), (64, "w8a8-triton"), (None, "w8a8-cublas"))
+# fp8 per-tensor  Triton W8A8 96 / 99 / 126 at M = 1 / 16 / 64, cuBLAS 142 at 128 (session 5's
+#                 call); the W8A16 kernel's best tiles 116 / 118 / 166 / 239: W8A8 wins at every M.
+#                 Earlier: cuBLAS 164 / 1736 at 256 / 4096 (Triton 371 / 3820).
+FP8_PATHS = ((64, "w8a8-triton"), (None, "w8a8-cublas"))
 # fp8 128x128 blocks with cuBLAS's block-wise recipe: not measured (the H200's torch 2.11 has
 # none); by the per-tensor timings, Triton for few rows.
-FP8_BLOCK_PATHS = ((16, "w8a16-triton"), (64, "w8a8-triton"), (None, "w8a8-cublas"))
-# fp8 128x128 blocks without it: Triton W8A8 90 / 92 / 95 / 127 / 281 at M = 1 / 4 / 16 / 64 /
-# 128 (dequant + cuBLAS ~345 there); dequant 391 / 3011 at 256 / 4096 (Triton 460 / 5756).
-FP8_BLOCK_PATHS_NO_CUBLAS = ((16, "w8a16-triton"), (128, "w8a8-triton"), (None, "dequant"))
+FP8_BLOCK_PATHS = ((64, "w8a8-triton"), (None, "w8a8-cublas"))
+# fp8 128x128 blocks without it: Triton W8A8 86 / 91 / 125 / 330 at M = 1 / 16 / 64 / 128, W8A16
+# (3 stages) 127 / 129 / 171 / 256, dequant + cuBLAS 342 / 343 / 346 / 350 (session 5's call);
+# earlier: dequant 391 / 3011 at 256 / 4096 (Triton W8A8 460 / 5756).
+FP8_BLOCK_PATHS_NO_CUBLAS = ((64, "w8a8-triton"), (128, "w8a16-triton"), (None, "dequant"))
 
 
 def reads_marlin_layout(table) -> bool:
