@@ -4,13 +4,11 @@ Triton refuses (a jit function whose returns differ in type across a constexpr b
 the GEMV). The one-row GEMV and the few-row one, with and without a ragged K tail; the decode
 attention with and without split-K. Runs in a child process: the kernel tests' conftest
 switches the interpreter on for this one."""
-import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
+
+from tests.kernels.sm90_compile import compile_in_child
 
 pytest.importorskip("triton")
 
@@ -49,10 +47,5 @@ _COMPILE = textwrap.dedent("""
 
 
 def test_decode_kernels_compile_for_sm90():
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    done = subprocess.run([sys.executable, "-c", _COMPILE], env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-4000:]
-    results = json.loads(done.stdout.strip().splitlines()[-1])
+    results = compile_in_child(_COMPILE)
     assert len(results) == 6 and all(size > 0 for size in results.values()), results

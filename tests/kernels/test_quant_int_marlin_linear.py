@@ -5,7 +5,6 @@ dequantized weight. A table cannot mix layouts, and int8 keeps the strips."""
 import pytest
 import torch
 
-from ember.models.layers.linear import Linear
 from ember.quantization.awq import AWQLinearMethod
 from ember.quantization.gemm_paths import path_for
 from ember.quantization.gptq import GPTQConfig, GPTQLinearMethod
@@ -27,16 +26,8 @@ CASES = {
 }
 
 
-def _load(method, tensors: dict, device) -> Linear:
-    layer = Linear(K, N)
-    del layer.weight
-    layer.quant_method = method
-    method.create_weights(layer, torch.float32, device)
-    for name, tensor in tensors.items():
-        param = getattr(layer, name)
-        param.weight_loader(param, tensor.to(device, param.dtype))
-    method.process_weights_after_loading(layer)
-    return layer
+def _load(method, tensors: dict, device):
+    return packers.load_linear(method, tensors, K, N, device)
 
 
 @pytest.mark.parametrize("case", list(CASES))

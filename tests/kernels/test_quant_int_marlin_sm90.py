@@ -4,13 +4,11 @@ reads the inline PTX, so this is where a typo in it shows before the GPU run. Al
 the design relies on: the weight tile reaches a wgmma (warp_group_dot) and both loads are
 software-pipelined (async copies into shared memory). Runs in a child process: the kernel
 tests' conftest switches the interpreter on for this one."""
-import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
+
+from tests.kernels.sm90_compile import compile_in_child
 
 triton = pytest.importorskip("triton")
 
@@ -55,12 +53,7 @@ _COMPILE = textwrap.dedent("""
 
 
 def test_kernels_compile_for_sm90_with_ptx_unpack():
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    done = subprocess.run([sys.executable, "-c", _COMPILE], env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-4000:]
-    results = json.loads(done.stdout.strip().splitlines()[-1])
+    results = compile_in_child(_COMPILE)
     for name, result in results.items():
         assert result["cubin"] > 0, name
         if name.startswith("gemm"):

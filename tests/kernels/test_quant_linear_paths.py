@@ -5,7 +5,6 @@ dequantized weight with the activations rounded to e4m3 as the quantizer rounds 
 import pytest
 import torch
 
-from ember.models.layers.linear import Linear
 from ember.quantization.awq import AWQLinearMethod
 from ember.quantization.fp8 import FP8Config, FP8W8A8LinearMethod
 from ember.kernels.quant_fp8_act import quantize_fp8
@@ -25,16 +24,8 @@ def _rows_per_path(table) -> dict[str, int]:
     return rows
 
 
-def _load(method, tensors: dict, device) -> Linear:
-    layer = Linear(K, N)
-    del layer.weight
-    layer.quant_method = method
-    method.create_weights(layer, torch.float32, device)
-    for name, tensor in tensors.items():
-        param = getattr(layer, name)
-        param.weight_loader(param, tensor.to(device, param.dtype))
-    method.process_weights_after_loading(layer)
-    return layer
+def _load(method, tensors: dict, device):
+    return packers.load_linear(method, tensors, K, N, device)
 
 
 INT_CASES = {

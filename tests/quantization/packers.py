@@ -100,3 +100,19 @@ def fp8_block(weight, block=(128, 128)):
     expanded = scale_inv[rows][:, cols]
     fp8 = (weight / expanded).to(torch.float8_e4m3fn)
     return {"weight": fp8, "weight_scale_inv": scale_inv}, fp8.float() * expanded
+
+
+def load_linear(method, tensors: dict, in_features: int, out_features: int, device):
+    """A Linear whose weight is `method`'s, loaded from a checkpoint's `tensors` as the model
+    loader does (each parameter's weight_loader, then the method's repacking)."""
+    from ember.models.layers.linear import Linear
+
+    layer = Linear(in_features, out_features)
+    del layer.weight
+    layer.quant_method = method
+    method.create_weights(layer, torch.float32, device)
+    for name, tensor in tensors.items():
+        param = getattr(layer, name)
+        param.weight_loader(param, tensor.to(device, param.dtype))
+    method.process_weights_after_loading(layer)
+    return layer
