@@ -20,9 +20,7 @@ exec > >(tee -a "$OUT/run.log") 2>&1
 
 source benchmarks/gpu_step.sh
 
-nvidia-smi -L
-$PY -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
-git log -1 --format='commit %h %s' 2>/dev/null
+gpu_header
 # Two test processes: each case compiles its kernels (about a second each).
 step w8a16-tests 170 $PY -m pytest -q -p no:cacheprovider tests/kernels/test_quant_fp8_w8a16.py \
   > "$LOGS/1-w8a16-tests.log" 2>&1 &

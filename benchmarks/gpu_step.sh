@@ -7,3 +7,10 @@ step() {
   timeout -k 5 "$limit" "$@"
   echo "== $name: exit $? after $((SECONDS - start)) s"
 }
+
+# What the log's numbers ran on: the GPUs, torch and Triton, the commit.
+gpu_header() {
+  nvidia-smi -L
+  ${PY:-python3} -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
+  git log -1 --format='commit %h %s' 2>/dev/null
+}

@@ -29,9 +29,7 @@ pick() {  # pick NAME LIMIT COMMAND...: the step, if STEPS names it
   [[ " $STEPS " == *" $1 "* ]] && step "$@"
 }
 
-nvidia-smi -L
-$PY -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
-git log -1 --format='commit %h %s' 2>/dev/null
+gpu_header
 L="$PY benchmarks/long_prompt.py"
 YARN='{"rope_type":"yarn","factor":4.0,"original_max_position_embeddings":32768}'
 pick gpu-tests 35 $PY -m pytest -q -p no:cacheprovider -m gpu tests/kernels/test_prefill_attention.py \

@@ -21,9 +21,7 @@ exec > >(tee -a "$OUT/run.log") 2>&1
 
 source benchmarks/gpu_step.sh
 
-nvidia-smi -L
-$PY -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
-git log -1 --format='commit %h %s' 2>/dev/null
+gpu_header
 GEMM="benchmarks/quant_gemm_gpu.py --formats bf16,int4 --rows 1,4,16,32,64,128,256 --sweep-marlin"
 # The sweep compiles a few hundred kernel variants (tiles x split-K x M's specialization): 8
 # processes put them in Triton's cache while the tests run, so the timed run only loads them.
