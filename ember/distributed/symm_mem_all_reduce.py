@@ -47,10 +47,21 @@ def switched_off() -> bool:
     return any(os.environ.get(name, "1").strip().lower() in ("0", "false", "off") for name in SWITCHES)
 
 
+# Whether this process has entered a symmetric-memory rendezvous. Torch numbers the store
+# exchanges of its rendezvous with one counter per process, so a second tensor-parallel engine
+# in the same process (its driver's counter advanced by the first engine's group, its new
+# workers' counters at zero) would wait for keys its peers never write (on 2 H200s the second
+# engine of a pytest process did not finish; alone it passed in 46 s). Later groups take the
+# process group's all-reduce instead.
+_rendezvous_entered = False
+
+
 def unavailable_reason(device: torch.device) -> str | None:
     """Why this rank cannot take part (None: it can), from what it alone can see."""
     if switched_off():
         return f"switched off ({' or '.join(SWITCHES)}=0)"
+    if _rendezvous_entered:
+        return "an earlier tensor-parallel group of this process took part in a rendezvous already"
     if device.type != "cuda":
         return f"the device is {device.type}, not cuda"
     try:
@@ -70,6 +81,11 @@ def unavailable_reason(device: torch.device) -> str | None:
     if unreachable:
         return f"cuda:{device.index} has no peer access to cuda:{unreachable}"
     return None
+
+
+def _note_rendezvous() -> None:
+    global _rendezvous_entered
+    _rendezvous_entered = True
 
 
 def _host() -> str:
@@ -127,6 +143,7 @@ class SymmMemAllReduce:
         fast = None
         try:
             import torch.distributed._symmetric_memory as symm_mem
+            _note_rendezvous()
             fast = cls(buffer, symm_mem.rendezvous(buffer, group), group.group_name, max_bytes)
         except Exception as e:  # noqa: BLE001
             reason = f"the rendezvous failed: {e!r}"

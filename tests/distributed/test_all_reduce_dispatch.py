@@ -41,6 +41,13 @@ def test_unavailable_on_the_cpu_and_when_switched_off(monkeypatch):
         monkeypatch.delenv(switch)
 
 
+def test_a_process_meets_its_peers_through_symmetric_memory_once(monkeypatch):
+    """Torch counts rendezvous exchanges per process: after one, a later group of the same
+    process (a second tensor-parallel engine) takes the process group's all-reduce."""
+    monkeypatch.setattr(symm_mem_all_reduce, "_rendezvous_entered", True)
+    assert "rendezvous already" in unavailable_reason(torch.device("cuda", 0))
+
+
 def _sum_on_gloo(rank: int, init_method: str, results) -> None:
     init_tensor_parallel(rank, 2, init_method, "gloo")
     try:
