@@ -20,6 +20,9 @@ paths of one layout, since a layer keeps one):
                   cores with the weight tile as the wgmma's register operand, any M (16-row
                   padding on the dot's narrow side), split-K for few output tiles
   marlin-dequant  the dense weight written once per call from that layout, then cuBLAS
+  marlin-gemv     up to 4 rows (quant_int_marlin_gemv.py): each column's words streamed along
+                  K, the same PTX unpack, FMA in fp32, no tensor cores, split-K reduced in the
+                  same launch; not measured on a GPU yet, so in no table
 
 FP8 on fp8 tensor cores (compute capability >= 8.9); the w8a8 paths quantize the activations
 per token (per 1x128 group for block-wise weights) at every call:
@@ -47,7 +50,7 @@ from __future__ import annotations
 # against the strips' best gemv 99, tiled 169 / 262, dequant 298. A layer holds one layout; the
 # Marlin one wins where decode batches serve (16..64 rows) and loses the single row.
 INT4_PATHS = ((128, "marlin"), (None, "marlin-dequant"))
-MARLIN_LAYOUT_PATHS = frozenset({"marlin", "marlin-dequant"})
+MARLIN_LAYOUT_PATHS = frozenset({"marlin", "marlin-dequant", "marlin-gemv"})
 # int8  gemv 111 at M=1; decode 168 at 4; tiled 185 / 267 at 16 / 64; dequant 328 / 374 / 2968
 #       at 128 / 256 / 4096.
 INT8_PATHS = ((1, "gemv"), (4, "decode"), (64, "tiled"), (None, "dequant"))

@@ -5,7 +5,7 @@ forward pass. Chosen when the model is built, by device:
   INT8_PATHS for the call's M (the GEMV kernel, the tensor-core tiled kernel, the older fused
   decode kernel, or dequantize-then-cuBLAS); or, for int4 under a table of the Marlin layout's
   paths, the codes repacked into that layout (ember/kernels/quant_int_marlin_layout.py) for
-  the Marlin-style kernel or its dequantize-then-cuBLAS;
+  the Marlin-style kernel, its one-row GEMV or its dequantize-then-cuBLAS;
 - elsewhere: the checkpoint layout, dequantized and multiplied in plain torch."""
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from ember.kernels.quant_int_gemm import DECODE_TILES, dequantize_int_strips, in
 from ember.kernels.quant_int_gemv import int_gemv
 from ember.kernels.quant_int_marlin_dequant import dequantize_marlin_t
 from ember.kernels.quant_int_marlin_gemm import marlin_gemm
+from ember.kernels.quant_int_marlin_gemv import marlin_gemv
 from ember.kernels.quant_int_marlin_layout import to_marlin
 from ember.kernels.quant_int_tiled_gemm import int_tiled_gemm
 from ember.kernels.quant_packing import pack_int32
@@ -90,6 +91,8 @@ class IntLinearMethod:
         path = path_for(self.paths, rows.shape[0])
         if path == "marlin":
             out = marlin_gemm(rows, layer.qweight, layer.scales, layer.zeros, group)
+        elif path == "marlin-gemv":
+            out = marlin_gemv(rows, layer.qweight, layer.scales, layer.zeros, group)
         elif path == "marlin-dequant":
             out = F.linear(rows, dequantize_marlin_t(layer.qweight, layer.scales, layer.zeros, group))
         elif path == "gemv":

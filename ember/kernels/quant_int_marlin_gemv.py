@@ -1,0 +1,175 @@
+"""One-row product (decode at batch 1, and up to 4 rows) with int4 weights in the Marlin
+layout (quant_int_marlin_layout.py): no tensor cores, so M = 1 multiplies no padding rows (the
+Marlin GEMM pads it to 16) and the packed weight is streamed once at close to memory bandwidth.
+
+In that layout each output column's words run contiguously along K (int32 [N, K / 8], the
+row-major shape of nn.Linear's own weight), so a program owns BLOCK_N columns and walks their
+rows in chunks of WORDS words (a [BLOCK_N, WORDS] load: WORDS * 4 contiguous bytes per column,
+16-byte vectors per thread), as the bf16 GEMV (gemv.py) walks a dense weight. The chunk is
+loaded as [BLOCK_N, groups, words of a group], so the zero and scale of a (column, group) are
+one value broadcast over the group's words:
+- the unpack is quant_int_marlin_unpack.py's PTX (per two codes a shift, lop3 and one
+  fma.bf16x2 that subtracts 128 + zero: q - z exact in bf16 or fp16), plain Triton ops in fp32
+  and under the interpreter;
+- the eight features of a word multiply their activations in fp32 (one conversion and one FMA
+  per weight), summed over the group's words: acc_group = sum (q - z) * x;
+- the scale is applied once per column and group: acc += acc_group * scale.
+Where the column blocks alone leave multiprocessors idle (qkv, o and down of a 7B layer), K
+is split over programs and the partial sums reduced in the same launch (quant_split_k.py).
+Rows of a small batch are the grid's fastest axis: the programs of one column block run
+together and all but the first read its words from L2. Act-order is the caller's: it permutes
+the activations' columns into the weight's sorted row order (int_linear.py)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ember.kernels._triton import require_triton, tl, triton
+from ember.kernels.quant_gemm_tiles import num_sms
+from ember.kernels.quant_int_marlin_unpack import unpack_asm
+from ember.kernels.quant_split_k import MAX_SPLIT_TILES, split_k_counters, store_split_k
+
+__all__ = ["MARLIN_GEMV_MAX_ROWS", "MarlinGemvTiles", "MARLIN_GEMV_TILES", "marlin_gemv"]
+
+MARLIN_GEMV_MAX_ROWS = 4
+
+
+@dataclass(frozen=True)
+class MarlinGemvTiles:
+    block_n: int          # output columns per program
+    words: int            # int32 words per column per K step (8 features each); a power of two
+    num_warps: int
+    programs_per_sm: int  # split K until about this many programs per multiprocessor; 0: never
+
+
+# Not measured on a GPU yet: 16 columns of 64 words is 4 KiB a step, 8 words (two 16-byte
+# loads) per thread; about 8 programs per multiprocessor keep enough loads in flight without
+# a software pipeline, as quant_int_gemv.py's strips GEMV does.
+MARLIN_GEMV_TILES = MarlinGemvTiles(block_n=16, words=64, num_warps=4, programs_per_sm=8)
+
+
+@triton.jit
+def _x(x_at, x_mask, EVEN_K: tl.constexpr):
+    """The activations at x_at [GROUPS, SUB] in fp32, broadcast over the columns."""
+    if EVEN_K:
+        x = tl.load(x_at)
+    else:
+        x = tl.load(x_at, mask=x_mask, other=0.0)
+    return x.to(tl.float32)[None, :, :]
+
+
+@triton.jit
+def _group_dots(words, neg_zero, zero, x_at, x_mask, EVEN_K: tl.constexpr, ASM: tl.constexpr):
+    """words int32 [BLOCK_N, GROUPS, SUB], zero fp32 [BLOCK_N, GROUPS, 1] (neg_zero: -(bias +
+    zero) in the activations' dtype, for the PTX), x_at [GROUPS, SUB]: the pointers to the
+    activation of feature 0 of each word (x_mask: those inside K) -> sum over each group's words
+    of (q - z) * x, fp32 [BLOCK_N, GROUPS]. One return for both branches: compiled Triton wants
+    every return of a function to agree in type, even across a constexpr branch."""
+    if ASM == "":
+        # Feature 2i in nibble i, 2i + 1 in nibble i + 4 (MARLIN_ORDER): feature f at shift
+        # 4 * (f // 2) + 16 * (f % 2).
+        dot = tl.zeros(words.shape, dtype=tl.float32)
+        for f in tl.static_range(8):
+            q = ((words >> (4 * (f // 2) + 16 * (f % 2))) & 0xF).to(tl.float32) - zero
+            dot += q * _x(x_at + f, x_mask, EVEN_K)
+    else:
+        c0, c1, c2, c3, c4, c5, c6, c7 = tl.inline_asm_elementwise(
+            ASM, "=h,=h,=h,=h,=h,=h,=h,=h,r,h", [words, neg_zero],
+            dtype=(neg_zero.dtype, neg_zero.dtype, neg_zero.dtype, neg_zero.dtype, neg_zero.dtype, neg_zero.dtype,
+                   neg_zero.dtype, neg_zero.dtype), is_pure=True, pack=1)
+        dot = c0.to(tl.float32) * _x(x_at, x_mask, EVEN_K)
+        dot += c1.to(tl.float32) * _x(x_at + 1, x_mask, EVEN_K)
+        dot += c2.to(tl.float32) * _x(x_at + 2, x_mask, EVEN_K)
+        dot += c3.to(tl.float32) * _x(x_at + 3, x_mask, EVEN_K)
+        dot += c4.to(tl.float32) * _x(x_at + 4, x_mask, EVEN_K)
+        dot += c5.to(tl.float32) * _x(x_at + 5, x_mask, EVEN_K)
+        dot += c6.to(tl.float32) * _x(x_at + 6, x_mask, EVEN_K)
+        dot += c7.to(tl.float32) * _x(x_at + 7, x_mask, EVEN_K)
+    return tl.sum(dot, 2)
+
+
+@triton.jit
+def _marlin_gemv_kernel(
+    x_ptr, qw_ptr, s_ptr, z_ptr, out_ptr, partial_ptr, counter_ptr, M, N, K, STEPS_PER_SPLIT, SPLIT_K,
+    stride_xm, stride_qn, stride_sg, stride_om,
+    GROUP_SIZE: tl.constexpr, BLOCK_N: tl.constexpr, GROUPS: tl.constexpr, SUB: tl.constexpr,
+    EVEN_K: tl.constexpr, ASM: tl.constexpr, BIAS: tl.constexpr,
+):
+    # A K step: GROUPS sub-blocks of SUB words, each inside one group of GROUP_SIZE features.
+    BLOCK_K: tl.constexpr = GROUPS * SUB * 8
+    row, pid_n, pid_k = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    n_mask = offs_n < N
+    # Word j of sub-block g of a step, relative to the step's first word.
+    word = tl.arange(0, GROUPS)[:, None] * SUB + tl.arange(0, SUB)[None, :]
+    w_rows = qw_ptr + offs_n.to(tl.int64)[:, None, None] * stride_qn
+    x_row = x_ptr + row.to(tl.int64) * stride_xm
+    acc = tl.zeros([BLOCK_N, GROUPS], dtype=tl.float32)
+    step_begin = pid_k * STEPS_PER_SPLIT
+    for step in range(step_begin, tl.minimum(step_begin + STEPS_PER_SPLIT, tl.cdiv(K, BLOCK_K))):
+        k0 = step * BLOCK_K
+        w_idx = k0 // 8 + word
+        sub_k = k0 + tl.arange(0, GROUPS) * (SUB * 8)  # each sub-block's first feature
+        g = sub_k // GROUP_SIZE
+        x_mask = w_idx < K // 8
+        at = g[None, :] * stride_sg + offs_n[:, None]
+        if EVEN_K:  # no K mask: the word loads stay 16-byte vectors
+            words = tl.load(w_rows + w_idx[None, :, :], mask=n_mask[:, None, None], other=0)
+            gz_mask = n_mask[:, None]
+        else:
+            words = tl.load(w_rows + w_idx[None, :, :], mask=n_mask[:, None, None] & x_mask[None, :, :], other=0)
+            gz_mask = n_mask[:, None] & (sub_k < K)[None, :]
+        zero = tl.load(z_ptr + at, mask=gz_mask, other=0.0).to(tl.float32)
+        scale = tl.load(s_ptr + at, mask=gz_mask, other=0.0).to(tl.float32)
+        # 128 + z is exact in bf16 (1024 + z in fp16): the PTX's fma subtracts it from 128 + q.
+        neg_zero = (-(zero + BIAS)).to(x_ptr.dtype.element_ty)[:, :, None]
+        acc += _group_dots(words, neg_zero, zero[:, :, None], x_row + w_idx * 8, x_mask, EVEN_K, ASM) * scale
+    out = tl.sum(acc, 1)
+    store_split_k(out, out_ptr + row.to(tl.int64) * stride_om + offs_n, n_mask, partial_ptr + row * N + offs_n,
+                  M * N, counter_ptr + row * tl.num_programs(1) + pid_n, SPLIT_K)
+
+
+def _sub_block(words: int, group: int, k: int) -> int:
+    """Words per sub-block of a step: a power of two that divides both the step and a group's
+    words, so a sub-block never straddles groups (the whole step where one group covers K)."""
+    if group >= k:
+        return words
+    group_words = group // 8
+    return min(words, group_words & -group_words)
+
+
+def marlin_gemv(x, qweight, scales, zeros, group_size: int, tiles: MarlinGemvTiles | None = None) -> torch.Tensor:
+    """x [M <= 4, K] (unit stride on K, columns in the weight's row order) @ the Marlin-layout
+    weight (int32 [N, K / 8]) -> [M, N] in x's dtype. `tiles`: MARLIN_GEMV_TILES unless given
+    (the benchmark's sweep)."""
+    require_triton()
+    tiles = tiles or MARLIN_GEMV_TILES
+    m, k = x.shape
+    n = qweight.shape[0]
+    assert m <= MARLIN_GEMV_MAX_ROWS, f"the Marlin-layout GEMV takes at most {MARLIN_GEMV_MAX_ROWS} rows, got {m}"
+    assert qweight.shape[1] * 8 == k and qweight.stride(1) == 1 and x.stride(1) == 1
+    assert scales.shape == zeros.shape and scales.shape[1] == n
+    assert scales.stride() == zeros.stride() and scales.stride(1) == 1
+    group = min(group_size, k)
+    if group < k and group % 8:
+        raise ValueError(f"the Marlin-layout GEMV needs groups of a multiple of 8 input features, got {group}")
+    if m == 0:
+        return torch.empty((0, n), dtype=x.dtype, device=x.device)
+    sub = _sub_block(tiles.words, group, k)
+    block_k = tiles.words * 8
+    steps, grid_n = triton.cdiv(k, block_k), triton.cdiv(n, tiles.block_n)
+    split = max(1, min(steps, triton.cdiv(tiles.programs_per_sm * num_sms(x.device), grid_n * m))) \
+        if m * grid_n <= MAX_SPLIT_TILES else 1
+    steps_per_split = triton.cdiv(steps, split)
+    split = triton.cdiv(steps, steps_per_split)
+    out = torch.empty((m, n), dtype=x.dtype, device=x.device)
+    partial = torch.empty((split, m, n), dtype=torch.float32, device=x.device) if split > 1 else out
+    asm, bias = unpack_asm(x)
+    _marlin_gemv_kernel[(m, grid_n, split)](
+        x, qweight, scales, zeros, out, partial, split_k_counters(x.device), m, n, k, steps_per_split, split,
+        x.stride(0), qweight.stride(0), scales.stride(0), out.stride(0),
+        GROUP_SIZE=group, BLOCK_N=tiles.block_n, GROUPS=tiles.words // sub, SUB=sub,
+        EVEN_K=k % block_k == 0, ASM=asm, BIAS=bias, num_warps=tiles.num_warps,
+    )
+    return out
