@@ -1,0 +1,69 @@
+"""Decoder layers whose RMSNorms and SiLU-and-mul run in the one-row GEMV's prologue
+(EMBER_GEMV_PROLOGUE=1) decode a token as the layers with the separate kernels do: the first
+layer (no residual yet) and the next, for Llama, Qwen2 (qkv bias) and Qwen3 (q/k norm). The
+fold is for CUDA only; here Linear's choice is widened to the CPU, where the kernels run in
+Triton's interpreter, and the folded layers get norm and activation kernels that fail if called."""
+import dataclasses
+
+import pytest
+import torch
+
+from ember.kernels.qk_rotary_kv_write import qk_rotary_kv_write
+from ember.models.layers import linear
+from ember.models.layers.attention import AttentionMetadata, attention_metadata
+from ember.models.layers.kernels import TORCH
+from ember.models.layers.rotary import RotaryEmbedding
+from ember.models.llama import DecoderLayer, LlamaForCausalLM, head_dim_of
+from ember.models.qwen2 import Qwen2ForCausalLM
+from tests.tiny_models import tiny_config
+
+
+def _not_called(*args, **kwargs):
+    raise AssertionError("folded into the GEMV's prologue: the separate kernel must not run")
+
+
+SEPARATE = dataclasses.replace(TORCH, qk_rotary_kv_write=qk_rotary_kv_write)
+FOLDED = dataclasses.replace(SEPARATE, rms_norm=_not_called, fused_add_rms_norm=_not_called,
+                             silu_and_mul=_not_called)
+
+
+def _layers(config, biases, qk_norm, kernels, device):
+    torch.manual_seed(1)
+    rope = RotaryEmbedding(config, head_dim_of(config), 256, kernels)
+    layers = [DecoderLayer(config, rope, biases, qk_norm, kernels) for _ in range(2)]
+    for layer in layers:
+        for p in layer.parameters():
+            p.data.uniform_(-0.3, 0.3) if p.dim() > 1 else p.data.uniform_(0.5, 1.5)
+        layer.to(device)
+        attn = layer.self_attn
+        attn.attn.k_cache = torch.full((4, 4, attn.num_kv_heads, attn.head_dim), 0.25, device=device)
+        attn.attn.v_cache = torch.full_like(attn.attn.k_cache, -0.5)
+    return layers
+
+
+def _decode_one_token(layers, x, device):
+    """Both layers on one sequence's token at position 5 (5 tokens already cached)."""
+    ints = dict(dtype=torch.int32, device=device)
+    meta = AttentionMetadata(slot_mapping=torch.tensor([5], device=device), query_start_loc=torch.tensor([0, 1], **ints),
+                             seq_lens=torch.tensor([6], **ints), block_tables=torch.tensor([[0, 1]], **ints),
+                             max_query_len=1, max_seq_len=6)
+    outputs, residual = [], None
+    with attention_metadata(meta):
+        for layer in layers:
+            x, residual = layer(torch.tensor([5], device=device), x, residual)
+            outputs += [x, residual]
+    return outputs
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2", "qwen3"])
+def test_folded_layers_decode_as_the_separate_kernels(device, monkeypatch, family):
+    config = tiny_config(family, vocab_size=64)
+    model_class = Qwen2ForCausalLM if family == "qwen2" else LlamaForCausalLM
+    biases, qk_norm = model_class.attention_biases(config), family == "qwen3"
+    x = torch.randn(1, config.hidden_size, device=device)
+    separate = _decode_one_token(_layers(config, biases, qk_norm, SEPARATE, device), x, device)
+    monkeypatch.setattr(linear, "_folds_prologue",
+                        lambda layer, x: layer.quant_method is None and x.dim() == 2 and x.shape[0] == 1)
+    folded = _decode_one_token(_layers(config, biases, qk_norm, FOLDED, device), x, device)
+    for got, expected in zip(folded, separate):
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
