@@ -11,9 +11,14 @@ w8a16:<change from the default tiles>; the table the timings suggest names them 
     PYTHONPATH=. python benchmarks/quant_gemm_gpu.py --formats bf16,fp8,fp8-block \
         --rows 1,4,16,32,64,128 --sweep-w8a16
 
---marlin also times int4 on the Marlin layout (marlin, marlin-dequant) beside the strips (gemv,
-decode, tiled, dequant); a table holds paths of one, so the summary also prints the best table
-of each. --sweep-marlin adds the Marlin kernel's tile alternatives (MARLIN_SWEEP, each named
+--marlin also times int4 on the Marlin layout (marlin, marlin-dequant, and at up to 4 rows
+marlin-gemv with its knobs' alternatives MARLIN_GEMV_SWEEP, each named marlin-gemv:<change>)
+beside the strips (gemv, decode, tiled, dequant); a table holds paths of one, so the summary
+also prints the best table of each:
+
+    PYTHONPATH=. python benchmarks/quant_gemm_gpu.py --formats bf16,int4 --rows 1,4 --marlin
+
+--sweep-marlin adds the Marlin kernel's tile alternatives (MARLIN_SWEEP, each named
 marlin:<change from marlin_tiles(M)>; the tables name them marlin):
 
     PYTHONPATH=. python benchmarks/quant_gemm_gpu.py --formats bf16,int4 \
@@ -48,6 +53,7 @@ from ember.kernels.quant_int_gemm import (DECODE_TILES, dequantize_int, dequanti
 from ember.kernels.quant_int_gemv import GEMV_MAX_ROWS, int_gemv  # noqa: E402
 from ember.kernels.quant_int_marlin_dequant import dequantize_marlin_t  # noqa: E402
 from ember.kernels.quant_int_marlin_gemm import marlin_gemm, marlin_tiles  # noqa: E402
+from ember.kernels.quant_int_marlin_gemv import MARLIN_GEMV_MAX_ROWS, MARLIN_GEMV_TILES, marlin_gemv  # noqa: E402
 from ember.kernels.quant_int_marlin_layout import to_marlin  # noqa: E402
 from ember.kernels.quant_int_tiled_gemm import int_tiled_gemm  # noqa: E402
 from ember.kernels.quant_packing import pack_int32, unpack_int32  # noqa: E402
@@ -60,7 +66,7 @@ SHAPES = {"qkv": (3584, 4608), "o": (3584, 3584), "gate_up": (3584, 37888), "dow
 ROWS = (1, 4, 16, 64, 128, 256, 4096)
 # The rows each path runs: the GEMV takes decode batches only; the fused decode kernel (BLOCK_M
 # 16) took 2.9 ms a layer at M = 256 and 41 ms at 4096 on the H200, not worth timing again.
-PATH_ROWS = {"gemv": GEMV_MAX_ROWS, "decode": 16}
+PATH_ROWS = {"gemv": GEMV_MAX_ROWS, "decode": 16, "marlin-gemv": MARLIN_GEMV_MAX_ROWS}
 GROUP = 128
 L2_BYTES = 240 << 20  # several times the H200's 60 MB L2
 # The W8A16 tile alternatives --sweep-w8a16 times beside the default (w8a16-triton).
@@ -84,6 +90,13 @@ MARLIN_SWEEP = {f"marlin:{name}": change for name, change in {
     "su": lambda t: replace(t, scale_in_unpack=True),
     "su-bk64": lambda t: replace(t, scale_in_unpack=True, block_k=64)}.items()}
 MARLIN_TILES = {}  # main() adds marlin_tiles(M) itself (marlin) and MARLIN_SWEEP when asked
+# The Marlin-layout GEMV's knobs --marlin times beside MARLIN_GEMV_TILES (marlin-gemv): columns
+# per program, words per column and K step, warps, programs per multiprocessor for split-K.
+MARLIN_GEMV_SWEEP = {f"marlin-gemv:{name}": replace(MARLIN_GEMV_TILES, **change) for name, change in {
+    "bn8": dict(block_n=8), "bn32": dict(block_n=32), "words32": dict(words=32), "words128": dict(words=128),
+    "w2": dict(num_warps=2), "w8": dict(num_warps=8), "p0": dict(programs_per_sm=0), "p4": dict(programs_per_sm=4),
+    "p16": dict(programs_per_sm=16)}.items()}
+MARLIN_GEMV = {}  # main() adds MARLIN_GEMV_TILES (marlin-gemv) and MARLIN_GEMV_SWEEP under --marlin
 
 
 def median_ms(fn) -> float:
@@ -134,6 +147,8 @@ def int_paths(k, n, bits):
             paths[name] = lambda w, change=change: (
                 lambda x: marlin_gemm(x, w[3], w[1], w[2], GROUP, change(marlin_tiles(x.shape[0]))))
         paths["marlin-dequant"] = lambda w: (lambda x: F.linear(x, dequantize_marlin_t(w[3], w[1], w[2], GROUP)))
+        for name, tiles in MARLIN_GEMV.items():
+            paths[name] = lambda w, tiles=tiles: (lambda x: marlin_gemv(x, w[3], w[1], w[2], GROUP, tiles))
     nbytes = k * n * bits // 8 + 2 * 2 * (k // GROUP) * n
     return paths, layouts(*copies[0]), lambda: layouts(int_weights(k, n, bits)[0], *copies[0][1:]), nbytes, dense
 
@@ -194,6 +209,7 @@ def main() -> None:
         W8A16_TILES.update(W8A16_SWEEP)
     if args.marlin or args.sweep_marlin:
         MARLIN_TILES["marlin"] = lambda t: t
+        MARLIN_GEMV.update({"marlin-gemv": MARLIN_GEMV_TILES, **MARLIN_GEMV_SWEEP})
     if args.sweep_marlin:
         MARLIN_TILES.update(MARLIN_SWEEP)
     rows = [int(m) for m in args.rows.split(",")]
@@ -211,7 +227,7 @@ def main() -> None:
                 x = torch.randn(m, k, device=DEV, dtype=DT)
                 ref = x.float() @ dense.float()
                 for path, make in paths.items():
-                    if m > PATH_ROWS.get(path, m):
+                    if m > PATH_ROWS.get(table_path(path), m):
                         continue
                     case += 1
                     if args.warm:
@@ -281,13 +297,16 @@ def summarize(results, rows) -> None:
 
 
 def table_path(path: str) -> str:
-    """A sweep's name (w8a16:<change>, marlin:<change>) -> the path a table names."""
-    return "w8a16-triton" if path.startswith("w8a16") else "marlin" if path.startswith("marlin:") else path
+    """A sweep's name (w8a16:<change>, marlin:<change>, marlin-gemv:<change>) -> the path a table names."""
+    if path.startswith("w8a16"):
+        return "w8a16-triton"
+    return path.split(":")[0] if path.startswith(("marlin:", "marlin-gemv:")) else path
 
 
 def per_layout(fmt, times, rows) -> None:
     """A layer keeps one int4 layout, so a table holds paths of one: the best table of each,
-    its per-layer time by M, and the fastest Marlin tiles by M (for marlin_tiles)."""
+    its per-layer time by M, and the fastest Marlin tiles by M (for marlin_tiles and
+    MARLIN_GEMV_TILES)."""
     for layout in ("strips", "marlin"):
         fastest, line = [], []
         for m in rows:
