@@ -50,17 +50,17 @@ MARLIN_GEMV_TILES = MarlinGemvTiles(block_n=16, words=64, num_warps=4, programs_
 
 
 @triton.jit
-def _x(x_at, x_mask, EVEN_K: tl.constexpr):
+def _x(x_at, x_mask, MASK_K: tl.constexpr):
     """The activations at x_at [GROUPS, SUB] in fp32, broadcast over the columns."""
-    if EVEN_K:
-        x = tl.load(x_at)
-    else:
+    if MASK_K:
         x = tl.load(x_at, mask=x_mask, other=0.0)
+    else:
+        x = tl.load(x_at)
     return x.to(tl.float32)[None, :, :]
 
 
 @triton.jit
-def _group_dots(words, neg_zero, zero, x_at, x_mask, EVEN_K: tl.constexpr, ASM: tl.constexpr):
+def _group_dots(words, neg_zero, zero, x_at, x_mask, MASK_K: tl.constexpr, ASM: tl.constexpr):
     """words int32 [BLOCK_N, GROUPS, SUB], zero fp32 [BLOCK_N, GROUPS, 1] (neg_zero: -(bias +
     zero) in the activations' dtype, for the PTX), x_at [GROUPS, SUB]: the pointers to the
     activation of feature 0 of each word (x_mask: those inside K) -> sum over each group's words
@@ -72,21 +72,44 @@ def _group_dots(words, neg_zero, zero, x_at, x_mask, EVEN_K: tl.constexpr, ASM: 
         dot = tl.zeros(words.shape, dtype=tl.float32)
         for f in tl.static_range(8):
             q = ((words >> (4 * (f // 2) + 16 * (f % 2))) & 0xF).to(tl.float32) - zero
-            dot += q * _x(x_at + f, x_mask, EVEN_K)
+            dot += q * _x(x_at + f, x_mask, MASK_K)
     else:
         c0, c1, c2, c3, c4, c5, c6, c7 = tl.inline_asm_elementwise(
             ASM, "=h,=h,=h,=h,=h,=h,=h,=h,r,h", [words, neg_zero],
             dtype=(neg_zero.dtype, neg_zero.dtype, neg_zero.dtype, neg_zero.dtype, neg_zero.dtype, neg_zero.dtype,
                    neg_zero.dtype, neg_zero.dtype), is_pure=True, pack=1)
-        dot = c0.to(tl.float32) * _x(x_at, x_mask, EVEN_K)
-        dot += c1.to(tl.float32) * _x(x_at + 1, x_mask, EVEN_K)
-        dot += c2.to(tl.float32) * _x(x_at + 2, x_mask, EVEN_K)
-        dot += c3.to(tl.float32) * _x(x_at + 3, x_mask, EVEN_K)
-        dot += c4.to(tl.float32) * _x(x_at + 4, x_mask, EVEN_K)
-        dot += c5.to(tl.float32) * _x(x_at + 5, x_mask, EVEN_K)
-        dot += c6.to(tl.float32) * _x(x_at + 6, x_mask, EVEN_K)
-        dot += c7.to(tl.float32) * _x(x_at + 7, x_mask, EVEN_K)
+        dot = c0.to(tl.float32) * _x(x_at, x_mask, MASK_K)
+        dot += c1.to(tl.float32) * _x(x_at + 1, x_mask, MASK_K)
+        dot += c2.to(tl.float32) * _x(x_at + 2, x_mask, MASK_K)
+        dot += c3.to(tl.float32) * _x(x_at + 3, x_mask, MASK_K)
+        dot += c4.to(tl.float32) * _x(x_at + 4, x_mask, MASK_K)
+        dot += c5.to(tl.float32) * _x(x_at + 5, x_mask, MASK_K)
+        dot += c6.to(tl.float32) * _x(x_at + 6, x_mask, MASK_K)
+        dot += c7.to(tl.float32) * _x(x_at + 7, x_mask, MASK_K)
     return tl.sum(dot, 2)
+
+
+@triton.jit
+def _k_step(acc, k0, w_rows, x_row, z_ptr, s_ptr, offs_n, n_mask, word, K, stride_sg, GROUP_SIZE: tl.constexpr,
+            GROUPS: tl.constexpr, SUB: tl.constexpr, MASK_K: tl.constexpr, ASM: tl.constexpr, BIAS: tl.constexpr):
+    """acc [BLOCK_N, GROUPS] + the scaled group sums of the K step at feature k0. MASK_K: the
+    step runs past K (only the last step of a K the step does not divide: the others' word
+    loads stay 16-byte vectors, which a mask along K would cut to its own runs)."""
+    w_idx = k0 // 8 + word
+    sub_k = k0 + tl.arange(0, GROUPS) * (SUB * 8)  # each sub-block's first feature
+    at = (sub_k // GROUP_SIZE)[None, :] * stride_sg + offs_n[:, None]
+    x_mask = w_idx < K // 8
+    if MASK_K:
+        words = tl.load(w_rows + w_idx[None, :, :], mask=n_mask[:, None, None] & x_mask[None, :, :], other=0)
+        gz_mask = n_mask[:, None] & (sub_k < K)[None, :]
+    else:
+        words = tl.load(w_rows + w_idx[None, :, :], mask=n_mask[:, None, None], other=0)
+        gz_mask = n_mask[:, None]
+    zero = tl.load(z_ptr + at, mask=gz_mask, other=0.0).to(tl.float32)
+    scale = tl.load(s_ptr + at, mask=gz_mask, other=0.0).to(tl.float32)
+    # 128 + z is exact in bf16 (1024 + z in fp16): the PTX's fma subtracts it from 128 + q.
+    neg_zero = (-(zero + BIAS)).to(x_row.dtype.element_ty)[:, :, None]
+    return acc + _group_dots(words, neg_zero, zero[:, :, None], x_row + w_idx * 8, x_mask, MASK_K, ASM) * scale
 
 
 @triton.jit
@@ -94,7 +117,7 @@ def _marlin_gemv_kernel(
     x_ptr, qw_ptr, s_ptr, z_ptr, out_ptr, partial_ptr, counter_ptr, M, N, K, STEPS_PER_SPLIT, SPLIT_K,
     stride_xm, stride_qn, stride_sg, stride_om,
     GROUP_SIZE: tl.constexpr, BLOCK_N: tl.constexpr, GROUPS: tl.constexpr, SUB: tl.constexpr,
-    EVEN_K: tl.constexpr, ASM: tl.constexpr, BIAS: tl.constexpr,
+    HAS_TAIL: tl.constexpr, ASM: tl.constexpr, BIAS: tl.constexpr,
 ):
     # A K step: GROUPS sub-blocks of SUB words, each inside one group of GROUP_SIZE features.
     BLOCK_K: tl.constexpr = GROUPS * SUB * 8
@@ -106,25 +129,17 @@ def _marlin_gemv_kernel(
     w_rows = qw_ptr + offs_n.to(tl.int64)[:, None, None] * stride_qn
     x_row = x_ptr + row.to(tl.int64) * stride_xm
     acc = tl.zeros([BLOCK_N, GROUPS], dtype=tl.float32)
+    # This program's steps; whole steps first, then the one that runs past K if it has it.
     step_begin = pid_k * STEPS_PER_SPLIT
-    for step in range(step_begin, tl.minimum(step_begin + STEPS_PER_SPLIT, tl.cdiv(K, BLOCK_K))):
-        k0 = step * BLOCK_K
-        w_idx = k0 // 8 + word
-        sub_k = k0 + tl.arange(0, GROUPS) * (SUB * 8)  # each sub-block's first feature
-        g = sub_k // GROUP_SIZE
-        x_mask = w_idx < K // 8
-        at = g[None, :] * stride_sg + offs_n[:, None]
-        if EVEN_K:  # no K mask: the word loads stay 16-byte vectors
-            words = tl.load(w_rows + w_idx[None, :, :], mask=n_mask[:, None, None], other=0)
-            gz_mask = n_mask[:, None]
-        else:
-            words = tl.load(w_rows + w_idx[None, :, :], mask=n_mask[:, None, None] & x_mask[None, :, :], other=0)
-            gz_mask = n_mask[:, None] & (sub_k < K)[None, :]
-        zero = tl.load(z_ptr + at, mask=gz_mask, other=0.0).to(tl.float32)
-        scale = tl.load(s_ptr + at, mask=gz_mask, other=0.0).to(tl.float32)
-        # 128 + z is exact in bf16 (1024 + z in fp16): the PTX's fma subtracts it from 128 + q.
-        neg_zero = (-(zero + BIAS)).to(x_ptr.dtype.element_ty)[:, :, None]
-        acc += _group_dots(words, neg_zero, zero[:, :, None], x_row + w_idx * 8, x_mask, EVEN_K, ASM) * scale
+    step_end = tl.minimum(step_begin + STEPS_PER_SPLIT, tl.cdiv(K, BLOCK_K))
+    whole = K // BLOCK_K
+    for step in range(step_begin, tl.minimum(step_end, whole)):
+        acc = _k_step(acc, step * BLOCK_K, w_rows, x_row, z_ptr, s_ptr, offs_n, n_mask, word, K, stride_sg,
+                      GROUP_SIZE, GROUPS, SUB, False, ASM, BIAS)
+    if HAS_TAIL:
+        if step_end > whole:
+            acc = _k_step(acc, whole * BLOCK_K, w_rows, x_row, z_ptr, s_ptr, offs_n, n_mask, word, K, stride_sg,
+                          GROUP_SIZE, GROUPS, SUB, True, ASM, BIAS)
     out = tl.sum(acc, 1)
     store_split_k(out, out_ptr + row.to(tl.int64) * stride_om + offs_n, n_mask, partial_ptr + row * N + offs_n,
                   M * N, counter_ptr + row * tl.num_programs(1) + pid_n, SPLIT_K)
@@ -170,6 +185,6 @@ def marlin_gemv(x, qweight, scales, zeros, group_size: int, tiles: MarlinGemvTil
         x, qweight, scales, zeros, out, partial, split_k_counters(x.device), m, n, k, steps_per_split, split,
         x.stride(0), qweight.stride(0), scales.stride(0), out.stride(0),
         GROUP_SIZE=group, BLOCK_N=tiles.block_n, GROUPS=tiles.words // sub, SUB=sub,
-        EVEN_K=k % block_k == 0, ASM=asm, BIAS=bias, num_warps=tiles.num_warps,
+        HAS_TAIL=k % block_k != 0, ASM=asm, BIAS=bias, num_warps=tiles.num_warps,
     )
     return out
