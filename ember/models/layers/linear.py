@@ -79,7 +79,7 @@ class Linear(nn.Module):
         (the first layer): a decoder's RMSNorm and the projection after it, whose input is the
         whole row (never RowParallelLinear's slice). For one row the add and the norm can run in
         the GEMV's prologue."""
-        if _folds_prologue(self, x):
+        if _folds_prologue(self, x) and norm.weight.dtype == x.dtype:
             out, residual = gemv_prologue.add_rms_norm_gemv(x, residual, norm.weight, norm.eps, self.weight,
                                                             self.bias)
             return self._outputs(out), residual
