@@ -23,9 +23,9 @@ source benchmarks/gpu_step.sh
 gpu_header
 B="$PY -m ember.entrypoints.bench.cli latency --model qwen2.5-7b --batch-size 1 --input-len 64 --output-len 256 \
   --num-iters-warmup 2 --num-iters 5"
-step tests 150 $PY -m pytest -q -p no:cacheprovider tests/kernels/test_gemv.py \
+step tests 120 $PY -m pytest -q -p no:cacheprovider tests/kernels/test_gemv.py \
   tests/kernels/test_decoder_layer_gemv_prologue.py tests/gpu/test_gemv_prologue_gpu.py
-step gemv 200 $PY benchmarks/gemv_gpu.py --prologue
+step gemv 240 $PY benchmarks/gemv_gpu.py --prologue
 step latency 60 $B --output-json "$OUT/latency.json"
 EMBER_GEMV_PROLOGUE=1 step latency-prologue 60 $B --output-json "$OUT/latency-prologue.json"
 EMBER_GEMV_PROLOGUE=1 step profile-batch1-prologue 60 $PY benchmarks/step_profile.py --batch-size 1 --input-len 64 \
