@@ -31,6 +31,7 @@ from benchmarks.graph_timing import graph_us  # noqa: E402
 from ember.kernels import gemv as gemv_module  # noqa: E402
 from ember.kernels.activation import silu_and_mul  # noqa: E402
 from ember.kernels.gemv import gemv  # noqa: E402
+from ember.kernels import gemv_prologue as prologue_module  # noqa: E402
 from ember.kernels.gemv_prologue import add_rms_norm_gemv, silu_and_mul_gemv  # noqa: E402
 from ember.kernels.rmsnorm import fused_add_rms_norm  # noqa: E402
 
@@ -108,7 +109,7 @@ def prologue() -> None:
               f"{tb / t_fused:5.2f} TB/s   {t_separate / t_fused:5.2f}x  maxerr {err:.1e}", flush=True)
     print(f"a 7B layer's three: separate {total_separate:.1f} us, fused {total_fused:.1f} us (x28 layers: "
           f"{28 * (total_fused - total_separate) / 1e3:+.3f} ms per token with EMBER_GEMV_PROLOGUE=1)")
-    default = (gemv_module._BLOCK_N, gemv_module._ELEMENTS, gemv_module._NUM_WARPS)
+    default = (prologue_module._BLOCK_N, prologue_module._ELEMENTS, prologue_module._NUM_WARPS)
     print(f"fused launch knobs (block_n, elements, num_warps; default {default}):")
     for name, n, k, has_bias in PROLOGUE_SHAPES:
         separate, fused = prologue_calls(name, n, k, has_bias)

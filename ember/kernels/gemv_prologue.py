@@ -20,10 +20,15 @@ import torch.nn.functional as F
 
 from ember.kernels._triton import require_triton, tl, triton
 from ember.kernels.activation import silu_and_mul_ref
-from ember.kernels.gemv import _BLOCK_N, _ELEMENTS, _NUM_WARPS
 from ember.kernels.rmsnorm import fused_add_rms_norm_ref, rms_norm_ref
 
 __all__ = ["add_rms_norm_gemv", "add_rms_norm_gemv_ref", "silu_and_mul_gemv", "silu_and_mul_gemv_ref"]
+
+# The GEMV's launch knobs to start from; these re-read their input row in every program, so
+# their best may differ (benchmarks/gemv_gpu.py --prologue sweeps them).
+_BLOCK_N = 4
+_ELEMENTS = 8192
+_NUM_WARPS = 4
 
 
 @triton.jit
