@@ -7,13 +7,18 @@ row-major shape of nn.Linear's own weight), so a program owns BLOCK_N columns an
 rows in chunks of WORDS words (a [BLOCK_N, WORDS] load: WORDS * 4 contiguous bytes per column,
 16-byte vectors per thread), as the bf16 GEMV (gemv.py) walks a dense weight. The chunk is
 loaded as [BLOCK_N, groups, words of a group], so the zero and scale of a (column, group) are
-one value broadcast over the group's words:
-- the unpack is quant_int_marlin_unpack.py's PTX (per two codes a shift, lop3 and one
-  fma.bf16x2 that subtracts 128 + zero: q - z exact in bf16 or fp16), plain Triton ops in fp32
-  and under the interpreter;
-- the eight features of a word multiply their activations in fp32 (one conversion and one FMA
-  per weight), summed over the group's words: acc_group = sum (q - z) * x;
-- the scale is applied once per column and group: acc += acc_group * scale.
+one value broadcast over the group's words, and a word's eight activations are one 16-byte
+load (bf16), split feature by feature. Each weight multiplies its activation in fp32, the
+products summed over the group (acc_group = sum (q - z) * x), then scaled once per column and
+group (acc += acc_group * scale). Two unpacks, for the GPU sweep to decide:
+- quant_int_marlin_unpack.py's PTX (bf16, fp16): per two codes a shift, lop3 and one
+  fma.bf16x2 that subtracts 128 + zero, q - z exact in half precision, then converted to fp32;
+- the fp32 extraction (also the fp32 and interpreter path): per code a shift and one lop3 that
+  put its nibble under fp32's exponent of 128, giving 128 + q, no conversion; the zero and the
+  bias leave once per group and column, (128 + z) * sum x.
+Compiled for sm_90 by Triton 3.9's ptxas (no GPU), the default tiles' K loop runs about 5 SASS
+instructions per weight either way (6.3 with a 2-byte load per activation); the PTX one in 72 registers a thread, the
+fp32 one in 127 (fewer programs resident to hide the loads' latency).
 Where the column blocks alone leave multiprocessors idle (qkv, o and down of a 7B layer), K
 is split over programs and the partial sums reduced in the same launch (quant_split_k.py).
 Rows of a small batch are the grid's fastest axis: the programs of one column block run
@@ -41,52 +46,89 @@ class MarlinGemvTiles:
     words: int            # int32 words per column per K step (8 features each); a power of two
     num_warps: int
     programs_per_sm: int  # split K until about this many programs per multiprocessor; 0: never
+    # quant_int_marlin_unpack.py's PTX for bf16 and fp16 (q - z in half-precision pairs, converted
+    # to fp32 per weight), or the fp32 extraction (128 + q, the zero through the sum of x)
+    ptx_unpack: bool = True
 
 
 # Not measured on a GPU yet: 16 columns of 64 words is 4 KiB a step, 8 words (two 16-byte
 # loads) per thread; about 8 programs per multiprocessor keep enough loads in flight without
-# a software pipeline, as quant_int_gemv.py's strips GEMV does.
+# a software pipeline, as quant_int_gemv.py's strips GEMV does (the PTX unpack's 72 registers
+# a thread let 7 programs of 4 warps reside on a multiprocessor).
 MARLIN_GEMV_TILES = MarlinGemvTiles(block_n=16, words=64, num_warps=4, programs_per_sm=8)
 
 
 @triton.jit
-def _x(x_at, x_mask, MASK_K: tl.constexpr):
-    """The activations at x_at [GROUPS, SUB] in fp32, broadcast over the columns."""
+def _activations(x_at, x_mask, MASK_K: tl.constexpr):
+    """The activations of each word's eight features, x_at [GROUPS, SUB] pointing at feature 0
+    (x_mask: the words inside K): one 16-byte load per word in bf16, split feature by feature ->
+    eight fp32 [1, GROUPS, SUB] (broadcast over the columns) and their sum per group [GROUPS]."""
+    eight = tl.arange(0, 8)[None, None, :]
     if MASK_K:
-        x = tl.load(x_at, mask=x_mask, other=0.0)
+        x8 = tl.load(x_at[:, :, None] + eight, mask=x_mask[:, :, None], other=0.0).to(tl.float32)
     else:
-        x = tl.load(x_at)
-    return x.to(tl.float32)[None, :, :]
+        x8 = tl.load(x_at[:, :, None] + eight).to(tl.float32)
+    # Feature 4a + 2b + c at [a, b, c]: each split takes the last axis.
+    even, odd = tl.split(tl.reshape(x8, [x8.shape[0], x8.shape[1], 2, 2, 2]))
+    e0, e1 = tl.split(even)
+    o0, o1 = tl.split(odd)
+    x0, x4 = tl.split(e0)
+    x2, x6 = tl.split(e1)
+    x1, x5 = tl.split(o0)
+    x3, x7 = tl.split(o1)
+    return (x0[None, :, :], x1[None, :, :], x2[None, :, :], x3[None, :, :], x4[None, :, :], x5[None, :, :],
+            x6[None, :, :], x7[None, :, :], tl.sum(tl.sum(x8, 2), 1))
+
+
+@triton.jit
+def _biased(words, shift: tl.constexpr):
+    """128 + the code at bit `shift` of each word (a shift and one lop3: its nibble moved to bits
+    16..19 and OR-ed with fp32's exponent of 128), fp32."""
+    if shift < 16:
+        at16 = words << (16 - shift)
+    elif shift > 16:
+        at16 = words >> (shift - 16)  # arithmetic: the sign's copies land above bit 19
+    else:
+        at16 = words
+    return ((at16 & 0x000F0000) | 0x43000000).to(tl.float32, bitcast=True)
 
 
 @triton.jit
 def _group_dots(words, neg_zero, zero, x_at, x_mask, MASK_K: tl.constexpr, ASM: tl.constexpr):
-    """words int32 [BLOCK_N, GROUPS, SUB], zero fp32 [BLOCK_N, GROUPS, 1] (neg_zero: -(bias +
-    zero) in the activations' dtype, for the PTX), x_at [GROUPS, SUB]: the pointers to the
-    activation of feature 0 of each word (x_mask: those inside K) -> sum over each group's words
-    of (q - z) * x, fp32 [BLOCK_N, GROUPS]. One return for both branches: compiled Triton wants
-    every return of a function to agree in type, even across a constexpr branch."""
+    """words int32 [BLOCK_N, GROUPS, SUB], zero fp32 [BLOCK_N, GROUPS] (neg_zero: -(bias + zero)
+    in the activations' dtype, [BLOCK_N, GROUPS, 1], for the PTX), x_at and x_mask as
+    _activations takes them -> sum over each group's words of (q - z) * x, fp32 [BLOCK_N,
+    GROUPS]. One return for both branches: compiled Triton wants every return of a function to
+    agree in type, even across a constexpr branch."""
+    x0, x1, x2, x3, x4, x5, x6, x7, x_sum = _activations(x_at, x_mask, MASK_K)
     if ASM == "":
-        # Feature 2i in nibble i, 2i + 1 in nibble i + 4 (MARLIN_ORDER): feature f at shift
-        # 4 * (f // 2) + 16 * (f % 2).
-        dot = tl.zeros(words.shape, dtype=tl.float32)
-        for f in tl.static_range(8):
-            q = ((words >> (4 * (f // 2) + 16 * (f % 2))) & 0xF).to(tl.float32) - zero
-            dot += q * _x(x_at + f, x_mask, MASK_K)
-    else:
+        # Feature 2i in nibble i, 2i + 1 in nibble i + 4 (MARLIN_ORDER). The products keep the
+        # bias: sum (128 + q) * x - (128 + z) * sum x, the zero's share once per group and column
+        # (fp32 keeps 16 of its 24 bits for q - z next to the 128).
+        dot = _biased(words, 0) * x0
+        dot += _biased(words, 16) * x1
+        dot += _biased(words, 4) * x2
+        dot += _biased(words, 20) * x3
+        dot += _biased(words, 8) * x4
+        dot += _biased(words, 24) * x5
+        dot += _biased(words, 12) * x6
+        dot += _biased(words, 28) * x7
+        sums = tl.sum(dot, 2) - (zero + 128.0) * x_sum[None, :]
+    else:  # q - z from the PTX, exact in bf16 / fp16
         c0, c1, c2, c3, c4, c5, c6, c7 = tl.inline_asm_elementwise(
             ASM, "=h,=h,=h,=h,=h,=h,=h,=h,r,h", [words, neg_zero],
             dtype=(neg_zero.dtype, neg_zero.dtype, neg_zero.dtype, neg_zero.dtype, neg_zero.dtype, neg_zero.dtype,
                    neg_zero.dtype, neg_zero.dtype), is_pure=True, pack=1)
-        dot = c0.to(tl.float32) * _x(x_at, x_mask, MASK_K)
-        dot += c1.to(tl.float32) * _x(x_at + 1, x_mask, MASK_K)
-        dot += c2.to(tl.float32) * _x(x_at + 2, x_mask, MASK_K)
-        dot += c3.to(tl.float32) * _x(x_at + 3, x_mask, MASK_K)
-        dot += c4.to(tl.float32) * _x(x_at + 4, x_mask, MASK_K)
-        dot += c5.to(tl.float32) * _x(x_at + 5, x_mask, MASK_K)
-        dot += c6.to(tl.float32) * _x(x_at + 6, x_mask, MASK_K)
-        dot += c7.to(tl.float32) * _x(x_at + 7, x_mask, MASK_K)
-    return tl.sum(dot, 2)
+        dot = c0.to(tl.float32) * x0
+        dot += c1.to(tl.float32) * x1
+        dot += c2.to(tl.float32) * x2
+        dot += c3.to(tl.float32) * x3
+        dot += c4.to(tl.float32) * x4
+        dot += c5.to(tl.float32) * x5
+        dot += c6.to(tl.float32) * x6
+        dot += c7.to(tl.float32) * x7
+        sums = tl.sum(dot, 2)
+    return sums
 
 
 @triton.jit
@@ -109,7 +151,7 @@ def _k_step(acc, k0, w_rows, x_row, z_ptr, s_ptr, offs_n, n_mask, word, K, strid
     scale = tl.load(s_ptr + at, mask=gz_mask, other=0.0).to(tl.float32)
     # 128 + z is exact in bf16 (1024 + z in fp16): the PTX's fma subtracts it from 128 + q.
     neg_zero = (-(zero + BIAS)).to(x_row.dtype.element_ty)[:, :, None]
-    return acc + _group_dots(words, neg_zero, zero[:, :, None], x_row + w_idx * 8, x_mask, MASK_K, ASM) * scale
+    return acc + _group_dots(words, neg_zero, zero, x_row + w_idx * 8, x_mask, MASK_K, ASM) * scale
 
 
 @triton.jit
@@ -180,7 +222,7 @@ def marlin_gemv(x, qweight, scales, zeros, group_size: int, tiles: MarlinGemvTil
     split = triton.cdiv(steps, steps_per_split)
     out = torch.empty((m, n), dtype=x.dtype, device=x.device)
     partial = torch.empty((split, m, n), dtype=torch.float32, device=x.device) if split > 1 else out
-    asm, bias = unpack_asm(x)
+    asm, bias = unpack_asm(x) if tiles.ptx_unpack else ("", 0.0)
     _marlin_gemv_kernel[(m, grid_n, split)](
         x, qweight, scales, zeros, out, partial, split_k_counters(x.device), m, n, k, steps_per_split, split,
         x.stride(0), qweight.stride(0), scales.stride(0), out.stride(0),

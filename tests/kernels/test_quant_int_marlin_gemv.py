@@ -2,8 +2,8 @@
 reference of that layout: group sizes 32 / 64 / 128 / per-channel (and one that is no power of
 two), act-order (the caller permutes the activations' columns), N not a multiple of the column
 block, K not a multiple of the K step, split K, 1 to 4 rows; a GPTQ layer whose table names the
-path; and on the GPU the 7B shapes in bf16 through the PTX unpack. Under the interpreter (fp32,
-fp16) the plain Triton unpack runs."""
+path; and on the GPU the 7B shapes in bf16 through both unpacks. Under the interpreter (fp32,
+fp16) the fp32 extraction runs (the PTX one needs a GPU)."""
 import pytest
 import torch
 
@@ -57,8 +57,9 @@ def test_marlin_gemv(device, dtype, group, m):
     _close(marlin_gemv(x, *args, tiles=SMALL), ref, dtype)
 
 
-@pytest.mark.parametrize("tiles", [MARLIN_GEMV_TILES, MarlinGemvTiles(32, 64, 4, 0), MarlinGemvTiles(16, 8, 2, 8)],
-                         ids=["default", "no-split", "short-steps-split-k"])
+@pytest.mark.parametrize("tiles", [MARLIN_GEMV_TILES, MarlinGemvTiles(32, 64, 4, 0), MarlinGemvTiles(16, 8, 2, 8),
+                                   MarlinGemvTiles(16, 64, 4, 8, ptx_unpack=False)],
+                         ids=["default", "no-split", "short-steps-split-k", "fp32-unpack"])
 def test_marlin_gemv_tiles_of_the_sweep(device, dtype, tiles):
     args, x, ref = _case(device, dtype, 64, False, 1024, 4)
     _close(marlin_gemv(x, *args, tiles=tiles), ref, dtype)
@@ -105,5 +106,6 @@ def test_gptq_layer_under_a_table_with_the_gemv(device):
 def test_marlin_gemv_at_7b_shapes_on_gpu(k, n, group_size, m):
     """bf16 on the PTX unpack, fp32 products: within bf16's rounding of the fp32 reference."""
     args, x, ref = _case("cuda", torch.bfloat16, group_size, False, k, m, n)
-    out = marlin_gemv(x, *args).float().cpu()
-    assert (out - ref).norm() / ref.norm() < 1e-2
+    for tiles in (MARLIN_GEMV_TILES, MarlinGemvTiles(16, 64, 4, 8, ptx_unpack=False)):
+        out = marlin_gemv(x, *args, tiles=tiles).float().cpu()
+        assert (out - ref).norm() / ref.norm() < 1e-2, tiles
