@@ -91,12 +91,12 @@ MARLIN_SWEEP = {f"marlin:{name}": change for name, change in {
     "su-bk64": lambda t: replace(t, scale_in_unpack=True, block_k=64)}.items()}
 MARLIN_TILES = {}  # main() adds marlin_tiles(M) itself (marlin) and MARLIN_SWEEP when asked
 # The Marlin-layout GEMV's knobs --marlin times beside MARLIN_GEMV_TILES (marlin-gemv): columns
-# per program, words per column and K step, warps, programs per multiprocessor for split-K, and
-# the unpack (PTX, or the fp32 extraction: fewer instructions, more registers).
+# per program, words per column and K step, warps, programs per multiprocessor for split-K, the
+# unpack (PTX, or the fp32 extraction: fewer instructions, more registers), and the prefetch.
 MARLIN_GEMV_SWEEP = {f"marlin-gemv:{name}": replace(MARLIN_GEMV_TILES, **change) for name, change in {
     "bn8": dict(block_n=8), "bn32": dict(block_n=32), "words32": dict(words=32), "words128": dict(words=128),
     "w2": dict(num_warps=2), "w8": dict(num_warps=8), "p0": dict(programs_per_sm=0), "p4": dict(programs_per_sm=4),
-    "p16": dict(programs_per_sm=16), "fp32-unpack": dict(ptx_unpack=False),
+    "p16": dict(programs_per_sm=16), "no-prefetch": dict(prefetch=False), "fp32-unpack": dict(ptx_unpack=False),
     "fp32-unpack-bn32-words32": dict(ptx_unpack=False, block_n=32, words=32)}.items()}
 MARLIN_GEMV = {}  # main() adds MARLIN_GEMV_TILES (marlin-gemv) and MARLIN_GEMV_SWEEP under --marlin
 

@@ -16,9 +16,11 @@ group (acc += acc_group * scale). Two unpacks, for the GPU sweep to decide:
 - the fp32 extraction (also the fp32 and interpreter path): per code a shift and one lop3 that
   put its nibble under fp32's exponent of 128, giving 128 + q, no conversion; the zero and the
   bias leave once per group and column, (128 + z) * sum x.
-Compiled for sm_90 by Triton 3.9's ptxas (no GPU), the default tiles' K loop runs about 5 SASS
-instructions per weight either way (6.3 with a 2-byte load per activation); the PTX one in 72 registers a thread, the
-fp32 one in 127 (fewer programs resident to hide the loads' latency).
+Triton pipelines no load that feeds no dot, so each program loads the next step's words before
+it multiplies this step's (`prefetch`): two steps in flight. Compiled for sm_90 by Triton 3.9's
+ptxas (no GPU), the default tiles' K loop runs about 5.2 SASS instructions per weight with
+either unpack (6.3 with a 2-byte load per activation), in 96 registers a thread (72 and 127
+without the prefetch, PTX and fp32).
 Where the column blocks alone leave multiprocessors idle (qkv, o and down of a 7B layer), K
 is split over programs and the partial sums reduced in the same launch (quant_split_k.py).
 Rows of a small batch are the grid's fastest axis: the programs of one column block run
@@ -49,12 +51,13 @@ class MarlinGemvTiles:
     # quant_int_marlin_unpack.py's PTX for bf16 and fp16 (q - z in half-precision pairs, converted
     # to fp32 per weight), or the fp32 extraction (128 + q, the zero through the sum of x)
     ptx_unpack: bool = True
+    prefetch: bool = True  # load the next K step's words before multiplying this one's
 
 
 # Not measured on a GPU yet: 16 columns of 64 words is 4 KiB a step, 8 words (two 16-byte
-# loads) per thread; about 8 programs per multiprocessor keep enough loads in flight without
-# a software pipeline, as quant_int_gemv.py's strips GEMV does (the PTX unpack's 72 registers
-# a thread let 7 programs of 4 warps reside on a multiprocessor).
+# loads) per thread; 96 registers a thread let 5 programs of 4 warps reside on a
+# multiprocessor, 40 KiB of words in flight with the prefetch; split K to about 8 programs per
+# multiprocessor, as quant_int_gemv.py's strips GEMV does.
 MARLIN_GEMV_TILES = MarlinGemvTiles(block_n=16, words=64, num_warps=4, programs_per_sm=8)
 
 
@@ -132,26 +135,22 @@ def _group_dots(words, neg_zero, zero, x_at, x_mask, MASK_K: tl.constexpr, ASM: 
 
 
 @triton.jit
-def _k_step(acc, k0, w_rows, x_row, z_ptr, s_ptr, offs_n, n_mask, word, K, stride_sg, GROUP_SIZE: tl.constexpr,
+def _k_step(acc, words, k0, x_row, z_ptr, s_ptr, offs_n, n_mask, word, K, stride_sg, GROUP_SIZE: tl.constexpr,
             GROUPS: tl.constexpr, SUB: tl.constexpr, MASK_K: tl.constexpr, ASM: tl.constexpr, BIAS: tl.constexpr):
-    """acc [BLOCK_N, GROUPS] + the scaled group sums of the K step at feature k0. MASK_K: the
-    step runs past K (only the last step of a K the step does not divide: the others' word
-    loads stay 16-byte vectors, which a mask along K would cut to its own runs)."""
+    """acc [BLOCK_N, GROUPS] + the scaled group sums of the K step at feature k0, whose words
+    are loaded. MASK_K: the step runs past K."""
     w_idx = k0 // 8 + word
     sub_k = k0 + tl.arange(0, GROUPS) * (SUB * 8)  # each sub-block's first feature
     at = (sub_k // GROUP_SIZE)[None, :] * stride_sg + offs_n[:, None]
-    x_mask = w_idx < K // 8
     if MASK_K:
-        words = tl.load(w_rows + w_idx[None, :, :], mask=n_mask[:, None, None] & x_mask[None, :, :], other=0)
         gz_mask = n_mask[:, None] & (sub_k < K)[None, :]
     else:
-        words = tl.load(w_rows + w_idx[None, :, :], mask=n_mask[:, None, None], other=0)
         gz_mask = n_mask[:, None]
     zero = tl.load(z_ptr + at, mask=gz_mask, other=0.0).to(tl.float32)
     scale = tl.load(s_ptr + at, mask=gz_mask, other=0.0).to(tl.float32)
     # 128 + z is exact in bf16 (1024 + z in fp16): the PTX's fma subtracts it from 128 + q.
     neg_zero = (-(zero + BIAS)).to(x_row.dtype.element_ty)[:, :, None]
-    return acc + _group_dots(words, neg_zero, zero, x_row + w_idx * 8, x_mask, MASK_K, ASM) * scale
+    return acc + _group_dots(words, neg_zero, zero, x_row + w_idx * 8, w_idx < K // 8, MASK_K, ASM) * scale
 
 
 @triton.jit
@@ -159,28 +158,46 @@ def _marlin_gemv_kernel(
     x_ptr, qw_ptr, s_ptr, z_ptr, out_ptr, partial_ptr, counter_ptr, M, N, K, STEPS_PER_SPLIT, SPLIT_K,
     stride_xm, stride_qn, stride_sg, stride_om,
     GROUP_SIZE: tl.constexpr, BLOCK_N: tl.constexpr, GROUPS: tl.constexpr, SUB: tl.constexpr,
-    HAS_TAIL: tl.constexpr, ASM: tl.constexpr, BIAS: tl.constexpr,
+    HAS_TAIL: tl.constexpr, PREFETCH: tl.constexpr, ASM: tl.constexpr, BIAS: tl.constexpr,
 ):
     # A K step: GROUPS sub-blocks of SUB words, each inside one group of GROUP_SIZE features.
     BLOCK_K: tl.constexpr = GROUPS * SUB * 8
+    WORDS: tl.constexpr = GROUPS * SUB
     row, pid_n, pid_k = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     n_mask = offs_n < N
     # Word j of sub-block g of a step, relative to the step's first word.
     word = tl.arange(0, GROUPS)[:, None] * SUB + tl.arange(0, SUB)[None, :]
-    w_rows = qw_ptr + offs_n.to(tl.int64)[:, None, None] * stride_qn
+    w_rows = qw_ptr + offs_n.to(tl.int64)[:, None, None] * stride_qn + word[None, :, :]
     x_row = x_ptr + row.to(tl.int64) * stride_xm
     acc = tl.zeros([BLOCK_N, GROUPS], dtype=tl.float32)
-    # This program's steps; whole steps first, then the one that runs past K if it has it.
+    # This program's steps: whole steps first, with no mask along K (their word loads stay
+    # 16-byte vectors, which such a mask would cut to its own runs), then the one that runs
+    # past K if it has it.
     step_begin = pid_k * STEPS_PER_SPLIT
     step_end = tl.minimum(step_begin + STEPS_PER_SPLIT, tl.cdiv(K, BLOCK_K))
     whole = K // BLOCK_K
-    for step in range(step_begin, tl.minimum(step_end, whole)):
-        acc = _k_step(acc, step * BLOCK_K, w_rows, x_row, z_ptr, s_ptr, offs_n, n_mask, word, K, stride_sg,
-                      GROUP_SIZE, GROUPS, SUB, False, ASM, BIAS)
+    whole_end = tl.minimum(step_end, whole)
+    if PREFETCH:  # the next step's words in flight while this one's are multiplied
+        # Masks all true or all false (word < WORDS): whether that step is one of this program's.
+        words = tl.load(w_rows + step_begin * WORDS,
+                        mask=n_mask[:, None, None] & (word < (whole_end - step_begin) * WORDS)[None], other=0)
+        for step in range(step_begin, whole_end):
+            ahead = tl.load(w_rows + (step + 1) * WORDS,
+                            mask=n_mask[:, None, None] & (word < (whole_end - step - 1) * WORDS)[None], other=0)
+            acc = _k_step(acc, words, step * BLOCK_K, x_row, z_ptr, s_ptr, offs_n, n_mask, word, K, stride_sg,
+                          GROUP_SIZE, GROUPS, SUB, False, ASM, BIAS)
+            words = ahead
+    else:
+        for step in range(step_begin, whole_end):
+            words = tl.load(w_rows + step * WORDS, mask=n_mask[:, None, None], other=0)
+            acc = _k_step(acc, words, step * BLOCK_K, x_row, z_ptr, s_ptr, offs_n, n_mask, word, K, stride_sg,
+                          GROUP_SIZE, GROUPS, SUB, False, ASM, BIAS)
     if HAS_TAIL:
         if step_end > whole:
-            acc = _k_step(acc, whole * BLOCK_K, w_rows, x_row, z_ptr, s_ptr, offs_n, n_mask, word, K, stride_sg,
+            words = tl.load(w_rows + whole * WORDS, mask=n_mask[:, None, None] & (whole * WORDS + word < K // 8)[None],
+                            other=0)
+            acc = _k_step(acc, words, whole * BLOCK_K, x_row, z_ptr, s_ptr, offs_n, n_mask, word, K, stride_sg,
                           GROUP_SIZE, GROUPS, SUB, True, ASM, BIAS)
     out = tl.sum(acc, 1)
     store_split_k(out, out_ptr + row.to(tl.int64) * stride_om + offs_n, n_mask, partial_ptr + row * N + offs_n,
@@ -227,6 +244,6 @@ def marlin_gemv(x, qweight, scales, zeros, group_size: int, tiles: MarlinGemvTil
         x, qweight, scales, zeros, out, partial, split_k_counters(x.device), m, n, k, steps_per_split, split,
         x.stride(0), qweight.stride(0), scales.stride(0), out.stride(0),
         GROUP_SIZE=group, BLOCK_N=tiles.block_n, GROUPS=tiles.words // sub, SUB=sub,
-        HAS_TAIL=k % block_k != 0, ASM=asm, BIAS=bias, num_warps=tiles.num_warps,
+        HAS_TAIL=k % block_k != 0, PREFETCH=tiles.prefetch, ASM=asm, BIAS=bias, num_warps=tiles.num_warps,
     )
     return out

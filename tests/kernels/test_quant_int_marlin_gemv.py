@@ -1,9 +1,12 @@
 """The one-row int4 GEMV on the Marlin layout (quant_int_marlin_gemv.py) against the plain-torch
 reference of that layout: group sizes 32 / 64 / 128 / per-channel (and one that is no power of
 two), act-order (the caller permutes the activations' columns), N not a multiple of the column
-block, K not a multiple of the K step, split K, 1 to 4 rows; a GPTQ layer whose table names the
-path; and on the GPU the 7B shapes in bf16 through both unpacks. Under the interpreter (fp32,
-fp16) the fp32 extraction runs (the PTX one needs a GPU)."""
+block, K not a multiple of the K step, split K, 1 to 4 rows, with and without the next step's
+words prefetched; a GPTQ layer whose table names the path; and on the GPU the 7B shapes in bf16
+through both unpacks. Under the interpreter (fp32, fp16) the fp32 extraction runs (the PTX one
+needs a GPU)."""
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -55,6 +58,13 @@ def _close(out, ref, dtype):
 def test_marlin_gemv(device, dtype, group, m):
     args, x, ref = _case(device, dtype, *GROUPS[group], m)
     _close(marlin_gemv(x, *args, tiles=SMALL), ref, dtype)
+
+
+@pytest.mark.parametrize("group", ["g128-act-order-k704", "g48"])
+def test_marlin_gemv_without_prefetch(device, dtype, group):
+    """The loop that loads each step's words when it multiplies them, K split and ragged."""
+    args, x, ref = _case(device, dtype, *GROUPS[group], 2)
+    _close(marlin_gemv(x, *args, tiles=replace(SMALL, prefetch=False)), ref, dtype)
 
 
 @pytest.mark.parametrize("tiles", [MARLIN_GEMV_TILES, MarlinGemvTiles(32, 64, 4, 0), MarlinGemvTiles(16, 8, 2, 8),
