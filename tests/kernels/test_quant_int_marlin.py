@@ -6,42 +6,29 @@ Triton unpack runs; on the GPU (bf16, fp16) the PTX one."""
 import pytest
 import torch
 
+from tests.kernels.marlin_cases import DTYPES, assert_marlin_close, marlin_case
 from ember.kernels.quant_int_marlin_dequant import dequantize_marlin_t
 from ember.kernels.quant_int_marlin_gemm import MarlinTiles, marlin_gemm
-from ember.kernels.quant_int_marlin_layout import dequantize_marlin, marlin_codes, marlin_gemm_ref, to_marlin
+from ember.kernels.quant_int_marlin_layout import dequantize_marlin, marlin_codes, to_marlin
 
 N = 96  # not a multiple of BLOCK_N: masked columns
 
-_DTYPES = ({"bf16": torch.bfloat16, "fp16": torch.float16} if torch.cuda.is_available()
-           else {"fp32": torch.float32, "fp16": torch.float16})
 # name: (group size, act-order, K). Per-channel with K = 320: the last K tile is partial.
 GROUPS = {"g32-act-order": (32, True, 512), "g64": (64, False, 512), "g128": (128, False, 512),
           "g128-act-order": (128, True, 512), "per-channel": (-1, False, 512), "per-channel-k320": (-1, False, 320)}
 
 
-@pytest.fixture(params=list(_DTYPES.values()), ids=list(_DTYPES))
+@pytest.fixture(params=list(DTYPES.values()), ids=list(DTYPES))
 def dtype(request, device):
     return request.param
 
 
 def _case(device, dtype, group_size, act_order, k, m, n=N):
-    """(kernel arguments after x, x in the weight's row order, the reference product in fp32)."""
-    group = k if group_size == -1 else group_size
-    groups = -(-k // group)
-    codes = torch.randint(0, 16, (k, n))
-    scales = (torch.rand(groups, n) * 0.02).to(dtype)
-    zeros = torch.randint(0, 16, (groups, n)).to(dtype)
-    x = torch.randn(m, k).to(dtype)
-    perm = torch.randperm(k) if act_order else None
-    rows = x[:, perm] if act_order else x  # the loader sorted the weight's rows by `perm`
-    ref = marlin_gemm_ref(rows.float(), to_marlin(codes), scales.float(), zeros.float(), group)
-    args = (to_marlin(codes).to(device), scales.to(device), zeros.to(device), group)
-    return args, rows.to(device).contiguous(), ref
+    return marlin_case(device, dtype, group_size, act_order, k, m, n)
 
 
 def _close(out, ref, dtype):
-    assert out.dtype == dtype
-    torch.testing.assert_close(out.float().cpu(), ref, atol=3e-2, rtol=2e-2)
+    assert_marlin_close(out, ref, dtype)
 
 
 def test_layout_interleaves_each_words_codes():

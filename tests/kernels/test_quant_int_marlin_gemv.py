@@ -10,16 +10,14 @@ from dataclasses import replace
 import pytest
 import torch
 
+from tests.kernels.marlin_cases import DTYPES, assert_marlin_close, marlin_case
 from ember.kernels.quant_int_marlin_gemv import MARLIN_GEMV_TILES, MarlinGemvTiles, marlin_gemv
-from ember.kernels.quant_int_marlin_layout import marlin_gemm_ref, to_marlin
 from ember.quantization.gemm_paths import MARLIN_LAYOUT_PATHS, path_for
 from ember.quantization.gptq import GPTQConfig, GPTQLinearMethod
 from tests.quantization import packers
 
 N = 40  # not a multiple of the column blocks (16, 32): masked columns
 
-_DTYPES = ({"bf16": torch.bfloat16, "fp16": torch.float16} if torch.cuda.is_available()
-           else {"fp32": torch.float32, "fp16": torch.float16})
 # name: (group size, act-order, K). K = 320 and 704 are no multiple of the 512-feature step.
 GROUPS = {"g32-act-order": (32, True, 1024), "g64": (64, False, 1024), "g128": (128, False, 1024),
           "g128-act-order-k704": (128, True, 704), "per-channel": (-1, False, 1024),
@@ -29,28 +27,17 @@ GROUPS = {"g32-act-order": (32, True, 1024), "g64": (64, False, 1024), "g128": (
 SMALL = MarlinGemvTiles(block_n=16, words=16, num_warps=4, programs_per_sm=4)
 
 
-@pytest.fixture(params=list(_DTYPES.values()), ids=list(_DTYPES))
+@pytest.fixture(params=list(DTYPES.values()), ids=list(DTYPES))
 def dtype(request, device):
     return request.param
 
 
 def _case(device, dtype, group_size, act_order, k, m, n=N):
-    """(kernel arguments after x, x in the weight's row order, the reference product in fp32)."""
-    group = k if group_size == -1 else group_size
-    groups = -(-k // group)
-    codes = torch.randint(0, 16, (k, n))
-    scales = (torch.rand(groups, n) * 0.02).to(dtype)
-    zeros = torch.randint(0, 16, (groups, n)).to(dtype)
-    x = torch.randn(m, k).to(dtype)
-    rows = x[:, torch.randperm(k)] if act_order else x  # the loader sorted the weight's rows
-    ref = marlin_gemm_ref(rows.float(), to_marlin(codes), scales.float(), zeros.float(), group)
-    args = (to_marlin(codes).to(device), scales.to(device), zeros.to(device), group)
-    return args, rows.to(device).contiguous(), ref
+    return marlin_case(device, dtype, group_size, act_order, k, m, n)
 
 
 def _close(out, ref, dtype):
-    assert out.dtype == dtype and out.shape == ref.shape
-    torch.testing.assert_close(out.float().cpu(), ref, atol=3e-2, rtol=2e-2)
+    assert_marlin_close(out, ref, dtype)
 
 
 @pytest.mark.parametrize("m", [1, 3])
