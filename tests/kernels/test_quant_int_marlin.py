@@ -3,10 +3,12 @@ the plain-torch reference of their layout: every group size GPTQ and AWQ use, ac
 caller permutes the activations' columns), N not a multiple of the tiles, K not a multiple of
 the K tile, split K, and M at each tile's edges. Under the interpreter (fp32, fp16) the plain
 Triton unpack runs; on the GPU (bf16, fp16) the PTX one."""
+import functools
+
 import pytest
 import torch
 
-from tests.kernels.marlin_cases import DTYPES, assert_marlin_close, marlin_case
+from tests.kernels.marlin_cases import DTYPES, assert_marlin_close as _close, marlin_case
 from ember.kernels.quant_int_marlin_dequant import dequantize_marlin_t
 from ember.kernels.quant_int_marlin_gemm import MarlinTiles, marlin_gemm
 from ember.kernels.quant_int_marlin_layout import dequantize_marlin, marlin_codes, to_marlin
@@ -18,17 +20,12 @@ GROUPS = {"g32-act-order": (32, True, 512), "g64": (64, False, 512), "g128": (12
           "g128-act-order": (128, True, 512), "per-channel": (-1, False, 512), "per-channel-k320": (-1, False, 320)}
 
 
+_case = functools.partial(marlin_case, n=N)
+
+
 @pytest.fixture(params=list(DTYPES.values()), ids=list(DTYPES))
 def dtype(request, device):
     return request.param
-
-
-def _case(device, dtype, group_size, act_order, k, m, n=N):
-    return marlin_case(device, dtype, group_size, act_order, k, m, n)
-
-
-def _close(out, ref, dtype):
-    assert_marlin_close(out, ref, dtype)
 
 
 def test_layout_interleaves_each_words_codes():
@@ -88,7 +85,7 @@ def test_empty_batch(device):
 def test_marlin_at_7b_shapes_on_gpu(k, n, group_size, m):
     """bf16 on the PTX unpack: within bf16's rounding of the fp32 reference (the output's
     last bit, relative to its norm)."""
-    args, x, ref = _case("cuda", torch.bfloat16, group_size, False, k, m, n)
+    args, x, ref = _case("cuda", torch.bfloat16, group_size, False, k, m, n=n)
     out = marlin_gemm(x, *args).float().cpu()
     assert (out - ref).norm() / ref.norm() < 1e-2
     dense = dequantize_marlin_t(*args)

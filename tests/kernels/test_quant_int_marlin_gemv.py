@@ -7,10 +7,12 @@ through both unpacks. Under the interpreter (fp32, fp16) the fp32 extraction run
 needs a GPU)."""
 from dataclasses import replace
 
+import functools
+
 import pytest
 import torch
 
-from tests.kernels.marlin_cases import DTYPES, assert_marlin_close, marlin_case
+from tests.kernels.marlin_cases import DTYPES, assert_marlin_close as _close, marlin_case
 from ember.kernels.quant_int_marlin_gemv import MARLIN_GEMV_TILES, MarlinGemvTiles, marlin_gemv
 from ember.quantization.gemm_paths import MARLIN_LAYOUT_PATHS, path_for
 from ember.quantization.gptq import GPTQConfig, GPTQLinearMethod
@@ -27,17 +29,12 @@ GROUPS = {"g32-act-order": (32, True, 1024), "g64": (64, False, 1024), "g128": (
 SMALL = MarlinGemvTiles(block_n=16, words=16, num_warps=4, programs_per_sm=4)
 
 
+_case = functools.partial(marlin_case, n=N)
+
+
 @pytest.fixture(params=list(DTYPES.values()), ids=list(DTYPES))
 def dtype(request, device):
     return request.param
-
-
-def _case(device, dtype, group_size, act_order, k, m, n=N):
-    return marlin_case(device, dtype, group_size, act_order, k, m, n)
-
-
-def _close(out, ref, dtype):
-    assert_marlin_close(out, ref, dtype)
 
 
 @pytest.mark.parametrize("m", [1, 3])
