@@ -24,8 +24,7 @@ from typing import NamedTuple
 import torch
 
 from ember.kernels._triton import require_triton, tl, triton
-from ember.kernels.quant_gemm_tiles import num_sms
-from ember.kernels.quant_split_k import MAX_SPLIT_TILES, split_k_counters, store_split_k
+from ember.kernels.quant_split_k import split_k_counters, split_k_plan, split_k_scratch, store_split_k
 
 __all__ = ["W8A16Tiles", "DEFAULT_W8A16_TILES", "fp8_w8a16_gemm"]
 
@@ -161,11 +160,9 @@ def fp8_w8a16_gemm(x, weight, scale, scale_row, block_k: int, tiles: W8A16Tiles 
     block_m = min(128, max(16, triton.next_power_of_2(m)))
     tile_k = _tile_k(tiles, k, block_k)
     grid_n, grid_m, k_tiles = triton.cdiv(n, tiles.block_n), triton.cdiv(m, block_m), triton.cdiv(k, tile_k)
-    split = max(1, min(k_tiles, triton.cdiv(tiles.programs_per_sm * num_sms(x.device), grid_n * grid_m))) \
-        if grid_n * grid_m <= MAX_SPLIT_TILES else 1
-    k_split = triton.cdiv(k_tiles, split) * tile_k
-    split = triton.cdiv(k, k_split)
-    partial = torch.empty((split, m, n), dtype=torch.float32, device=x.device) if split > 1 else out
+    split, tiles_per_split = split_k_plan(k_tiles, grid_n * grid_m, tiles.programs_per_sm, x.device)
+    k_split = tiles_per_split * tile_k
+    partial = split_k_scratch(split, out)
     scale_block_k, stride_sk = (block_k, scale.stride(1)) if block_k < k else (k, 0)
     _w8a16_kernel[(grid_n, grid_m, split)](
         x, weight, scale, scale_row, out, partial, split_k_counters(x.device), m, n, k, k_split, split,

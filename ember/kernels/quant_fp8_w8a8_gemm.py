@@ -20,8 +20,7 @@ from __future__ import annotations
 import torch
 
 from ember.kernels._triton import require_triton, tl, triton
-from ember.kernels.quant_gemm_tiles import num_sms
-from ember.kernels.quant_split_k import MAX_SPLIT_TILES, split_k_counters, store_split_k
+from ember.kernels.quant_split_k import split_k_counters, split_k_plan, split_k_scratch, store_split_k
 
 __all__ = ["fp8_w8a8_gemm", "fp8_w8a8_gemm_ref"]
 
@@ -83,12 +82,10 @@ def fp8_w8a8_gemm(a, a_scale, weight, scale, scale_row, block_k: int, out_dtype:
         return torch.empty((m, n), dtype=out_dtype, device=a.device)
     block_m, block_n, tile_k, warps = _tiles(m, k, block_k)
     grid_m, grid_n, k_tiles = triton.cdiv(m, block_m), triton.cdiv(n, block_n), triton.cdiv(k, tile_k)
-    split = max(1, min(k_tiles, triton.cdiv(_PROGRAMS_PER_SM * num_sms(a.device), grid_m * grid_n))) \
-        if grid_m * grid_n <= MAX_SPLIT_TILES else 1
-    k_split = triton.cdiv(k_tiles, split) * tile_k
-    split = triton.cdiv(k, k_split)
+    split, tiles_per_split = split_k_plan(k_tiles, grid_m * grid_n, _PROGRAMS_PER_SM, a.device)
+    k_split = tiles_per_split * tile_k
     out = torch.empty((m, n), dtype=out_dtype, device=a.device)
-    partial = torch.empty((split, m, n), dtype=torch.float32, device=a.device) if split > 1 else out
+    partial = split_k_scratch(split, out)
     # One scale column covers the row: read column 0 for every tile.
     scale_block_k, stride_asb, stride_sb = ((block_k, a_scale.stride(1), scale.stride(1)) if block_k < k
                                             else (tile_k, 0, 0))

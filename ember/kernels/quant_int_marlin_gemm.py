@@ -29,9 +29,8 @@ from dataclasses import dataclass, replace
 import torch
 
 from ember.kernels._triton import require_triton, tl, triton
-from ember.kernels.quant_gemm_tiles import num_sms
 from ember.kernels.quant_int_marlin_unpack import unpack_asm, unpack_int4
-from ember.kernels.quant_split_k import MAX_SPLIT_TILES, split_k_counters, store_split_k
+from ember.kernels.quant_split_k import split_k_counters, split_k_plan, split_k_scratch, store_split_k
 
 __all__ = ["MarlinTiles", "marlin_tiles", "marlin_gemm"]
 
@@ -131,12 +130,9 @@ def marlin_gemm(x, qweight, scales, zeros, group_size: int, tiles: MarlinTiles |
     tiles = fit_to_group(tiles or marlin_tiles(m), group, k)
     k_tiles = triton.cdiv(k, tiles.block_k)
     grid_m, grid_n = triton.cdiv(m, tiles.block_m), triton.cdiv(n, tiles.block_n)
-    split = max(1, min(k_tiles, triton.cdiv(tiles.programs_per_sm * num_sms(x.device), grid_n * grid_m))) \
-        if grid_m * grid_n <= MAX_SPLIT_TILES else 1
-    tiles_per_split = triton.cdiv(k_tiles, split)
-    split = triton.cdiv(k_tiles, tiles_per_split)
+    split, tiles_per_split = split_k_plan(k_tiles, grid_m * grid_n, tiles.programs_per_sm, x.device)
     out = torch.empty((m, n), dtype=x.dtype, device=x.device)
-    partial = torch.empty((split, m, n), dtype=torch.float32, device=x.device) if split > 1 else out
+    partial = split_k_scratch(split, out)
     asm, bias = unpack_asm(x, tiles.scale_in_unpack)
     _marlin_kernel[(grid_m, grid_n, split)](
         x, qweight, scales, zeros, out, partial, split_k_counters(x.device), m, n, k, tiles_per_split,

@@ -33,9 +33,8 @@ from dataclasses import dataclass
 import torch
 
 from ember.kernels._triton import require_triton, tl, triton
-from ember.kernels.quant_gemm_tiles import num_sms
 from ember.kernels.quant_int_marlin_unpack import unpack_asm
-from ember.kernels.quant_split_k import MAX_SPLIT_TILES, split_k_counters, store_split_k
+from ember.kernels.quant_split_k import split_k_counters, split_k_plan, split_k_scratch, store_split_k
 
 __all__ = ["MARLIN_GEMV_MAX_ROWS", "MarlinGemvTiles", "MARLIN_GEMV_TILES", "marlin_gemv"]
 
@@ -233,12 +232,9 @@ def marlin_gemv(x, qweight, scales, zeros, group_size: int, tiles: MarlinGemvTil
     sub = _sub_block(tiles.words, group, k)
     block_k = tiles.words * 8
     steps, grid_n = triton.cdiv(k, block_k), triton.cdiv(n, tiles.block_n)
-    split = max(1, min(steps, triton.cdiv(tiles.programs_per_sm * num_sms(x.device), grid_n * m))) \
-        if m * grid_n <= MAX_SPLIT_TILES else 1
-    steps_per_split = triton.cdiv(steps, split)
-    split = triton.cdiv(steps, steps_per_split)
+    split, steps_per_split = split_k_plan(steps, m * grid_n, tiles.programs_per_sm, x.device)
     out = torch.empty((m, n), dtype=x.dtype, device=x.device)
-    partial = torch.empty((split, m, n), dtype=torch.float32, device=x.device) if split > 1 else out
+    partial = split_k_scratch(split, out)
     asm, bias = unpack_asm(x) if tiles.ptx_unpack else ("", 0.0)
     _marlin_gemv_kernel[(m, grid_n, split)](
         x, qweight, scales, zeros, out, partial, split_k_counters(x.device), m, n, k, steps_per_split, split,

@@ -14,8 +14,9 @@ from __future__ import annotations
 import torch
 
 from ember.kernels._triton import tl, triton
+from ember.kernels.quant_gemm_tiles import num_sms
 
-__all__ = ["MAX_SPLIT_TILES", "split_k_counters", "store_split_k"]
+__all__ = ["MAX_SPLIT_TILES", "split_k_counters", "split_k_plan", "split_k_scratch", "store_split_k"]
 
 MAX_SPLIT_TILES = 8192  # output tiles of one split-K call (32 KiB of counters per device)
 _COUNTERS: dict[torch.device, torch.Tensor] = {}
@@ -30,6 +31,22 @@ def split_k_counters(device: torch.device) -> torch.Tensor:
             raise RuntimeError("split-K counters must be created before CUDA graph capture: run one eager call first")
         _COUNTERS[device] = torch.zeros(MAX_SPLIT_TILES, dtype=torch.int32, device=device)
     return _COUNTERS[device]
+
+
+def split_k_plan(k_steps: int, output_tiles: int, programs_per_sm: int, device: torch.device) -> tuple[int, int]:
+    """(slices, K steps per slice) for a call of `output_tiles` tiles over `k_steps` K steps: K
+    split until about `programs_per_sm` programs per multiprocessor (0: never), no slice empty,
+    and none where the tiles outnumber the counters."""
+    if output_tiles > MAX_SPLIT_TILES:
+        return 1, k_steps
+    split = max(1, min(k_steps, triton.cdiv(programs_per_sm * num_sms(device), output_tiles)))
+    per_split = triton.cdiv(k_steps, split)
+    return triton.cdiv(k_steps, per_split), per_split
+
+
+def split_k_scratch(split: int, out: torch.Tensor) -> torch.Tensor:
+    """The fp32 partial sums of `split` slices of `out` (out itself, unused, for one slice)."""
+    return torch.empty((split, *out.shape), dtype=torch.float32, device=out.device) if split > 1 else out
 
 
 @triton.jit
