@@ -3,7 +3,8 @@ decoding, bf16, replayed from CUDA graphs as the engine runs them: us and the we
 rate (TB/s) per shape and row count, for the 7B shape (Qwen2.5-7B) and nano (Qwen3-0.6B).
 Check against F.linear first. About 30 s on an H200. `--sweep` then times the GEMV's launch
 knobs (rows per program, weight elements per K step, warps) at M=1 on the 7B's projections and
-their halves under tensor parallelism (TP=2), and prints the best per shape against the default.
+their halves under tensor parallelism (TP=2), and prints the best per shape against the knobs
+launch_knobs(N, K) picks.
 
 `--prologue` times the GEMV with the kernel before it folded into its prologue
 (ember/kernels/gemv_prologue.py, EMBER_GEMV_PROLOGUE=1) against the two kernels the engine runs
@@ -28,10 +29,8 @@ import triton  # noqa: E402
 import triton.testing  # noqa: E402
 
 from benchmarks.graph_timing import graph_us  # noqa: E402
-from ember.kernels import gemv as gemv_module  # noqa: E402
 from ember.kernels.activation import silu_and_mul  # noqa: E402
-from ember.kernels.gemv import gemv  # noqa: E402
-from ember.kernels import gemv_prologue as prologue_module  # noqa: E402
+from ember.kernels.gemv import GemvKnobs, gemv, launch_knobs  # noqa: E402
 from ember.kernels.gemv_prologue import add_rms_norm_gemv, silu_and_mul_gemv  # noqa: E402
 from ember.kernels.rmsnorm import fused_add_rms_norm  # noqa: E402
 
@@ -51,27 +50,29 @@ SWEEP = list(itertools.product((2, 4, 8, 16), (4096, 8192, 16384), (4, 8)))  # b
 
 
 def sweep() -> None:
-    default = (gemv_module._BLOCK_N, gemv_module._ELEMENTS, gemv_module._NUM_WARPS)
-    print(f"\nlaunch knobs at M=1 (block_n, elements, num_warps; default {default}):")
+    print("\nlaunch knobs at M=1 (block_n, elements, num_warps; chosen: launch_knobs(N, K)):")
     totals = {cfg: 0.0 for cfg in SWEEP}
+    chosen_total = 0.0
     for name, n, k in SWEEP_SHAPES:
+        chosen = tuple(launch_knobs(n, k))
         w = torch.randn(n, k, device="cuda", dtype=torch.bfloat16) / k ** 0.5
         x = torch.randn(1, k, device="cuda", dtype=torch.bfloat16)
         ref = F.linear(x, w).float()
         times = {}
         for cfg in SWEEP:
             bn, el, nw = cfg
-            err = (gemv(x, w, block_n=bn, elements=el, num_warps=nw).float() - ref).abs().max().item()
+            err = (gemv(x, w, knobs=GemvKnobs(*cfg)).float() - ref).abs().max().item()
             assert err < 0.05, (name, cfg, err)
-            times[cfg] = graph_us(lambda: gemv(x, w, block_n=bn, elements=el, num_warps=nw), times=10)
+            times[cfg] = graph_us(lambda: gemv(x, w, knobs=GemvKnobs(bn, el, nw)), times=10)
             totals[cfg] += times[cfg]
         best = min(times, key=times.get)
+        chosen_total += times[chosen]
         tb = n * k * 2 / 1e6
-        print(f"  {name:10} {n:6}x{k:<6} default {times[default]:6.1f} us {tb / times[default]:5.2f} TB/s   "
+        print(f"  {name:10} {n:6}x{k:<6} chosen {chosen} {times[chosen]:6.1f} us {tb / times[chosen]:5.2f} TB/s   "
               f"best {best} {times[best]:6.1f} us {tb / times[best]:5.2f} TB/s", flush=True)
     best_total = min(totals, key=totals.get)
-    print(f"one config for all (sum over the 8 shapes): best {best_total} {totals[best_total]:.1f} us, "
-          f"default {totals[default]:.1f} us")
+    print(f"sum over the 8 shapes: launch_knobs {chosen_total:.1f} us; the best single config {best_total} "
+          f"{totals[best_total]:.1f} us")
 
 
 # The 7B's products that take a prologue, whole and as each of 2 ranks holds them: (name, N, K, bias).
@@ -109,18 +110,18 @@ def prologue() -> None:
               f"{tb / t_fused:5.2f} TB/s   {t_separate / t_fused:5.2f}x  maxerr {err:.1e}", flush=True)
     print(f"a 7B layer's three: separate {total_separate:.1f} us, fused {total_fused:.1f} us (x28 layers: "
           f"{28 * (total_fused - total_separate) / 1e3:+.3f} ms per token with EMBER_GEMV_PROLOGUE=1)")
-    default = (prologue_module._BLOCK_N, prologue_module._ELEMENTS, prologue_module._NUM_WARPS)
-    print(f"fused launch knobs (block_n, elements, num_warps; default {default}):")
+    print("fused launch knobs (block_n, elements, num_warps; chosen: launch_knobs(N, K)):")
     for name, n, k, has_bias in PROLOGUE_SHAPES:
+        chosen = tuple(launch_knobs(n, k))
         separate, fused = prologue_calls(name, n, k, has_bias)
         ref = separate().float()
         times = {}
         for bn, el, nw in PROLOGUE_SWEEP:
-            err = (fused(block_n=bn, elements=el, num_warps=nw).float() - ref).abs().max().item()
+            err = (fused(knobs=GemvKnobs(bn, el, nw)).float() - ref).abs().max().item()
             assert err < 0.05, (name, (bn, el, nw), err)
-            times[bn, el, nw] = graph_us(lambda: fused(block_n=bn, elements=el, num_warps=nw), times=10)
+            times[bn, el, nw] = graph_us(lambda: fused(knobs=GemvKnobs(bn, el, nw)), times=10)
         best = min(times, key=times.get)
-        print(f"  {name:15} default {times[default]:6.1f} us   best {best} {times[best]:6.1f} us", flush=True)
+        print(f"  {name:15} chosen {chosen} {times[chosen]:6.1f} us   best {best} {times[best]:6.1f} us", flush=True)
 
 
 def main() -> None:

@@ -96,7 +96,7 @@ MARLIN_TILES = {}  # main() adds marlin_tiles(M) itself (marlin) and MARLIN_SWEE
 MARLIN_GEMV_SWEEP = {f"marlin-gemv:{name}": replace(MARLIN_GEMV_TILES, **change) for name, change in {
     "bn8": dict(block_n=8), "bn32": dict(block_n=32), "words32": dict(words=32), "words128": dict(words=128),
     "w2": dict(num_warps=2), "w8": dict(num_warps=8), "p0": dict(programs_per_sm=0), "p4": dict(programs_per_sm=4),
-    "p16": dict(programs_per_sm=16), "no-prefetch": dict(prefetch=False), "fp32-unpack": dict(ptx_unpack=False),
+    "p16": dict(programs_per_sm=16), "prefetch": dict(prefetch=True), "fp32-unpack": dict(ptx_unpack=False),
     "fp32-unpack-bn32-words32": dict(ptx_unpack=False, block_n=32, words=32)}.items()}
 MARLIN_GEMV = {}  # main() adds MARLIN_GEMV_TILES (marlin-gemv) and MARLIN_GEMV_SWEEP under --marlin
 

@@ -13,19 +13,39 @@ EMBER_GEMV_PROLOGUE=1 folds the small kernel before a one-row product into it (g
 from __future__ import annotations
 
 import os
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 
 from ember.kernels._triton import require_triton, tl, triton
 
-__all__ = ["FASTEST_ROWS", "MAX_ROWS", "enabled", "gemv", "gemv_ref", "prologue_enabled"]
+__all__ = ["FASTEST_ROWS", "MAX_ROWS", "GemvKnobs", "enabled", "gemv", "gemv_ref", "launch_knobs", "prologue_enabled"]
 
 MAX_ROWS = 4      # what the kernel computes
 FASTEST_ROWS = 1  # where it measured faster than cuBLAS
-_BLOCK_N = 4
-_ELEMENTS = 8192  # weight elements a program loads per step (16 KiB in bf16)
-_NUM_WARPS = 4
+
+
+class GemvKnobs(NamedTuple):
+    block_n: int    # output features a program owns
+    elements: int  # weight elements a program loads per K step (8192: 16 KiB in bf16)
+    num_warps: int
+
+
+def launch_knobs(n: int, k: int) -> GemvKnobs:
+    """The launch for an [N, K] weight, from session 6's H200 sweep of the prologue GEMV
+    (benchmarks/gemv_gpu.py --prologue, 7B projections whole and halved for TP=2, us before ->
+    after): wide products want 16 rows a program (gate_up 80.9 -> 69.7, its half 44.1 -> 38.5),
+    long ones 8 warps (down 49.6 -> 39.0, its half 26.8 -> 21.5), and the narrowest (qkv's TP=2
+    half, 576 programs of 4 rows for 132 SMs) 8 warps on 32 KiB steps (7.9 -> 7.0); the rest
+    kept 4 rows, 16 KiB, 4 warps (qkv 10.6)."""
+    if n >= 16384:
+        return GemvKnobs(16, 8192, 4)
+    if k >= 8192:
+        return GemvKnobs(4, 8192, 8)
+    if n <= 2560:
+        return GemvKnobs(4, 16384, 8)
+    return GemvKnobs(4, 8192, 4)
 
 
 def enabled() -> bool:
@@ -89,11 +109,10 @@ def _gemv_kernel(x_ptr, w_ptr, b_ptr, y_ptr, M, N, K, stride_xm, stride_wn, stri
                  mask=m_ok[:, None] & row_ok[None, :])
 
 
-def gemv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, block_n: int = _BLOCK_N,
-         elements: int = _ELEMENTS, num_warps: int = _NUM_WARPS) -> torch.Tensor:
+def gemv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+         knobs: GemvKnobs | None = None) -> torch.Tensor:
     """x [M, K] (M <= MAX_ROWS), weight [N, K], bias [N] or None -> [M, N] in x's dtype.
-    block_n, elements (weight elements a program loads per K step) and num_warps are the launch's
-    knobs (benchmarks/gemv_gpu.py sweeps them)."""
+    knobs: launch_knobs(N, K) unless given (benchmarks/gemv_gpu.py --sweep times others)."""
     require_triton()
     m, k = x.shape
     n = weight.shape[0]
@@ -103,6 +122,7 @@ def gemv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
     y = torch.empty(m, n, dtype=x.dtype, device=x.device)
     if m == 0:
         return y
+    block_n, elements, num_warps = knobs or launch_knobs(n, k)
     m_pad = triton.next_power_of_2(m)
     block_k = min(elements // (block_n * m_pad), triton.next_power_of_2(k))
     _gemv_kernel[(triton.cdiv(n, block_n),)](

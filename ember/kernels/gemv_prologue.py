@@ -20,16 +20,10 @@ import torch.nn.functional as F
 
 from ember.kernels._triton import require_triton, tl, triton
 from ember.kernels.activation import silu_and_mul_ref
+from ember.kernels.gemv import GemvKnobs, launch_knobs
 from ember.kernels.rmsnorm import fused_add_rms_norm_ref, rms_norm_ref
 
 __all__ = ["add_rms_norm_gemv", "add_rms_norm_gemv_ref", "silu_and_mul_gemv", "silu_and_mul_gemv_ref"]
-
-# The GEMV's launch knobs to start from; these re-read their input row in every program, so
-# their best may differ (benchmarks/gemv_gpu.py --prologue sweeps them).
-_BLOCK_N = 4
-_ELEMENTS = 8192
-_NUM_WARPS = 4
-
 
 @triton.jit
 def _load(ptr, cols, K, MASK_K: tl.constexpr):
@@ -125,10 +119,11 @@ def _row(t: torch.Tensor) -> torch.Tensor:
     return t if t.stride(1) == 1 else t.contiguous()
 
 
-def _launch(src, residual, norm_weight, res_out, eps, weight, bias, norm, k, block_n, elements, num_warps):
+def _launch(src, residual, norm_weight, res_out, eps, weight, bias, norm, k, knobs):
     require_triton()
     n = weight.shape[0]
     assert weight.shape[1] == k and weight.stride(1) == 1
+    block_n, elements, num_warps = knobs or launch_knobs(n, k)
     y = torch.empty(1, n, dtype=src.dtype, device=src.device)
     block_k = min(elements // block_n, triton.next_power_of_2(k))
     _gemv_prologue_kernel[(triton.cdiv(n, block_n),)](
@@ -141,18 +136,17 @@ def _launch(src, residual, norm_weight, res_out, eps, weight, bias, norm, k, blo
 
 
 def silu_and_mul_gemv(gate_up: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
-                      block_n: int = _BLOCK_N, elements: int = _ELEMENTS, num_warps: int = _NUM_WARPS) -> torch.Tensor:
+                      knobs: GemvKnobs | None = None) -> torch.Tensor:
     """silu(gate) * up, then @ weight^T (+ bias): gate_up [1, 2K] (gate first), weight [N, K]
     -> [1, N] in gate_up's dtype. The launch knobs are gemv()'s."""
     gate_up = _row(gate_up)
     k = weight.shape[1]
     assert gate_up.shape[1] == 2 * k
-    return _launch(gate_up, None, None, None, 0.0, weight, bias, False, k, block_n, elements, num_warps)
+    return _launch(gate_up, None, None, None, 0.0, weight, bias, False, k, knobs)
 
 
 def add_rms_norm_gemv(hidden: torch.Tensor, residual: torch.Tensor | None, norm_weight: torch.Tensor, eps: float,
-                      weight: torch.Tensor, bias: torch.Tensor | None = None, block_n: int = _BLOCK_N,
-                      elements: int = _ELEMENTS, num_warps: int = _NUM_WARPS):
+                      weight: torch.Tensor, bias: torch.Tensor | None = None, knobs: GemvKnobs | None = None):
     """(rms_norm(hidden + residual) @ weight^T (+ bias), hidden + residual) for one row [1, K]:
     the product and the next residual (a new tensor). Without a residual (the first layer) the
     norm is of hidden alone and hidden is the residual returned."""
@@ -160,12 +154,11 @@ def add_rms_norm_gemv(hidden: torch.Tensor, residual: torch.Tensor | None, norm_
     k = hidden.shape[1]
     assert norm_weight.shape == (k,) and norm_weight.dtype == hidden.dtype
     if residual is None:
-        return _launch(hidden, None, norm_weight, None, eps, weight, bias, True, k, block_n, elements,
-                       num_warps), hidden
+        return _launch(hidden, None, norm_weight, None, eps, weight, bias, True, k, knobs), hidden
     residual = _row(residual)
     assert residual.shape == hidden.shape and residual.dtype == hidden.dtype
     new_residual = torch.empty_like(hidden, memory_format=torch.contiguous_format)
-    y = _launch(hidden, residual, norm_weight, new_residual, eps, weight, bias, True, k, block_n, elements, num_warps)
+    y = _launch(hidden, residual, norm_weight, new_residual, eps, weight, bias, True, k, knobs)
     return y, new_residual
 
 

@@ -47,16 +47,18 @@ class MarlinTiles:
 
 
 def marlin_tiles(m: int) -> MarlinTiles:
-    """Tiles by M, from the H200 sweep of session 5 (7B layers, `quant_gemm_gpu.py --sweep-marlin`):
+    """Tiles by M, from the H200 sweeps (7B layers, `quant_gemm_gpu.py --sweep-marlin`). Session 5:
     64-column tiles won at 1, 16 and 64 rows (122 / 125 / 187 us a layer against 135 / 142 / 253
-    with 128), the scale applied in the unpack at 128 (312 against 364); 32 rows not measured."""
+    with 128), the scale applied in the unpack at 128 (312 against 364). Session 6: split K to ~4
+    programs a multiprocessor at 4 and 64 rows (112 / 179 against 123 / 188), and 64-row tiles at
+    128 (297 against 314); 32 rows not measured."""
     if m <= 16:
-        return MarlinTiles(16, 64, 128, 4, 4, 2)
+        return MarlinTiles(16, 64, 128, 4, 4, 4)
     if m <= 32:
-        return MarlinTiles(32, 64, 128, 4, 4, 2)
+        return MarlinTiles(32, 64, 128, 4, 4, 4)
     if m <= 64:
-        return MarlinTiles(64, 64, 128, 4, 3, 1)
-    return MarlinTiles(128, 128, 64, 8, 3, 1, scale_in_unpack=True)
+        return MarlinTiles(64, 64, 128, 4, 3, 4)
+    return MarlinTiles(64, 128, 64, 8, 3, 1, scale_in_unpack=True)
 
 
 def fit_to_group(tiles: MarlinTiles, group: int, k: int) -> MarlinTiles:

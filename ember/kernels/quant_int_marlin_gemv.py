@@ -53,11 +53,11 @@ class MarlinGemvTiles:
     prefetch: bool = True  # load the next K step's words before multiplying this one's
 
 
-# Not measured on a GPU yet: 16 columns of 64 words is 4 KiB a step, 8 words (two 16-byte
-# loads) per thread; 96 registers a thread let 5 programs of 4 warps reside on a
-# multiprocessor, 40 KiB of words in flight with the prefetch; split K to about 8 programs per
-# multiprocessor, as quant_int_gemv.py's strips GEMV does.
-MARLIN_GEMV_TILES = MarlinGemvTiles(block_n=16, words=64, num_warps=4, programs_per_sm=8)
+# Session 6's H200 sweep (`quant_gemm_gpu.py --rows 1,4,64,128 --sweep-marlin`, 7B layers at
+# M=1): 16 columns of 64 words a step, split K to ~8 programs a multiprocessor, and no prefetch
+# (79 us a layer against 84 with it; qkv 9.0, gate_up 37.7, down 24.1 us): the loads of the
+# next step only took registers from the programs that would have hidden the latency anyway.
+MARLIN_GEMV_TILES = MarlinGemvTiles(block_n=16, words=64, num_warps=4, programs_per_sm=8, prefetch=False)
 
 
 @triton.jit

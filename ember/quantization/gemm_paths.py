@@ -22,7 +22,7 @@ paths of one layout, since a layer keeps one):
   marlin-dequant  the dense weight written once per call from that layout, then cuBLAS
   marlin-gemv     up to 4 rows (quant_int_marlin_gemv.py): each column's words streamed along
                   K, the same PTX unpack, FMA in fp32, no tensor cores, split-K reduced in the
-                  same launch; not measured on a GPU yet, so in no table
+                  same launch
 
 FP8 on fp8 tensor cores (compute capability >= 8.9); the w8a8 paths quantize the activations
 per token (per 1x128 group for block-wise weights) at every call:
@@ -47,9 +47,11 @@ from __future__ import annotations
 # bf16,int4,fp8,fp8-block --rows 1,16,64,128 --sweep-marlin --sweep-w8a16`; bf16 132 / 136 / 137 /
 # 145 at M = 1 / 16 / 64 / 128): the Marlin layout's kernel with 64-column tiles took 122 / 125 /
 # 187 at 1 / 16 / 64 and 312 at 128 with the scale in the unpack (marlin-dequant 319 there),
-# against the strips' best gemv 99, tiled 169 / 262, dequant 298. A layer holds one layout; the
-# Marlin one wins where decode batches serve (16..64 rows) and loses the single row.
-INT4_PATHS = ((128, "marlin"), (None, "marlin-dequant"))
+# against the strips' best gemv 99, tiled 169 / 262, dequant 298. Session 6's call (`ROWS=1,4,64,128
+# bash benchmarks/quant_marlin_gpu.sh`; bf16 132 / 133 / 137 / 146 at M = 1 / 4 / 64 / 128): the
+# one-row GEMV on the Marlin layout 79 at M=1 (0.60x bf16), marlin with the tiles now in
+# marlin_tiles 112 / 179 / 297 at 4 / 64 / 128 (marlin-dequant 313 / 316 / 319).
+INT4_PATHS = ((1, "marlin-gemv"), (128, "marlin"), (None, "marlin-dequant"))
 MARLIN_LAYOUT_PATHS = frozenset({"marlin", "marlin-dequant", "marlin-gemv"})
 # int8  gemv 111 at M=1; decode 168 at 4; tiled 185 / 267 at 16 / 64; dequant 328 / 374 / 2968
 #       at 128 / 256 / 4096.

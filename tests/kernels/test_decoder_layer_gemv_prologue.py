@@ -80,14 +80,15 @@ def test_folded_layers_decode_as_the_separate_kernels(device, monkeypatch, famil
         torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
-def _folded_mlp_rank(rank: int, init_method: str, tensors: dict, results) -> None:
+def _folded_mlp_rank(rank: int, init_method: str, device: str, tensors: dict, results) -> None:
     """One of 2 ranks: the norm folded into its half of gate_up_proj, SiLU-and-mul into its
     half of the row-parallel down_proj, whose partial sums are all-reduced, the bias added once."""
     linear._folds_prologue = _folds_on_any_device  # this child process only
     init_tensor_parallel(rank, 2, init_method, "gloo")
     try:
+        tensors = {name: t.to(device) for name, t in tensors.items()}
         hidden, inter = tensors["down"].shape[0], tensors["down"].shape[1]
-        mlp, norm = MLP(hidden, inter, True, FOLDED), RMSNorm(hidden, 1e-6, FOLDED)
+        mlp, norm = MLP(hidden, inter, True, FOLDED).to(device), RMSNorm(hidden, 1e-6, FOLDED).to(device)
         gate_up, down = mlp.gate_up_proj, mlp.down_proj
         for part, rows in enumerate(tensors["gate_up"].split(inter)):
             gate_up.weight.weight_loader(gate_up.weight, rows, part)
@@ -103,9 +104,11 @@ def _folded_mlp_rank(rank: int, init_method: str, tensors: dict, results) -> Non
 
 
 def test_folded_mlp_under_tensor_parallelism(monkeypatch, tmp_path):
-    # The ranks are gloo processes on the CPU, on any machine: their kernels run in Triton's
-    # interpreter, which the spawned children take from the environment.
-    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    # Two gloo ranks, on the GPU where there is one (both on it), else on the CPU with the
+    # kernels in Triton's interpreter, which the spawned children take from the environment.
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":
+        monkeypatch.setenv("TRITON_INTERPRET", "1")
     hidden, inter = 64, 96
     tensors = dict(x=torch.randn(1, hidden), residual=torch.randn(1, hidden), norm=torch.rand(hidden) + 0.5,
                    gate_up=torch.randn(2 * inter, hidden) / 8, gate_up_bias=torch.randn(2 * inter),
@@ -114,7 +117,7 @@ def test_folded_mlp_under_tensor_parallelism(monkeypatch, tmp_path):
     gate_up = F.linear(normed, tensors["gate_up"], tensors["gate_up_bias"])
     expected = F.linear(silu_and_mul_ref(gate_up), tensors["down"], tensors["down_bias"])
     results = mp.get_context("spawn").SimpleQueue()
-    mp.spawn(_folded_mlp_rank, args=("file://" + str(tmp_path / "rendezvous"), tensors, results), nprocs=2)
+    mp.spawn(_folded_mlp_rank, args=("file://" + str(tmp_path / "rendezvous"), device, tensors, results), nprocs=2)
     for _ in range(2):
         rank, out, new_residual = results.get()
         torch.testing.assert_close(torch.tensor(out), expected, atol=1e-5, rtol=1e-5)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from ember.kernels.gemv import gemv, gemv_ref
+from ember.kernels.gemv import GemvKnobs, gemv, gemv_ref, launch_knobs
 from ember.kernels.gemv_prologue import (add_rms_norm_gemv, add_rms_norm_gemv_ref, silu_and_mul_gemv,
                                          silu_and_mul_gemv_ref)
 
@@ -32,8 +32,20 @@ def test_every_launch_config_walks_whole_tiles_then_the_tail(device, m, block_n,
     ragged last one; N = 21 leaves the last program's rows partly outside W."""
     x = torch.randn(m, 300, device=device)
     w = torch.randn(21, 300, device=device) / 300 ** 0.5
-    y = gemv(x, w, block_n=block_n, elements=elements, num_warps=num_warps)
+    y = gemv(x, w, knobs=GemvKnobs(block_n, elements, num_warps))
     torch.testing.assert_close(y, gemv_ref(x, w), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("n,k", [(16400, 8), (12, 8200), (20, 40)], ids=["wide", "long", "narrow"])
+def test_the_measured_launch_of_each_shape_regime_computes_the_product(device, n, k):
+    """launch_knobs picks 16 rows a program for wide weights, 8 warps for long ones, 32 KiB steps
+    for narrow ones; each walks its weight to the same product (N = 16400 ends in a part tile)."""
+    x = torch.randn(1, k, device=device)
+    w = torch.randn(n, k, device=device) / k ** 0.5
+    knobs = launch_knobs(n, k)
+    assert len({launch_knobs(16400, 8), launch_knobs(12, 8200), launch_knobs(20, 40)}) == 3
+    torch.testing.assert_close(gemv(x, w), gemv_ref(x, w), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(gemv(x, w, knobs=knobs), gemv(x, w), atol=0, rtol=0)
 
 
 # The GEMV with the kernel before it folded into its prologue (ember/kernels/gemv_prologue.py).
@@ -47,7 +59,7 @@ def test_silu_and_mul_gemv_matches_the_separate_kernels(device, dtype, tol, n, k
     gate_up = torch.randn(1, 2 * k, device=device).to(dtype)
     w = (torch.randn(n, k, device=device) / k ** 0.5).to(dtype)
     b = torch.randn(n, device=device).to(dtype) if bias else None
-    y = silu_and_mul_gemv(gate_up, w, b, elements=elements)
+    y = silu_and_mul_gemv(gate_up, w, b, knobs=GemvKnobs(4, elements, 4))
     assert y.shape == (1, n) and y.dtype == dtype
     torch.testing.assert_close(y.float(), silu_and_mul_gemv_ref(gate_up.float(), w.float(),
                                                                 None if b is None else b.float()), **tol(dtype))
@@ -62,7 +74,7 @@ def test_add_rms_norm_gemv_matches_the_separate_kernels(device, dtype, tol, n, k
     norm_w = torch.empty(k, device=device).uniform_(0.5, 1.5).to(dtype)
     w = (torch.randn(n, k, device=device) / k ** 0.5).to(dtype)
     b = torch.randn(n, device=device).to(dtype) if bias else None
-    y, new_residual = add_rms_norm_gemv(hidden, residual, norm_w, 1e-6, w, b, elements=elements)
+    y, new_residual = add_rms_norm_gemv(hidden, residual, norm_w, 1e-6, w, b, knobs=GemvKnobs(4, elements, 4))
     ref_y, ref_residual = add_rms_norm_gemv_ref(hidden, residual, norm_w, 1e-6, w, b)
     assert y.shape == (1, n) and y.dtype == dtype
     torch.testing.assert_close(y.float(), ref_y.float(), **tol(dtype))
@@ -78,7 +90,7 @@ def test_add_rms_norm_gemv_matches_the_separate_kernels(device, dtype, tol, n, k
 @pytest.mark.parametrize("block_n,elements,num_warps", [(4, 256, 4), (8, 1024, 8), (2, 64, 2)])
 def test_prologue_gemvs_walk_whole_tiles_then_the_tail_in_every_launch_config(device, block_n, elements, num_warps):
     """N = 21 leaves the last program's rows partly outside W; K = 300 is ragged for every tile."""
-    knobs = dict(block_n=block_n, elements=elements, num_warps=num_warps)
+    knobs = dict(knobs=GemvKnobs(block_n, elements, num_warps))
     w = torch.randn(21, 300, device=device) / 300 ** 0.5
     gate_up = torch.randn(1, 600, device=device)
     torch.testing.assert_close(silu_and_mul_gemv(gate_up, w, **knobs), silu_and_mul_gemv_ref(gate_up, w),

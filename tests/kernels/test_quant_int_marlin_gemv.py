@@ -99,7 +99,7 @@ def test_gptq_layer_under_a_table_with_the_gemv(device):
 @pytest.mark.parametrize("group_size", [128, 32, -1])
 def test_marlin_gemv_at_7b_shapes_on_gpu(k, n, group_size, m):
     """bf16 on the PTX unpack, fp32 products: within bf16's rounding of the fp32 reference."""
-    args, x, ref = _case("cuda", torch.bfloat16, group_size, False, k, m, n)
+    args, x, ref = marlin_case("cuda", torch.bfloat16, group_size, False, k, m, n)
     for tiles in (MARLIN_GEMV_TILES, MarlinGemvTiles(16, 64, 4, 8, ptx_unpack=False)):
         out = marlin_gemv(x, *args, tiles=tiles).float().cpu()
         assert (out - ref).norm() / ref.norm() < 1e-2, tiles

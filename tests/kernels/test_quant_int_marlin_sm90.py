@@ -34,8 +34,8 @@ _COMPILE = textwrap.dedent("""
 
     results = {}
     for dtype, name in ((torch.bfloat16, "bf16"), (torch.float16, "fp16")):
-        for block_m, block_n, block_k, warps, stages, scaled in ((16, 128, 128, 4, 4, False),
-                                                                  (128, 128, 64, 8, 3, True)):
+        for block_m, block_n, block_k, warps, stages, scaled in ((16, 64, 128, 4, 4, False),
+                                                                  (64, 128, 64, 8, 3, True)):  # marlin_tiles(1), (128)
             asm, bias = _ASM[dtype, scaled]
             results[f"gemm-{name}-m{block_m}" + "-scaled" * scaled] = compile_sm90(
                 _marlin_kernel, dict(x_ptr="*" + name, qw_ptr="*i32", s_ptr="*" + name, z_ptr="*" + name,
