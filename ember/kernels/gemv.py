@@ -1,9 +1,9 @@
 """y = x @ W^T (+ bias) for a few rows of x (M <= 4: batch-1 and tiny-batch decoding), with a
 16/32-bit float weight: a memory-bound product that should stream W at the GPU's bandwidth.
 
-Each program owns BLOCK_N output features (4: thousands of programs, so every SM keeps several
+Each program owns BLOCK_N output features (2: thousands of programs, so every SM keeps several
 resident and none idles at the tail) and walks K in long contiguous chunks of the weight's rows
-(16 KiB a step), accumulating in fp32; x's rows are re-read from L2 by every program. The
+(8 KiB a step), accumulating in fp32; x's rows are re-read from L2 by every program. The
 product rounds once to x's dtype, as cuBLAS's. Linear uses it for one row only (FASTEST_ROWS):
 on the H200 (benchmarks/gemv_gpu.py) it beat cuBLAS at M=1 on every 7B and Qwen3-0.6B projection
 (1.01-1.53x on the 7B's, up to 4x on the small model's) and lost at M=2 and 4 on the 7B's; batch-1
@@ -20,7 +20,8 @@ import torch.nn.functional as F
 
 from ember.kernels._triton import require_triton, tl, triton
 
-__all__ = ["FASTEST_ROWS", "MAX_ROWS", "GemvKnobs", "enabled", "gemv", "gemv_ref", "launch_knobs", "prologue_enabled"]
+__all__ = ["FASTEST_ROWS", "MAX_ROWS", "DEFAULT_KNOBS", "GemvKnobs", "enabled", "gemv", "gemv_ref",
+           "prologue_enabled"]
 
 MAX_ROWS = 4      # what the kernel computes
 FASTEST_ROWS = 1  # where it measured faster than cuBLAS
@@ -28,24 +29,15 @@ FASTEST_ROWS = 1  # where it measured faster than cuBLAS
 
 class GemvKnobs(NamedTuple):
     block_n: int    # output features a program owns
-    elements: int  # weight elements a program loads per K step (8192: 16 KiB in bf16)
+    elements: int  # weight elements a program loads per K step (4096: 8 KiB in bf16)
     num_warps: int
 
 
-def launch_knobs(n: int, k: int) -> GemvKnobs:
-    """The launch for an [N, K] weight, from session 6's H200 sweep of the prologue GEMV
-    (benchmarks/gemv_gpu.py --prologue, 7B projections whole and halved for TP=2, us before ->
-    after): wide products want 16 rows a program (gate_up 80.9 -> 69.7, its half 44.1 -> 38.5),
-    long ones 8 warps (down 49.6 -> 39.0, its half 26.8 -> 21.5), and the narrowest (qkv's TP=2
-    half, 576 programs of 4 rows for 132 SMs) 8 warps on 32 KiB steps (7.9 -> 7.0); the rest
-    kept 4 rows, 16 KiB, 4 warps (qkv 10.6)."""
-    if n >= 16384:
-        return GemvKnobs(16, 8192, 4)
-    if k >= 8192:
-        return GemvKnobs(4, 8192, 8)
-    if n <= 2560:
-        return GemvKnobs(4, 16384, 8)
-    return GemvKnobs(4, 8192, 4)
+# Session 6's H200 sweep (benchmarks/gemv_gpu.py --sweep: the 7B's four projections whole and
+# halved for TP=2, 24 configs each): 2 rows a program on 8 KiB steps with 4 warps was the best
+# single config, 177.7 us over the 8 shapes against 173.9 for each shape's own best and 189.1 for
+# per-shape rules tried before it (gate_up 62.5 and down 35.7 us at best: 4.3 and 3.8 TB/s).
+DEFAULT_KNOBS = GemvKnobs(2, 4096, 4)
 
 
 def enabled() -> bool:
@@ -112,7 +104,7 @@ def _gemv_kernel(x_ptr, w_ptr, b_ptr, y_ptr, M, N, K, stride_xm, stride_wn, stri
 def gemv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
          knobs: GemvKnobs | None = None) -> torch.Tensor:
     """x [M, K] (M <= MAX_ROWS), weight [N, K], bias [N] or None -> [M, N] in x's dtype.
-    knobs: launch_knobs(N, K) unless given (benchmarks/gemv_gpu.py --sweep times others)."""
+    knobs: DEFAULT_KNOBS unless given (benchmarks/gemv_gpu.py --sweep times others)."""
     require_triton()
     m, k = x.shape
     n = weight.shape[0]
@@ -122,7 +114,7 @@ def gemv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
     y = torch.empty(m, n, dtype=x.dtype, device=x.device)
     if m == 0:
         return y
-    block_n, elements, num_warps = knobs or launch_knobs(n, k)
+    block_n, elements, num_warps = knobs or DEFAULT_KNOBS
     m_pad = triton.next_power_of_2(m)
     block_k = min(elements // (block_n * m_pad), triton.next_power_of_2(k))
     _gemv_kernel[(triton.cdiv(n, block_n),)](
