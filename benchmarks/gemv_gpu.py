@@ -6,13 +6,7 @@ knobs (rows per program, weight elements per K step, warps) at M=1 on the 7B's p
 their halves under tensor parallelism (TP=2), and prints the best per shape against
 DEFAULT_KNOBS.
 
-`--prologue` times the GEMV with the kernel before it folded into its prologue
-(ember/kernels/gemv_prologue.py, EMBER_GEMV_PROLOGUE=1) against the two kernels the engine runs
-otherwise, replayed from one graph: add + RMSNorm then qkv_proj or gate_up_proj, SiLU-and-mul
-then down_proj, at the 7B's shapes whole and halved (TP=2), then the fused GEMVs' launch knobs
-swept (they re-read their input row in every program, so their best knobs may differ). ~3 min.
-
-    python benchmarks/gemv_gpu.py [--sweep] [--prologue]
+    python benchmarks/gemv_gpu.py [--sweep]
 """
 from __future__ import annotations
 
@@ -29,10 +23,7 @@ import triton  # noqa: E402
 import triton.testing  # noqa: E402
 
 from benchmarks.graph_timing import graph_us  # noqa: E402
-from ember.kernels.activation import silu_and_mul  # noqa: E402
 from ember.kernels.gemv import DEFAULT_KNOBS, GemvKnobs, gemv  # noqa: E402
-from ember.kernels.gemv_prologue import add_rms_norm_gemv, silu_and_mul_gemv  # noqa: E402
-from ember.kernels.rmsnorm import fused_add_rms_norm  # noqa: E402
 
 # (model, layer, N, K, bias)
 SHAPES = [
@@ -75,59 +66,9 @@ def sweep() -> None:
           f"{totals[best_total]:.1f} us")
 
 
-# The 7B's products that take a prologue, whole and as each of 2 ranks holds them: (name, N, K, bias).
-PROLOGUE_SHAPES = [("norm+qkv", 4608, 3584, True), ("norm+gate_up", 37888, 3584, False),
-                   ("silu+down", 3584, 18944, False), ("norm+qkv/2", 2304, 3584, True),
-                   ("norm+gate_up/2", 18944, 3584, False), ("silu+down/2", 3584, 9472, False)]
-PROLOGUE_SWEEP = list(itertools.product((4, 8, 16), (4096, 8192, 16384), (4, 8)))  # block_n, elements, num_warps
-
-
-def prologue_calls(name: str, n: int, k: int, has_bias: bool):
-    """(separate, fused(**knobs)): one decode step's calls for the shape, on random bf16 tensors."""
-    bf16 = dict(device="cuda", dtype=torch.bfloat16)
-    w = torch.randn(n, k, **bf16) / k ** 0.5
-    b = torch.randn(n, **bf16) if has_bias else None
-    if name.startswith("silu"):
-        gate_up = torch.randn(1, 2 * k, **bf16)
-        return (lambda: gemv(silu_and_mul(gate_up), w, b),
-                lambda **knobs: silu_and_mul_gemv(gate_up, w, b, **knobs))
-    hidden, residual, norm_w = torch.randn(1, k, **bf16), torch.randn(1, k, **bf16), torch.rand(k, **bf16) + 0.5
-    return (lambda: gemv(fused_add_rms_norm(hidden, residual, norm_w, 1e-6)[0], w, b),
-            lambda **knobs: add_rms_norm_gemv(hidden, residual, norm_w, 1e-6, w, b, **knobs)[0])
-
-
-def prologue() -> None:
-    print("\nthe GEMV with its prologue (fused) against the kernel before it + the GEMV (separate), M=1:")
-    total_separate = total_fused = 0.0
-    for name, n, k, has_bias in PROLOGUE_SHAPES:
-        separate, fused = prologue_calls(name, n, k, has_bias)
-        err = (fused().float() - separate().float()).abs().max().item()
-        t_separate, t_fused = graph_us(separate, times=10), graph_us(fused, times=10)
-        if "/" not in name:
-            total_separate, total_fused = total_separate + t_separate, total_fused + t_fused
-        tb = n * k * 2 / 1e6
-        print(f"  {name:15} {n:6}x{k:<6} separate {t_separate:6.1f} us   fused {t_fused:6.1f} us "
-              f"{tb / t_fused:5.2f} TB/s   {t_separate / t_fused:5.2f}x  maxerr {err:.1e}", flush=True)
-    print(f"a 7B layer's three: separate {total_separate:.1f} us, fused {total_fused:.1f} us (x28 layers: "
-          f"{28 * (total_fused - total_separate) / 1e3:+.3f} ms per token with EMBER_GEMV_PROLOGUE=1)")
-    print("fused launch knobs (block_n, elements, num_warps; chosen: (4, 8192, 4)):")
-    for name, n, k, has_bias in PROLOGUE_SHAPES:
-        chosen = (4, 8192, 4)
-        separate, fused = prologue_calls(name, n, k, has_bias)
-        ref = separate().float()
-        times = {}
-        for bn, el, nw in PROLOGUE_SWEEP:
-            err = (fused(knobs=GemvKnobs(bn, el, nw)).float() - ref).abs().max().item()
-            assert err < 0.05, (name, (bn, el, nw), err)
-            times[bn, el, nw] = graph_us(lambda: fused(knobs=GemvKnobs(bn, el, nw)), times=10)
-        best = min(times, key=times.get)
-        print(f"  {name:15} chosen {chosen} {times[chosen]:6.1f} us   best {best} {times[best]:6.1f} us", flush=True)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sweep", action="store_true")
-    parser.add_argument("--prologue", action="store_true")
     args = parser.parse_args()
     p = torch.cuda.get_device_properties(0)
     print(f"{p.name}, {p.multi_processor_count} SMs, torch {torch.__version__}, triton {triton.__version__}")
@@ -152,8 +93,6 @@ def main() -> None:
           f"{28 * (total_cublas - total_gemv) / 1e3:+.2f} ms per token with the GEMV)")
     if args.sweep:
         sweep()
-    if args.prologue:
-        prologue()
 
 
 if __name__ == "__main__":

@@ -7,8 +7,7 @@ resident and none idles at the tail) and walks K in long contiguous chunks of th
 product rounds once to x's dtype, as cuBLAS's. Linear uses it for one row only (FASTEST_ROWS):
 on the H200 (benchmarks/gemv_gpu.py) it beat cuBLAS at M=1 on every 7B and Qwen3-0.6B projection
 (1.01-1.53x on the 7B's, up to 4x on the small model's) and lost at M=2 and 4 on the 7B's; batch-1
-decoding of the 7B shape went from 4.60 to 4.36 ms a token. EMBER_GEMV=0 turns it off.
-EMBER_GEMV_PROLOGUE=1 folds the small kernel before a one-row product into it (gemv_prologue.py)."""
+decoding of the 7B shape went from 4.60 to 4.36 ms a token. EMBER_GEMV=0 turns it off."""
 
 from __future__ import annotations
 
@@ -20,8 +19,7 @@ import torch.nn.functional as F
 
 from ember.kernels._triton import require_triton, tl, triton
 
-__all__ = ["FASTEST_ROWS", "MAX_ROWS", "DEFAULT_KNOBS", "GemvKnobs", "enabled", "gemv", "gemv_ref",
-           "prologue_enabled"]
+__all__ = ["FASTEST_ROWS", "MAX_ROWS", "DEFAULT_KNOBS", "GemvKnobs", "enabled", "gemv", "gemv_ref"]
 
 MAX_ROWS = 4      # what the kernel computes
 FASTEST_ROWS = 1  # where it measured faster than cuBLAS
@@ -42,11 +40,6 @@ DEFAULT_KNOBS = GemvKnobs(2, 4096, 4)
 
 def enabled() -> bool:
     return os.environ.get("EMBER_GEMV", "1") != "0"
-
-
-def prologue_enabled() -> bool:
-    """EMBER_GEMV_PROLOGUE=1: off by default until a GPU run measures it against the separate kernels."""
-    return os.environ.get("EMBER_GEMV_PROLOGUE", "0") == "1"
 
 
 @triton.jit

@@ -47,10 +47,7 @@ class DecoderAttention(nn.Module):
                                                                            rope.cos_sin_cache.shape[-1]) else None
 
     def forward(self, positions: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return self.from_qkv(positions, *self.qkv_proj(x))
-
-    def from_qkv(self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """The attention's output from qkv_proj's q, k and v."""
+        q, k, v = self.qkv_proj(x)
         q = q.view(-1, self.num_heads, self.head_dim)
         k = k.view(-1, self.num_kv_heads, self.head_dim)
         if self.fused_prelude is not None:
@@ -76,10 +73,7 @@ class MLP(nn.Module):
         self.act = SiluAndMul(kernels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.from_gate_up(self.gate_up_proj(x))
-
-    def from_gate_up(self, gate_up: torch.Tensor) -> torch.Tensor:
-        return self.down_proj.forward_silu_and_mul(gate_up, self.act)
+        return self.down_proj(self.act(self.gate_up_proj(x)))
 
 
 class DecoderLayer(nn.Module):
@@ -92,12 +86,14 @@ class DecoderLayer(nn.Module):
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps, kernels)
 
     def forward(self, positions, x, residual):
-        # Each norm runs with the projection after it (Linear.forward_normed), which for one row
-        # can take the residual add and the norm into its GEMV; residual is None in the first layer.
-        qkv, residual = self.self_attn.qkv_proj.forward_normed(x, residual, self.input_layernorm)
-        x = self.self_attn.from_qkv(positions, *qkv)
-        gate_up, residual = self.mlp.gate_up_proj.forward_normed(x, residual, self.post_attention_layernorm)
-        return self.mlp.from_gate_up(gate_up), residual
+        if residual is None:
+            residual = x
+            x = self.input_layernorm(x)
+        else:
+            x, residual = self.input_layernorm(x, residual)
+        x = self.self_attn(positions, x)
+        x, residual = self.post_attention_layernorm(x, residual)
+        return self.mlp(x), residual
 
 
 class DecoderModel(nn.Module):

@@ -1,8 +1,7 @@
 """The decode step's own kernels compile for Hopper (sm_90) down to a cubin through the ptxas
 Triton ships, without a GPU: the interpreter the CPU tests run accepts Python that compiled
 Triton refuses (a jit function whose returns differ in type across a constexpr branch did, in
-the GEMV). The one-row GEMV and the few-row one, with and without a ragged K tail; the one-row
-GEMV with SiLU-and-mul or add + RMSNorm in its prologue (the first layer's without a residual); the decode
+the GEMV). The one-row GEMV and the few-row one, with and without a ragged K tail; the decode
 attention with and without split-K. Runs in a child process: the kernel tests' conftest
 switches the interpreter on for this one."""
 import textwrap
@@ -18,7 +17,6 @@ _COMPILE = textwrap.dedent("""
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
     from ember.kernels.gemv import _gemv_kernel
-    from ember.kernels.gemv_prologue import _gemv_prologue_kernel
     from ember.kernels.paged_attention import _attn_kernel
 
     def cubin_bytes(fn, types, consts, num_warps, num_stages):
@@ -36,13 +34,6 @@ _COMPILE = textwrap.dedent("""
             results[f"gemv-m{m_pad}-tail{int(tail)}"] = cubin_bytes(
                 _gemv_kernel, {p: "*bf16" for p in ("x_ptr", "w_ptr", "b_ptr", "y_ptr")},
                 dict(M_PAD=m_pad, BLOCK_N=4, BLOCK_K=2048 // m_pad, HAS_BIAS=True, HAS_TAIL=tail), 4, 3)
-    # The prologue GEMVs at the 7B's K tiles: down_proj's 18,944 and the norm's 3,584 leave a tail.
-    prologue_types = {**{p: "*bf16" for p in ("src_ptr", "res_ptr", "norm_w_ptr", "res_out_ptr", "w_ptr", "b_ptr",
-                                              "y_ptr")}, "eps": "fp32"}
-    for norm, residual, tail in ((False, False, False), (False, False, True), (True, True, True), (True, False, False)):
-        results[f"gemv-prologue-norm{int(norm)}-residual{int(residual)}-tail{int(tail)}"] = cubin_bytes(
-            _gemv_prologue_kernel, prologue_types,
-            dict(NORM=norm, HAS_RESIDUAL=residual, BLOCK_N=4, BLOCK_K=2048, HAS_BIAS=norm, HAS_TAIL=tail), 4, 3)
     attention_types = {**{p: "*bf16" for p in ("q_ptr", "k_ptr", "v_ptr", "out_ptr")},
                        **{p: "*i32" for p in ("bt_ptr", "qsl_ptr", "seq_lens_ptr")},
                        **{p: "*fp32" for p in ("part_m_ptr", "part_l_ptr", "part_acc_ptr")}, "scale_log2": "fp32"}
@@ -57,4 +48,4 @@ _COMPILE = textwrap.dedent("""
 
 def test_decode_kernels_compile_for_sm90():
     results = compile_in_child(_COMPILE)
-    assert len(results) == 10 and all(size > 0 for size in results.values()), results
+    assert len(results) == 6 and all(size > 0 for size in results.values()), results

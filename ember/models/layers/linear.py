@@ -14,20 +14,12 @@ import torch.nn.functional as F
 
 from ember.distributed.communication import all_reduce
 from ember.distributed.parallel_state import shard_size, tp_rank, tp_size
-from ember.kernels import gemv, gemv_prologue
+from ember.kernels import gemv
 from ember.kernels._triton import HAS_TRITON
 
 _placeholder_weights = False
 # Triton's GEMV for one-row products (batch-1 decoding) unless EMBER_GEMV=0 turns it off.
 _TRITON_GEMV = HAS_TRITON and gemv.enabled()
-# With EMBER_GEMV_PROLOGUE=1 too, the residual add + RMSNorm before a projection and the
-# SiLU-and-mul before down_proj run in that one-row GEMV's prologue (ember/kernels/gemv_prologue.py).
-_GEMV_PROLOGUE = _TRITON_GEMV and gemv.prologue_enabled()
-
-
-def _folds_prologue(layer: "Linear", x: torch.Tensor) -> bool:
-    """Whether `layer`'s product of x takes the small kernel before it into its GEMV."""
-    return _GEMV_PROLOGUE and layer.quant_method is None and x.is_cuda and x.dim() == 2 and x.shape[0] == 1
 
 
 @contextmanager
@@ -74,35 +66,6 @@ class Linear(nn.Module):
             return self._dense(x, self.bias)  # the bias fused into the product
         return self._add_bias(self._product(x))
 
-    def forward_normed(self, x: torch.Tensor, residual: torch.Tensor | None, norm: nn.Module):
-        """(self(norm(x + residual)), x + residual), or (self(norm(x)), x) with no residual yet
-        (the first layer): a decoder's RMSNorm and the projection after it, whose input is the
-        whole row (never RowParallelLinear's slice). For one row the add and the norm can run in
-        the GEMV's prologue."""
-        if _folds_prologue(self, x) and norm.weight.dtype == x.dtype:
-            out, residual = gemv_prologue.add_rms_norm_gemv(x, residual, norm.weight, norm.eps, self.weight,
-                                                            self.bias)
-            return self._outputs(out), residual
-        if residual is None:
-            return self(norm(x)), x
-        x, residual = norm(x, residual)
-        return self(x), residual
-
-    def forward_silu_and_mul(self, gate_up: torch.Tensor, act: nn.Module):
-        """self(act(gate_up)), act being SiLU-and-mul; for one row it can run in the GEMV's
-        prologue (per rank under tensor parallelism: the gate and up of this rank's slice)."""
-        if _folds_prologue(self, gate_up):
-            return self._dense_output(lambda bias: gemv_prologue.silu_and_mul_gemv(gate_up, self.weight, bias))
-        return self(act(gate_up))
-
-    def _outputs(self, out: torch.Tensor):
-        """What forward returns from the layer's output (QKVLinear splits it)."""
-        return out
-
-    def _dense_output(self, product):
-        """The output from product(bias): this rank's dense product, with the bias fused (or None)."""
-        return product(self.bias)
-
     def _product(self, x: torch.Tensor) -> torch.Tensor:
         """x @ W^T without the bias."""
         return self._dense(x, None) if self.quant_method is None else self.quant_method.apply(self, x)
@@ -142,11 +105,6 @@ class RowParallelLinear(Linear):
         if tp_size() == 1:
             return super().forward(x)
         return self._add_bias(all_reduce(self._product(x)))
-
-    def _dense_output(self, product):
-        if tp_size() == 1:
-            return product(self.bias)
-        return self._add_bias(all_reduce(product(None)))
 
 
 class FusedLinear(Linear):
@@ -203,7 +161,4 @@ class QKVLinear(FusedLinear):
         self.kv_size = self.offsets["k"][1]
 
     def forward(self, x: torch.Tensor):
-        return self._outputs(super().forward(x))
-
-    def _outputs(self, out: torch.Tensor):
-        return out.split([self.q_size, self.kv_size, self.kv_size], dim=-1)
+        return super().forward(x).split([self.q_size, self.kv_size, self.kv_size], dim=-1)
