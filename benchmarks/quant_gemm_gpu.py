@@ -6,7 +6,8 @@ table the timings suggest: the measurements the tables are set from.
     PYTHONPATH=. python benchmarks/quant_gemm_gpu.py [--out results.json] [--rows 1,16]
 
 --sweep-w8a16 also times the FP8 W8A16 kernel's tile alternatives (W8A16_SWEEP), each named
-w8a16:<change from the default tiles>; the table the timings suggest names them w8a16-triton:
+w8a16:<change from the default tiles>, and the one-row FP8 GEMV's (FP8_GEMV_SWEEP,
+w8a16-gemv:<change>); the table the timings suggest names them w8a16-triton and w8a16-gemv:
 
     PYTHONPATH=. python benchmarks/quant_gemm_gpu.py --formats bf16,fp8,fp8-block \
         --rows 1,4,16,32,64,128 --sweep-w8a16
@@ -42,6 +43,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 import triton.testing  # noqa: E402
 
+from ember.kernels.gemv import DEFAULT_KNOBS, gemv  # noqa: E402
 from ember.kernels.quant_fp8_act import quantize_fp8  # noqa: E402
 from ember.kernels.quant_fp8_dequant import dequantize_fp8_dense  # noqa: E402
 from ember.kernels.quant_fp8_gemm import dequantize_fp8  # noqa: E402
@@ -66,7 +68,7 @@ SHAPES = {"qkv": (3584, 4608), "o": (3584, 3584), "gate_up": (3584, 37888), "dow
 ROWS = (1, 4, 16, 64, 128, 256, 4096)
 # The rows each path runs: the GEMV takes decode batches only; the fused decode kernel (BLOCK_M
 # 16) took 2.9 ms a layer at M = 256 and 41 ms at 4096 on the H200, not worth timing again.
-PATH_ROWS = {"gemv": GEMV_MAX_ROWS, "decode": 16, "marlin-gemv": MARLIN_GEMV_MAX_ROWS}
+PATH_ROWS = {"gemv": GEMV_MAX_ROWS, "decode": 16, "marlin-gemv": MARLIN_GEMV_MAX_ROWS, "w8a16-gemv": 1}
 GROUP = 128
 L2_BYTES = 240 << 20  # several times the H200's 60 MB L2
 # The W8A16 tile alternatives --sweep-w8a16 times beside the default (w8a16-triton).
@@ -75,6 +77,12 @@ W8A16_SWEEP = {f"w8a16:{name}": DEFAULT_W8A16_TILES._replace(**change) for name,
     "w8": dict(num_warps=8), "s3": dict(num_stages=3), "s6": dict(num_stages=6), "p0": dict(programs_per_sm=0),
     "p4": dict(programs_per_sm=4)}.items()}
 W8A16_TILES = {"w8a16-triton": DEFAULT_W8A16_TILES}  # main() adds W8A16_SWEEP when asked
+# The one-row FP8 GEMV's launches (per-row scales only): DEFAULT_KNOBS and, with --sweep-w8a16,
+# others: 8 KiB of fp8 a step, 4 rows a program, 8 warps, Triton's conversion for the widening.
+FP8_GEMV_KNOBS = {"w8a16-gemv": DEFAULT_KNOBS}
+FP8_GEMV_SWEEP = {f"w8a16-gemv:{name}": DEFAULT_KNOBS._replace(**change) for name, change in {
+    "el8192": dict(elements=8192), "el16384": dict(elements=16384), "bn4": dict(block_n=4),
+    "bn4-el8192": dict(block_n=4, elements=8192), "w8": dict(num_warps=8), "cvt": dict(bit_widen=False)}.items()}
 W8A16_MAX_ERR = 1e-2  # bf16 output rounding is ~3e-3; a W8A16 result further off is wrong, not slow
 # The Marlin kernel's tile alternatives --sweep-marlin times beside marlin_tiles(M) (marlin): each
 # a change of the default tiles for the call's M (K tiles stop at the group of 128).
@@ -168,8 +176,11 @@ def fp8_paths(k, n, block):
     for name, tiles in W8A16_TILES.items():
         if not (block is not None and tiles.block_k > 128):  # block-wise tiles stop at the 128 block
             paths[name] = lambda w, tiles=tiles: (lambda x: fp8_w8a16_gemm(x, *w, block_k, tiles))
-    if block is None and "rowwise" in recipes:
+    if block is None:
         row_scale = scale[scale_row.long(), 0][None, :].contiguous()
+        for name, knobs in FP8_GEMV_KNOBS.items():
+            paths[name] = lambda w, knobs=knobs: (lambda x: gemv(x, w[0], knobs=knobs, row_scale=row_scale[0]))
+    if block is None and "rowwise" in recipes:
         paths["w8a8-cublas"] = lambda w: (lambda x: scaled_mm_rowwise(*quantize_fp8(x), w[0], row_scale, x.dtype))
     if block is not None:
         paths["dequant"] = lambda w: (lambda x: F.linear(x, dequantize_fp8_dense(*w, block_k, x.dtype)))
@@ -209,6 +220,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.sweep_w8a16:
         W8A16_TILES.update(W8A16_SWEEP)
+        FP8_GEMV_KNOBS.update(FP8_GEMV_SWEEP)
     if args.marlin or args.sweep_marlin:
         MARLIN_TILES["marlin"] = lambda t: t
         MARLIN_GEMV.update({"marlin-gemv": MARLIN_GEMV_TILES, **MARLIN_GEMV_SWEEP})
@@ -300,9 +312,9 @@ def summarize(results, rows) -> None:
 
 def table_path(path: str) -> str:
     """A sweep's name (w8a16:<change>, marlin:<change>, marlin-gemv:<change>) -> the path a table names."""
-    if path.startswith("w8a16"):
+    if path.startswith("w8a16:"):
         return "w8a16-triton"
-    return path.split(":")[0] if path.startswith(("marlin:", "marlin-gemv:")) else path
+    return path.split(":")[0] if path.startswith(("marlin:", "marlin-gemv:", "w8a16-gemv:")) else path
 
 
 def per_layout(fmt, times, rows) -> None:

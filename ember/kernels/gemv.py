@@ -1,5 +1,8 @@
 """y = x @ W^T (+ bias) for a few rows of x (M <= 4: batch-1 and tiny-batch decoding), with a
-16/32-bit float weight: a memory-bound product that should stream W at the GPU's bandwidth.
+16/32-bit float weight, or an fp8 e4m3 one with a scale per output row (FP8 checkpoints' W8A16
+path: the activations unquantized): a memory-bound product that should stream W at the GPU's
+bandwidth. An e4m3 weight under bf16 activations widens by integer bit moves (fp8_widen), else
+by Triton's conversion; the row scale multiplies the fp32 sum.
 
 Each program owns BLOCK_N output features (2: thousands of programs, so every SM keeps several
 resident and none idles at the tail) and walks K in long contiguous chunks of the weight's rows
@@ -18,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ember.kernels._triton import require_triton, tl, triton
+from ember.kernels.fp8_widen import e4m3_to_bf16
 
 __all__ = ["FASTEST_ROWS", "MAX_ROWS", "DEFAULT_KNOBS", "GemvKnobs", "enabled", "gemv", "gemv_ref"]
 
@@ -29,6 +33,7 @@ class GemvKnobs(NamedTuple):
     block_n: int    # output features a program owns
     elements: int  # weight elements a program loads per K step (4096: 8 KiB in bf16)
     num_warps: int
+    bit_widen: bool = True  # e4m3 weights, bf16 activations: fp8_widen's bit moves, not Triton's .to
 
 
 # Session 6's H200 sweep (benchmarks/gemv_gpu.py --sweep: the 7B's four projections whole and
@@ -43,11 +48,21 @@ def enabled() -> bool:
 
 
 @triton.jit
-def _tile_product(acc, w_rows, x_rows, cols, row_ok, m_ok, K, M_PAD: tl.constexpr, MASK_K: tl.constexpr):
+def _widen(w, x_dtype: tl.constexpr, BIT_WIDEN: tl.constexpr):
+    if BIT_WIDEN and w.dtype == tl.float8e4nv and x_dtype == tl.bfloat16:
+        widened = e4m3_to_bf16(w).to(tl.float32)
+    else:
+        widened = w.to(tl.float32)
+    return widened
+
+
+@triton.jit
+def _tile_product(acc, w_rows, x_rows, cols, row_ok, m_ok, K, M_PAD: tl.constexpr, MASK_K: tl.constexpr,
+                  BIT_WIDEN: tl.constexpr):
     """acc + the product of one K tile: [BLOCK_N] for one row of x (the common case: no third
     dimension to reduce over), [M_PAD, BLOCK_N] for more."""
     w_mask = row_ok[:, None] & (cols < K)[None, :] if MASK_K else row_ok[:, None]
-    w = tl.load(w_rows + cols[None, :], mask=w_mask, other=0.0).to(tl.float32)
+    w = _widen(tl.load(w_rows + cols[None, :], mask=w_mask, other=0.0), x_rows.dtype.element_ty, BIT_WIDEN)
     # One return statement: compiled Triton wants every return of a function to agree in type,
     # even across a branch on a constexpr.
     if M_PAD == 1:
@@ -61,9 +76,9 @@ def _tile_product(acc, w_rows, x_rows, cols, row_ok, m_ok, K, M_PAD: tl.constexp
 
 
 @triton.jit
-def _gemv_kernel(x_ptr, w_ptr, b_ptr, y_ptr, M, N, K, stride_xm, stride_wn, stride_ym,
+def _gemv_kernel(x_ptr, w_ptr, s_ptr, b_ptr, y_ptr, M, N, K, stride_xm, stride_wn, stride_ym,
                  M_PAD: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, HAS_BIAS: tl.constexpr,
-                 HAS_TAIL: tl.constexpr):
+                 HAS_TAIL: tl.constexpr, ROW_SCALE: tl.constexpr, BIT_WIDEN: tl.constexpr):
     rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     row_ok = rows < N
     offs_k = tl.arange(0, BLOCK_K)
@@ -80,9 +95,11 @@ def _gemv_kernel(x_ptr, w_ptr, b_ptr, y_ptr, M, N, K, stride_xm, stride_wn, stri
     # otherwise mask every load), then one masked tail tile.
     k_whole = (K // BLOCK_K) * BLOCK_K
     for k0 in range(0, k_whole, BLOCK_K):
-        acc = _tile_product(acc, w_rows, x_rows, k0 + offs_k, row_ok, m_ok, K, M_PAD, False)
+        acc = _tile_product(acc, w_rows, x_rows, k0 + offs_k, row_ok, m_ok, K, M_PAD, False, BIT_WIDEN)
     if HAS_TAIL:
-        acc = _tile_product(acc, w_rows, x_rows, k_whole + offs_k, row_ok, m_ok, K, M_PAD, True)
+        acc = _tile_product(acc, w_rows, x_rows, k_whole + offs_k, row_ok, m_ok, K, M_PAD, True, BIT_WIDEN)
+    if ROW_SCALE:  # [BLOCK_N] broadcasts over the rows of x too
+        acc = acc * tl.load(s_ptr + rows, mask=row_ok, other=0.0)
     if M_PAD == 1:
         if HAS_BIAS:
             acc += tl.load(b_ptr + rows, mask=row_ok, other=0.0).to(tl.float32)
@@ -95,28 +112,35 @@ def _gemv_kernel(x_ptr, w_ptr, b_ptr, y_ptr, M, N, K, stride_xm, stride_wn, stri
 
 
 def gemv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
-         knobs: GemvKnobs | None = None) -> torch.Tensor:
-    """x [M, K] (M <= MAX_ROWS), weight [N, K], bias [N] or None -> [M, N] in x's dtype.
+         knobs: GemvKnobs | None = None, row_scale: torch.Tensor | None = None) -> torch.Tensor:
+    """x [M, K] (M <= MAX_ROWS), weight [N, K], bias [N] or None -> [M, N] in x's dtype;
+    row_scale fp32 [N] multiplies each output feature (an fp8 weight's dequantization).
     knobs: DEFAULT_KNOBS unless given (benchmarks/gemv_gpu.py --sweep times others)."""
     require_triton()
     m, k = x.shape
     n = weight.shape[0]
     assert m <= MAX_ROWS and weight.shape[1] == k and weight.stride(1) == 1
+    assert row_scale is None or (row_scale.shape == (n,) and row_scale.dtype == torch.float32
+                                 and row_scale.stride(0) == 1)
     if x.stride(1) != 1:
         x = x.contiguous()
     y = torch.empty(m, n, dtype=x.dtype, device=x.device)
     if m == 0:
         return y
-    block_n, elements, num_warps = knobs or DEFAULT_KNOBS
+    block_n, elements, num_warps, bit_widen = knobs or DEFAULT_KNOBS
     m_pad = triton.next_power_of_2(m)
     block_k = min(elements // (block_n * m_pad), triton.next_power_of_2(k))
     _gemv_kernel[(triton.cdiv(n, block_n),)](
-        x, weight, bias if bias is not None else weight, y, m, n, k, x.stride(0), weight.stride(0), y.stride(0),
-        M_PAD=m_pad, BLOCK_N=block_n, BLOCK_K=block_k, HAS_BIAS=bias is not None, HAS_TAIL=k % block_k != 0,
+        x, weight, row_scale if row_scale is not None else weight, bias if bias is not None else weight, y, m, n, k,
+        x.stride(0), weight.stride(0), y.stride(0), M_PAD=m_pad, BLOCK_N=block_n, BLOCK_K=block_k,
+        HAS_BIAS=bias is not None, HAS_TAIL=k % block_k != 0, ROW_SCALE=row_scale is not None, BIT_WIDEN=bit_widen,
         num_warps=num_warps,
     )
     return y
 
 
-def gemv_ref(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    return F.linear(x, weight, bias)
+def gemv_ref(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+             row_scale: torch.Tensor | None = None) -> torch.Tensor:
+    if row_scale is None:
+        return F.linear(x, weight, bias)
+    return F.linear(x, (weight.float() * row_scale[:, None]).to(x.dtype), bias)

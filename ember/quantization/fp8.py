@@ -15,9 +15,10 @@ How it runs, chosen when the model is built:
   GEMM runs): W8A8, activations quantized on the fly per token (per token and 1x128 group for
   block-wise weights), as vLLM does; a static input_scale is read and unused (dynamic scales
   fit each token); gemm_paths.FP8_PATHS / FP8_BLOCK_PATHS pick cuBLAS or Triton by M, and for
-  decode batches of a few rows the W8A16 kernel (quant_fp8_w8a16_gemm.py: bf16 tensor cores on
-  the widened weight, so no activation quantization: one launch per GEMM instead of two or
-  four, and the activations unrounded);
+  decode batches of a few rows the weight-only paths, which quantize no activations (one launch
+  per GEMM instead of two or four, and the activations unrounded): the one-row GEMV
+  (ember/kernels/gemv.py, per-row scales) and the W8A16 kernel (quant_fp8_w8a16_gemm.py: bf16
+  tensor cores on the widened weight);
 - elsewhere: W8A16, the fp8 weight widened to the activation dtype in the GEMM's tile loop
   (Triton on a GPU, plain torch on the CPU).
 """
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ember.kernels.gemv import gemv
 from ember.kernels.quant_fp8_act import quantize_fp8
 from ember.kernels.quant_fp8_dequant import dequantize_fp8_dense
 from ember.kernels.quant_fp8_gemm import fp8_gemm, fp8_gemm_ref
@@ -148,7 +150,9 @@ class FP8W8A8LinearMethod(FP8LinearMethod):
     def apply(self, layer, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, x.shape[-1]).contiguous()
         path = path_for(self.paths, rows.shape[0])
-        if path == "w8a16-triton":
+        if path == "w8a16-gemv":
+            out = gemv(rows, layer.weight, row_scale=layer.row_scale[0])
+        elif path == "w8a16-triton":
             out = fp8_w8a16_gemm(rows, layer.weight, layer.scale, layer.scale_row, self.block_k(layer))
         elif path == "dequant":
             out = F.linear(rows, dequantize_fp8_dense(layer.weight, layer.scale, layer.scale_row, self.block_k(layer),

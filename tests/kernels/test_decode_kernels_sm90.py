@@ -1,8 +1,9 @@
 """The decode step's own kernels compile for Hopper (sm_90) down to a cubin through the ptxas
 Triton ships, without a GPU: the interpreter the CPU tests run accepts Python that compiled
 Triton refuses (a jit function whose returns differ in type across a constexpr branch did, in
-the GEMV). The one-row GEMV and the few-row one, with and without a ragged K tail; the decode
-attention with and without split-K. Runs in a child process: the kernel tests' conftest
+the GEMV). The one-row GEMV and the few-row one, with and without a ragged K tail, on bf16 and
+on e4m3 weights (inline PTX, which the interpreter never reads); the decode attention with and
+without split-K, on a bf16 and an e4m3 cache. Runs in a child process: the kernel tests' conftest
 switches the interpreter on for this one."""
 import textwrap
 
@@ -29,23 +30,29 @@ _COMPILE = textwrap.dedent("""
         return len(kernel.asm["cubin"])
 
     results = {}
-    for m_pad in (1, 4):
-        for tail in (False, True):
-            results[f"gemv-m{m_pad}-tail{int(tail)}"] = cubin_bytes(
-                _gemv_kernel, {p: "*bf16" for p in ("x_ptr", "w_ptr", "b_ptr", "y_ptr")},
-                dict(M_PAD=m_pad, BLOCK_N=4, BLOCK_K=2048 // m_pad, HAS_BIAS=True, HAS_TAIL=tail), 4, 3)
-    attention_types = {**{p: "*bf16" for p in ("q_ptr", "k_ptr", "v_ptr", "out_ptr")},
-                       **{p: "*i32" for p in ("bt_ptr", "qsl_ptr", "seq_lens_ptr")},
-                       **{p: "*fp32" for p in ("part_m_ptr", "part_l_ptr", "part_acc_ptr")}, "scale_log2": "fp32"}
-    for split in (False, True):
-        results[f"decode-attention-split{int(split)}"] = cubin_bytes(
-            _attn_kernel, attention_types,
-            dict(QPK=7, HEAD_DIM=128, HEAD_DIM_PAD=128, BLOCK_SIZE=16, BLOCK_M=16, BLOCK_Q=1, TILE_N=64,
-                 SPLIT=split, DIRECT_MAP=True, DOT_PREC="tf32", HEAD_MAJOR=True), 4, 2)
+    # bf16 weights, and e4m3 ones with row scales widened by fp8_widen's bit moves (the PTX).
+    for weight, scaled in (("bf16", False), ("fp8e4nv", True)):
+        for m_pad in (1, 4):
+            for tail in (False, True):
+                results[f"gemv-{weight}-m{m_pad}-tail{int(tail)}"] = cubin_bytes(
+                    _gemv_kernel, {"x_ptr": "*bf16", "w_ptr": "*" + weight, "s_ptr": "*fp32", "b_ptr": "*bf16",
+                                   "y_ptr": "*bf16"},
+                    dict(M_PAD=m_pad, BLOCK_N=2, BLOCK_K=2048 // m_pad, HAS_BIAS=True, HAS_TAIL=tail,
+                         ROW_SCALE=scaled, BIT_WIDEN=True), 4, 3)
+    # A bf16 cache, and an e4m3 one widened by the same bit moves.
+    for cache in ("bf16", "fp8e4nv"):
+        attention_types = {**{p: "*bf16" for p in ("q_ptr", "out_ptr")}, **{p: "*" + cache for p in ("k_ptr", "v_ptr")},
+                           **{p: "*i32" for p in ("bt_ptr", "qsl_ptr", "seq_lens_ptr")},
+                           **{p: "*fp32" for p in ("part_m_ptr", "part_l_ptr", "part_acc_ptr")}, "scale_log2": "fp32"}
+        for split in (False, True):
+            results[f"decode-attention-{cache}-split{int(split)}"] = cubin_bytes(
+                _attn_kernel, attention_types,
+                dict(QPK=7, HEAD_DIM=128, HEAD_DIM_PAD=128, BLOCK_SIZE=16, BLOCK_M=16, BLOCK_Q=1, TILE_N=64,
+                     SPLIT=split, DIRECT_MAP=True, DOT_PREC="tf32", HEAD_MAJOR=True), 4, 2)
     print(json.dumps(results))
 """)
 
 
 def test_decode_kernels_compile_for_sm90():
     results = compile_in_child(_COMPILE)
-    assert len(results) == 6 and all(size > 0 for size in results.values()), results
+    assert len(results) == 12 and all(size > 0 for size in results.values()), results
