@@ -78,11 +78,11 @@ W8A16_SWEEP = {f"w8a16:{name}": DEFAULT_W8A16_TILES._replace(**change) for name,
     "p4": dict(programs_per_sm=4)}.items()}
 W8A16_TILES = {"w8a16-triton": DEFAULT_W8A16_TILES}  # main() adds W8A16_SWEEP when asked
 # The one-row FP8 GEMV's launches (per-row scales only): DEFAULT_KNOBS and, with --sweep-w8a16,
-# others: 8 KiB of fp8 a step, 4 rows a program, 8 warps, Triton's conversion for the widening.
+# others: 8 or 16 KiB of fp8 a step, 4 rows a program, 8 warps.
 FP8_GEMV_KNOBS = {"w8a16-gemv": DEFAULT_KNOBS}
 FP8_GEMV_SWEEP = {f"w8a16-gemv:{name}": DEFAULT_KNOBS._replace(**change) for name, change in {
     "el8192": dict(elements=8192), "el16384": dict(elements=16384), "bn4": dict(block_n=4),
-    "bn4-el8192": dict(block_n=4, elements=8192), "w8": dict(num_warps=8), "cvt": dict(bit_widen=False)}.items()}
+    "bn4-el8192": dict(block_n=4, elements=8192), "w8": dict(num_warps=8)}.items()}
 W8A16_MAX_ERR = 1e-2  # bf16 output rounding is ~3e-3; a W8A16 result further off is wrong, not slow
 # The Marlin kernel's tile alternatives --sweep-marlin times beside marlin_tiles(M) (marlin): each
 # a change of the default tiles for the call's M (K tiles stop at the group of 128).

@@ -1,8 +1,8 @@
 """y = x @ W^T (+ bias) for a few rows of x (M <= 4: batch-1 and tiny-batch decoding), with a
 16/32-bit float weight, or an fp8 e4m3 one with a scale per output row (FP8 checkpoints' W8A16
 path: the activations unquantized): a memory-bound product that should stream W at the GPU's
-bandwidth. An e4m3 weight under bf16 activations widens by integer bit moves (fp8_widen), else
-by Triton's conversion; the row scale multiplies the fp32 sum.
+bandwidth. An e4m3 weight widens by Triton's conversion (on the H200 it beat fp8_widen's integer
+bit moves here: 85 against 103 us a 7B layer), the row scale multiplies the fp32 sum.
 
 Each program owns BLOCK_N output features (2: thousands of programs, so every SM keeps several
 resident and none idles at the tail) and walks K in long contiguous chunks of the weight's rows
@@ -21,7 +21,6 @@ import torch
 import torch.nn.functional as F
 
 from ember.kernels._triton import require_triton, tl, triton
-from ember.kernels.fp8_widen import e4m3_to_bf16
 
 __all__ = ["FASTEST_ROWS", "MAX_ROWS", "DEFAULT_KNOBS", "GemvKnobs", "enabled", "gemv", "gemv_ref"]
 
@@ -33,7 +32,6 @@ class GemvKnobs(NamedTuple):
     block_n: int    # output features a program owns
     elements: int  # weight elements a program loads per K step (4096: 8 KiB in bf16)
     num_warps: int
-    bit_widen: bool = True  # e4m3 weights, bf16 activations: fp8_widen's bit moves, not Triton's .to
 
 
 # Session 6's H200 sweep (benchmarks/gemv_gpu.py --sweep: the 7B's four projections whole and
@@ -48,21 +46,11 @@ def enabled() -> bool:
 
 
 @triton.jit
-def _widen(w, x_dtype: tl.constexpr, BIT_WIDEN: tl.constexpr):
-    if BIT_WIDEN and w.dtype == tl.float8e4nv and x_dtype == tl.bfloat16:
-        widened = e4m3_to_bf16(w).to(tl.float32)
-    else:
-        widened = w.to(tl.float32)
-    return widened
-
-
-@triton.jit
-def _tile_product(acc, w_rows, x_rows, cols, row_ok, m_ok, K, M_PAD: tl.constexpr, MASK_K: tl.constexpr,
-                  BIT_WIDEN: tl.constexpr):
+def _tile_product(acc, w_rows, x_rows, cols, row_ok, m_ok, K, M_PAD: tl.constexpr, MASK_K: tl.constexpr):
     """acc + the product of one K tile: [BLOCK_N] for one row of x (the common case: no third
     dimension to reduce over), [M_PAD, BLOCK_N] for more."""
     w_mask = row_ok[:, None] & (cols < K)[None, :] if MASK_K else row_ok[:, None]
-    w = _widen(tl.load(w_rows + cols[None, :], mask=w_mask, other=0.0), x_rows.dtype.element_ty, BIT_WIDEN)
+    w = tl.load(w_rows + cols[None, :], mask=w_mask, other=0.0).to(tl.float32)
     # One return statement: compiled Triton wants every return of a function to agree in type,
     # even across a branch on a constexpr.
     if M_PAD == 1:
@@ -78,7 +66,7 @@ def _tile_product(acc, w_rows, x_rows, cols, row_ok, m_ok, K, M_PAD: tl.constexp
 @triton.jit
 def _gemv_kernel(x_ptr, w_ptr, s_ptr, b_ptr, y_ptr, M, N, K, stride_xm, stride_wn, stride_ym,
                  M_PAD: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, HAS_BIAS: tl.constexpr,
-                 HAS_TAIL: tl.constexpr, ROW_SCALE: tl.constexpr, BIT_WIDEN: tl.constexpr):
+                 HAS_TAIL: tl.constexpr, ROW_SCALE: tl.constexpr):
     rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     row_ok = rows < N
     offs_k = tl.arange(0, BLOCK_K)
@@ -95,9 +83,9 @@ def _gemv_kernel(x_ptr, w_ptr, s_ptr, b_ptr, y_ptr, M, N, K, stride_xm, stride_w
     # otherwise mask every load), then one masked tail tile.
     k_whole = (K // BLOCK_K) * BLOCK_K
     for k0 in range(0, k_whole, BLOCK_K):
-        acc = _tile_product(acc, w_rows, x_rows, k0 + offs_k, row_ok, m_ok, K, M_PAD, False, BIT_WIDEN)
+        acc = _tile_product(acc, w_rows, x_rows, k0 + offs_k, row_ok, m_ok, K, M_PAD, False)
     if HAS_TAIL:
-        acc = _tile_product(acc, w_rows, x_rows, k_whole + offs_k, row_ok, m_ok, K, M_PAD, True, BIT_WIDEN)
+        acc = _tile_product(acc, w_rows, x_rows, k_whole + offs_k, row_ok, m_ok, K, M_PAD, True)
     if ROW_SCALE:  # [BLOCK_N] broadcasts over the rows of x too
         acc = acc * tl.load(s_ptr + rows, mask=row_ok, other=0.0)
     if M_PAD == 1:
@@ -127,13 +115,13 @@ def gemv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
     y = torch.empty(m, n, dtype=x.dtype, device=x.device)
     if m == 0:
         return y
-    block_n, elements, num_warps, bit_widen = knobs or DEFAULT_KNOBS
+    block_n, elements, num_warps = knobs or DEFAULT_KNOBS
     m_pad = triton.next_power_of_2(m)
     block_k = min(elements // (block_n * m_pad), triton.next_power_of_2(k))
     _gemv_kernel[(triton.cdiv(n, block_n),)](
         x, weight, row_scale if row_scale is not None else weight, bias if bias is not None else weight, y, m, n, k,
         x.stride(0), weight.stride(0), y.stride(0), M_PAD=m_pad, BLOCK_N=block_n, BLOCK_K=block_k,
-        HAS_BIAS=bias is not None, HAS_TAIL=k % block_k != 0, ROW_SCALE=row_scale is not None, BIT_WIDEN=bit_widen,
+        HAS_BIAS=bias is not None, HAS_TAIL=k % block_k != 0, ROW_SCALE=row_scale is not None,
         num_warps=num_warps,
     )
     return y

@@ -2,9 +2,8 @@
 Triton ships, without a GPU: the interpreter the CPU tests run accepts Python that compiled
 Triton refuses (a jit function whose returns differ in type across a constexpr branch did, in
 the GEMV). The one-row GEMV and the few-row one, with and without a ragged K tail, on bf16 and
-on e4m3 weights (inline PTX, which the interpreter never reads); the decode attention with and
-without split-K, on a bf16 and an e4m3 cache. Runs in a child process: the kernel tests' conftest
-switches the interpreter on for this one."""
+on e4m3 weights; the decode attention with and without split-K, on a bf16 and an e4m3 cache.
+Runs in a child process: the kernel tests' conftest switches the interpreter on for this one."""
 import textwrap
 
 import pytest
@@ -30,7 +29,7 @@ _COMPILE = textwrap.dedent("""
         return len(kernel.asm["cubin"])
 
     results = {}
-    # bf16 weights, and e4m3 ones with row scales widened by fp8_widen's bit moves (the PTX).
+    # bf16 weights, and e4m3 ones with row scales.
     for weight, scaled in (("bf16", False), ("fp8e4nv", True)):
         for m_pad in (1, 4):
             for tail in (False, True):
@@ -38,8 +37,8 @@ _COMPILE = textwrap.dedent("""
                     _gemv_kernel, {"x_ptr": "*bf16", "w_ptr": "*" + weight, "s_ptr": "*fp32", "b_ptr": "*bf16",
                                    "y_ptr": "*bf16"},
                     dict(M_PAD=m_pad, BLOCK_N=2, BLOCK_K=2048 // m_pad, HAS_BIAS=True, HAS_TAIL=tail,
-                         ROW_SCALE=scaled, BIT_WIDEN=True), 4, 3)
-    # A bf16 cache, and an e4m3 one widened by the same bit moves.
+                         ROW_SCALE=scaled), 4, 3)
+    # A bf16 cache, and an e4m3 one.
     for cache in ("bf16", "fp8e4nv"):
         attention_types = {**{p: "*bf16" for p in ("q_ptr", "out_ptr")}, **{p: "*" + cache for p in ("k_ptr", "v_ptr")},
                            **{p: "*i32" for p in ("bt_ptr", "qsl_ptr", "seq_lens_ptr")},

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from ember.kernels.gemv import DEFAULT_KNOBS, GemvKnobs, gemv, gemv_ref
+from ember.kernels.gemv import GemvKnobs, gemv, gemv_ref
 
 
 @pytest.mark.parametrize("m", [1, 2, 3, 4])
@@ -54,14 +54,12 @@ def test_an_fp8_weight_with_row_scales_multiplies_as_its_dequantized_copy(device
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("n, k", [(4608, 3584), (3584, 18944)], ids=["7b-qkv", "7b-down"])
-def test_an_fp8_weight_under_bf16_activations_widens_by_bit_moves_exactly(n, k):
-    """bf16 activations take fp8_widen's bit moves: the same sums as Triton's conversion, and the
-    dequantized weight's product within bf16's rounding."""
+def test_an_fp8_weight_under_bf16_activations_at_7b_shapes(n, k):
+    """bf16 activations, e4m3 weights with row scales: the dequantized weight's product within
+    bf16's rounding."""
     weight = (torch.randn(n, k, device="cuda") * 100).clamp(-448, 448).to(torch.float8_e4m3fn)
     row_scale = torch.rand(n, device="cuda") * 1e-3
     x = torch.randn(1, k, device="cuda", dtype=torch.bfloat16)
-    bit_moves = gemv(x, weight, row_scale=row_scale)
-    converted = gemv(x, weight, knobs=DEFAULT_KNOBS._replace(bit_widen=False), row_scale=row_scale)
-    torch.testing.assert_close(bit_moves, converted, atol=0, rtol=0)
+    y = gemv(x, weight, row_scale=row_scale)
     ref = gemv_ref(x.float(), weight, None, row_scale)
-    assert (bit_moves.float() - ref).norm() / ref.norm() < 1e-2
+    assert (y.float() - ref).norm() / ref.norm() < 1e-2

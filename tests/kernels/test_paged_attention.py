@@ -134,8 +134,8 @@ def test_ref_matches_dense_sdpa(qpk):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("q_lens, seq_lens", [([1] * 5, [1, 17, 300, 64, 1100]), MIXED], ids=["decode", "mixed"])
 def test_an_e4m3_cache_under_bf16_queries_attends_as_its_bf16_copy(q_lens, seq_lens):
-    """bf16 queries over an e4m3 cache widen it by bit moves (fp8_widen), exactly: the output is
-    the one over the same cache widened by torch beforehand."""
+    """bf16 queries over an e4m3 cache widen it exactly in the kernel: the output is the one
+    over the same cache widened by torch beforehand."""
     case, _, _ = build_case(q_lens, seq_lens, 8, 2, 128, torch.bfloat16, "cuda")
     fp8 = dict(case, k_cache=case["k_cache"].to(torch.float8_e4m3fn), v_cache=case["v_cache"].to(torch.float8_e4m3fn))
     widened = dict(case, k_cache=fp8["k_cache"].to(torch.bfloat16), v_cache=fp8["v_cache"].to(torch.bfloat16))
