@@ -43,7 +43,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 import triton.testing  # noqa: E402
 
-from ember.kernels.gemv import DEFAULT_KNOBS, gemv  # noqa: E402
+from ember.kernels.gemv import FP8_KNOBS, gemv  # noqa: E402
 from ember.kernels.quant_fp8_act import quantize_fp8  # noqa: E402
 from ember.kernels.quant_fp8_dequant import dequantize_fp8_dense  # noqa: E402
 from ember.kernels.quant_fp8_gemm import dequantize_fp8  # noqa: E402
@@ -77,12 +77,12 @@ W8A16_SWEEP = {f"w8a16:{name}": DEFAULT_W8A16_TILES._replace(**change) for name,
     "w8": dict(num_warps=8), "s3": dict(num_stages=3), "s6": dict(num_stages=6), "p0": dict(programs_per_sm=0),
     "p4": dict(programs_per_sm=4)}.items()}
 W8A16_TILES = {"w8a16-triton": DEFAULT_W8A16_TILES}  # main() adds W8A16_SWEEP when asked
-# The one-row FP8 GEMV's launches (per-row scales only): DEFAULT_KNOBS and, with --sweep-w8a16,
-# others: 8 or 16 KiB of fp8 a step, 4 rows a program, 8 warps.
-FP8_GEMV_KNOBS = {"w8a16-gemv": DEFAULT_KNOBS}
-FP8_GEMV_SWEEP = {f"w8a16-gemv:{name}": DEFAULT_KNOBS._replace(**change) for name, change in {
-    "el8192": dict(elements=8192), "el16384": dict(elements=16384), "bn4": dict(block_n=4),
-    "bn4-el8192": dict(block_n=4, elements=8192), "w8": dict(num_warps=8)}.items()}
+# The one-row FP8 GEMV's launches (per-row scales only): FP8_KNOBS and, with --sweep-w8a16,
+# others: 2 or 8 rows a program, 4 or 16 KiB of fp8 a step, 8 warps.
+FP8_GEMV_KNOBS = {"w8a16-gemv": FP8_KNOBS}
+FP8_GEMV_SWEEP = {f"w8a16-gemv:{name}": FP8_KNOBS._replace(**change) for name, change in {
+    "bn2-el4096": dict(block_n=2, elements=4096), "bn8": dict(block_n=8), "el16384": dict(elements=16384),
+    "el4096": dict(elements=4096), "w8": dict(num_warps=8)}.items()}
 W8A16_MAX_ERR = 1e-2  # bf16 output rounding is ~3e-3; a W8A16 result further off is wrong, not slow
 # The Marlin kernel's tile alternatives --sweep-marlin times beside marlin_tiles(M) (marlin): each
 # a change of the default tiles for the call's M (K tiles stop at the group of 128).

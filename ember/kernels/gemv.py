@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from ember.kernels._triton import require_triton, tl, triton
 
-__all__ = ["FASTEST_ROWS", "MAX_ROWS", "DEFAULT_KNOBS", "GemvKnobs", "enabled", "gemv", "gemv_ref"]
+__all__ = ["FASTEST_ROWS", "MAX_ROWS", "DEFAULT_KNOBS", "FP8_KNOBS", "GemvKnobs", "enabled", "gemv", "gemv_ref"]
 
 MAX_ROWS = 4      # what the kernel computes
 FASTEST_ROWS = 1  # where it measured faster than cuBLAS
@@ -39,6 +39,10 @@ class GemvKnobs(NamedTuple):
 # single config, 177.7 us over the 8 shapes against 173.9 for each shape's own best and 189.1 for
 # per-shape rules tried before it (gate_up 62.5 and down 35.7 us at best: 4.3 and 3.8 TB/s).
 DEFAULT_KNOBS = GemvKnobs(2, 4096, 4)
+# e4m3 weights (session 6's H200 call 4, `quant_gemm_gpu.py --formats bf16,fp8 --rows 1
+# --sweep-w8a16`): 4 rows a program on 8 KiB steps took a 7B layer's four products in 70 us
+# against DEFAULT_KNOBS' 84 (gate_up 36.2 against 43.6: 3.75 TB/s).
+FP8_KNOBS = GemvKnobs(4, 8192, 4)
 
 
 def enabled() -> bool:
@@ -103,7 +107,8 @@ def gemv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
          knobs: GemvKnobs | None = None, row_scale: torch.Tensor | None = None) -> torch.Tensor:
     """x [M, K] (M <= MAX_ROWS), weight [N, K], bias [N] or None -> [M, N] in x's dtype;
     row_scale fp32 [N] multiplies each output feature (an fp8 weight's dequantization).
-    knobs: DEFAULT_KNOBS unless given (benchmarks/gemv_gpu.py --sweep times others)."""
+    knobs: DEFAULT_KNOBS (FP8_KNOBS for fp8 weights) unless given (benchmarks/gemv_gpu.py --sweep
+    times others)."""
     require_triton()
     m, k = x.shape
     n = weight.shape[0]
@@ -115,7 +120,7 @@ def gemv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
     y = torch.empty(m, n, dtype=x.dtype, device=x.device)
     if m == 0:
         return y
-    block_n, elements, num_warps = knobs or DEFAULT_KNOBS
+    block_n, elements, num_warps = knobs or (FP8_KNOBS if weight.element_size() == 1 else DEFAULT_KNOBS)
     m_pad = triton.next_power_of_2(m)
     block_k = min(elements // (block_n * m_pad), triton.next_power_of_2(k))
     _gemv_kernel[(triton.cdiv(n, block_n),)](

@@ -27,8 +27,8 @@ paths of one layout, since a layer keeps one):
 FP8 on fp8 tensor cores (compute capability >= 8.9); the w8a8 paths quantize the activations
 per token (per 1x128 group for block-wise weights) at every call:
   w8a16-gemv   one-row products with one scale per weight row (per-tensor checkpoints): the
-               bf16 GEMV (gemv.py) streaming the fp8 weight, each value's bits moved into an
-               fp32 by integer ops, the scale applied to the sum
+               bf16 GEMV (gemv.py) streaming the fp8 weight, widened by Triton's conversion,
+               the scale applied to the fp32 sum
   w8a16-triton the weight-only kernel (quant_fp8_w8a16_gemm.py): activations as they are, the
                fp8 weight widened to bf16 in registers, split-K reduced in the same launch: one
                kernel per GEMM, where W8A8 runs the quantizer first
@@ -61,9 +61,10 @@ MARLIN_LAYOUT_PATHS = frozenset({"marlin", "marlin-dequant", "marlin-gemv"})
 INT8_PATHS = ((1, "gemv"), (4, "decode"), (64, "tiled"), (None, "dequant"))
 # fp8 per-tensor  Triton W8A8 96 / 99 / 126 at M = 1 / 16 / 64, cuBLAS 142 at 128 (session 5's
 #                 call); the W8A16 kernel's best tiles 116 / 118 / 166 / 239: W8A8 wins at every M.
-#                 Earlier: cuBLAS 164 / 1736 at 256 / 4096 (Triton 371 / 3820). w8a16-gemv at M=1:
-#                 put first by the bf16 GEMV's 112 us a layer for twice the bytes (session 6), its
-#                 own time measured in session 6's third call (docs/benchmarks.md).
+#                 Earlier: cuBLAS 164 / 1736 at 256 / 4096 (Triton 371 / 3820). Session 6's
+#                 calls 3-4: w8a16-gemv 84 at M=1 with the bf16 GEMV's launch, 70 with FP8_KNOBS
+#                 (W8A8 95, bf16 cuBLAS 132): batch-1 FP8 decoding 3.30 ms a token against bf16's
+#                 4.11 with the former.
 FP8_PATHS = ((1, "w8a16-gemv"), (64, "w8a8-triton"), (None, "w8a8-cublas"))
 # fp8 128x128 blocks with cuBLAS's block-wise recipe: not measured (the H200's torch 2.11 has
 # none); by the per-tensor timings, Triton for few rows.
