@@ -71,11 +71,12 @@ class DecodeGraphs:
                                  self.block_tables[:n], max_query_len=1, max_seq_len=context_bound)
 
     @torch.inference_mode()
-    def capture(self) -> None:
+    def capture(self, pool) -> None:
+        """`pool`: a graph memory pool (torch.cuda.graph_pool_handle()), shared with the prefill
+        graphs: steps replay one at a time, so their graphs may reuse each other's memory."""
         start = time.perf_counter()
         if tp_size() > 1:  # graphs holding the ranks' collectives must go before the process group
             before_leaving(self.release)
-        pool = torch.cuda.graph_pool_handle()
         for n in reversed(self.sizes):  # largest first, so smaller graphs reuse its memory
             captured: dict[object, torch.cuda.CUDAGraph] = {}
             for bound in reversed(self.context_bounds):

@@ -21,6 +21,7 @@ from ember.worker.cuda_graphs import DecodeGraphs, context_bounds
 from ember.worker.host_copy import to_device
 from ember.worker.block_tables import BlockTables
 from ember.worker.input_batch import build_model_input
+from ember.worker.prefill_graphs import PrefillGraphs
 from ember.worker.sampler import SamplingBatch, sample
 from ember.worker.sampling_state import SamplingStates
 from ember.worker.pending_step import PendingStep
@@ -56,6 +57,7 @@ class ModelRunner:
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
         self.num_blocks = 0
         self.graphs: DecodeGraphs | None = None
+        self.prefill_graphs: PrefillGraphs | None = None
         # The previous step's sampled tokens, on the device, by sequence.
         self._last_tokens: torch.Tensor | None = None
         self._last_rows: dict[int, int] = {}
@@ -103,8 +105,12 @@ class ModelRunner:
                                                     self.device)
         logger.info("Allocated the KV cache (%d blocks) in %.1f s", num_blocks, time.perf_counter() - start)
         if self.device.type == "cuda" and not c.enforce_eager:
+            pool = torch.cuda.graph_pool_handle()
             self.graphs = DecodeGraphs(self.model, c.max_num_seqs, c.max_model_len, c.block_size, self.device)
-            self.graphs.capture()
+            self.graphs.capture(pool)
+            self.prefill_graphs = PrefillGraphs(self.model, c.max_num_batched_tokens, c.max_model_len, c.block_size,
+                                                self.device)
+            self.prefill_graphs.capture(pool)
         if self.device.type == "cuda" and is_driver():
             self._warm_up_sampler()
 
@@ -127,6 +133,9 @@ class ModelRunner:
         if self.graphs is not None:
             self.graphs.release()
             self.graphs = None
+        if self.prefill_graphs is not None:
+            self.prefill_graphs.release()
+            self.prefill_graphs = None
         for layer in kv_cache.attention_layers(self.model):
             layer.k_cache = layer.v_cache = None
         self.kv_caches = []
@@ -160,6 +169,9 @@ class ModelRunner:
         prompt_logprobs = {}
         if self.graphs is not None and self.graphs.fits(inp):
             logits = self.graphs.run(inp)  # a decode step: every row samples
+        elif (self.prefill_graphs is not None and self.prefill_graphs.fits(inp)
+              and step.chunks[0].seq_id not in self.sampling.want_prompt_logprobs):
+            logits = self.prefill_graphs.run(inp)  # one sequence's short prompt chunk: its last row samples
         else:
             with attention_metadata(inp.attention):
                 hidden = self.model(inp.input_ids, inp.positions)
