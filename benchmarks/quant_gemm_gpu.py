@@ -14,7 +14,7 @@ w8a16-gemv:<change>); the table the timings suggest names them w8a16-triton and 
 
 --marlin also times int4 on the Marlin layout (marlin, marlin-dequant, and at up to 4 rows
 marlin-gemv with its knobs' alternatives MARLIN_GEMV_SWEEP, each named marlin-gemv:<change>)
-beside the strips (gemv, decode, tiled, dequant); a table holds paths of one, so the summary
+beside the strips (gemv, tiled, dequant); a table holds paths of one, so the summary
 also prints the best table of each:
 
     PYTHONPATH=. python benchmarks/quant_gemm_gpu.py --formats bf16,int4 --rows 1,4 --marlin
@@ -50,13 +50,12 @@ from ember.kernels.quant_fp8_gemm import dequantize_fp8  # noqa: E402
 from ember.kernels.quant_fp8_scaled_mm import scaled_mm_blockwise, scaled_mm_recipes, scaled_mm_rowwise  # noqa: E402
 from ember.kernels.quant_fp8_w8a16_gemm import DEFAULT_W8A16_TILES, fp8_w8a16_gemm  # noqa: E402
 from ember.kernels.quant_fp8_w8a8_gemm import fp8_w8a8_gemm  # noqa: E402
-from ember.kernels.quant_int_gemm import (DECODE_TILES, dequantize_int, dequantize_int_strips,  # noqa: E402
-                                          int_gemm, to_strips)
 from ember.kernels.quant_int_gemv import GEMV_MAX_ROWS, int_gemv  # noqa: E402
 from ember.kernels.quant_int_marlin_dequant import dequantize_marlin_t  # noqa: E402
 from ember.kernels.quant_int_marlin_gemm import marlin_gemm, marlin_tiles  # noqa: E402
 from ember.kernels.quant_int_marlin_gemv import MARLIN_GEMV_MAX_ROWS, MARLIN_GEMV_TILES, marlin_gemv  # noqa: E402
 from ember.kernels.quant_int_marlin_layout import to_marlin  # noqa: E402
+from ember.kernels.quant_int_strips import dequantize_int, dequantize_int_strips, to_strips  # noqa: E402
 from ember.kernels.quant_int_tiled_gemm import int_tiled_gemm  # noqa: E402
 from ember.kernels.quant_packing import pack_int32, unpack_int32  # noqa: E402
 from ember.quantization.gemm_paths import (FP8_BLOCK_PATHS, FP8_BLOCK_PATHS_NO_CUBLAS, FP8_PATHS,  # noqa: E402
@@ -66,9 +65,8 @@ from ember.quantization.int_linear import STRIP  # noqa: E402
 DEV, DT = "cuda", torch.bfloat16
 SHAPES = {"qkv": (3584, 4608), "o": (3584, 3584), "gate_up": (3584, 37888), "down": (18944, 3584)}
 ROWS = (1, 4, 16, 64, 128, 256, 4096)
-# The rows each path runs: the GEMV takes decode batches only; the fused decode kernel (BLOCK_M
-# 16) took 2.9 ms a layer at M = 256 and 41 ms at 4096 on the H200, not worth timing again.
-PATH_ROWS = {"gemv": GEMV_MAX_ROWS, "decode": 16, "marlin-gemv": MARLIN_GEMV_MAX_ROWS, "w8a16-gemv": 1}
+# The rows each path runs: the GEMVs take decode batches only.
+PATH_ROWS = {"gemv": GEMV_MAX_ROWS, "marlin-gemv": MARLIN_GEMV_MAX_ROWS, "w8a16-gemv": 1}
 GROUP = 128
 L2_BYTES = 240 << 20  # several times the H200's 60 MB L2
 # The W8A16 tile alternatives --sweep-w8a16 times beside the default (w8a16-triton).
@@ -150,7 +148,6 @@ def int_paths(k, n, bits):
 
     paths = {"gemv": lambda w: (lambda x: int_gemv(x, *w[:3], bits, GROUP)),
              "tiled": lambda w: (lambda x: int_tiled_gemm(x, *w[:3], bits, GROUP)),
-             "decode": lambda w: (lambda x: int_gemm(x, *w[:3], bits, GROUP, DECODE_TILES)),
              "dequant": lambda w: (lambda x: x @ dequantize_int_strips(*w[:3], bits, GROUP))}
     if bits == 4 and MARLIN_TILES:
         for name, change in MARLIN_TILES.items():

@@ -1,7 +1,7 @@
 """GEMV-class product with int4/int8 weights for decode batches of at most 8 rows: the packed
 weight streamed once at close to memory bandwidth, no tensor cores (a tensor-core tile is at
 least 16 rows, so at M = 1 it would multiply 15 rows of padding). Reads the strip layout of
-ember/kernels/quant_int_gemm.py (`to_strips`): a program owns BLOCK_N columns of one strip and
+ember/kernels/quant_int_strips.py (`to_strips`): a program owns BLOCK_N columns of one strip and
 one row of the activations, so each step loads WORDS rows of BLOCK_N contiguous int32 words,
 coalesced, and the K range is split over programs where the columns alone leave the GPU's
 multiprocessors idle. The programs of the rows of one column block are launched next to each

@@ -1,6 +1,6 @@
-"""Tensor-core GEMM with int4/int8 weights for mid-size M (decode batches of 3..256 rows,
+"""Tensor-core GEMM with int4/int8 weights for mid-size M (decode batches of 2..64 rows,
 short prefill chunks): each [BLOCK_K, BLOCK_N] tile of the packed weight is loaded once as
-[BLOCK_K / (32 // bits), BLOCK_N] words of the strip layout (ember/kernels/quant_int_gemm.py's
+[BLOCK_K / (32 // bits), BLOCK_N] words of the strip layout (ember/kernels/quant_int_strips.py's
 `to_strips`), unpacked and dequantized in registers to the activations' dtype, and multiplied
 with one tl.dot of the activation tile (fp32 accumulation). The weight is read once per
 BLOCK_M rows, instead of the dense weight written and read back per call (dequantize, then

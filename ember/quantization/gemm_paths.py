@@ -11,8 +11,6 @@ int4/int8 (GPTQ, AWQ):
            multiprocessors idle
   tiled    tensor cores (quant_int_tiled_gemm.py): one weight tile dequantized in registers
            per tl.dot, the weight read once per BLOCK_M rows (16..128 by M)
-  decode   quant_int_gemm.py's fused kernel with split-K (DECODE_TILES): eight 16-deep dots
-           per K tile, BLOCK_M 16; the fastest at 2-4 rows
   dequant  the dense weight written once per call, then cuBLAS
 int4 only, on the Marlin layout (the weight repacked at load for a cheap unpack: a table holds
 paths of one layout, since a layer keeps one):
@@ -58,7 +56,8 @@ INT4_PATHS = ((1, "marlin-gemv"), (128, "marlin"), (None, "marlin-dequant"))
 MARLIN_LAYOUT_PATHS = frozenset({"marlin", "marlin-dequant", "marlin-gemv"})
 # int8  gemv 111 at M=1; decode 168 at 4; tiled 185 / 267 at 16 / 64; dequant 328 / 374 / 2968
 #       at 128 / 256 / 4096.
-INT8_PATHS = ((1, "gemv"), (4, "decode"), (64, "tiled"), (None, "dequant"))
+# decode removed (a near-copy of tiled): 168 at M=4 against tiled's 177 (int4's, the call above).
+INT8_PATHS = ((1, "gemv"), (64, "tiled"), (None, "dequant"))
 # fp8 per-tensor  Triton W8A8 96 / 99 / 126 at M = 1 / 16 / 64, cuBLAS 142 at 128 (session 5's
 #                 call); the W8A16 kernel's best tiles 116 / 118 / 166 / 239: W8A8 wins at every M.
 #                 Earlier: cuBLAS 164 / 1736 at 256 / 4096 (Triton 371 / 3820). Session 6's

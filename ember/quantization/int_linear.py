@@ -1,11 +1,11 @@
 """What GPTQ and AWQ layers share once loaded: their codes, zero points and scales converted
-into the one layout the int GEMM reads (ember/kernels/quant_int_gemm.py), still packed, and the
-forward pass. Chosen when the model is built, by device:
+into the strip layout (ember/kernels/quant_int_strips.py) or the Marlin layout, still packed,
+and the forward pass. Chosen when the model is built, by device:
 - GPU: the words shuffled into strips at load; per call, the path of gemm_paths.INT4_PATHS or
-  INT8_PATHS for the call's M (the GEMV kernel, the tensor-core tiled kernel, the older fused
-  decode kernel, or dequantize-then-cuBLAS); or, for int4 under a table of the Marlin layout's
-  paths, the codes repacked into that layout (ember/kernels/quant_int_marlin_layout.py) for
-  the Marlin-style kernel, its one-row GEMV or its dequantize-then-cuBLAS;
+  INT8_PATHS for the call's M (the GEMV kernel, the tensor-core tiled kernel, or
+  dequantize-then-cuBLAS); or, for int4 under a table of the Marlin layout's paths, the codes
+  repacked into that layout (ember/kernels/quant_int_marlin_layout.py) for the Marlin-style
+  kernel, its one-row GEMV or its dequantize-then-cuBLAS;
 - elsewhere: the checkpoint layout, dequantized and multiplied in plain torch."""
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ import torch
 import torch.nn.functional as F
 
 from ember.kernels import triton_available
-from ember.kernels.quant_int_gemm import DECODE_TILES, dequantize_int_strips, int_gemm, int_gemm_ref, to_strips
 from ember.kernels.quant_int_gemv import int_gemv
 from ember.kernels.quant_int_marlin_dequant import dequantize_marlin_t
 from ember.kernels.quant_int_marlin_gemm import marlin_gemm
 from ember.kernels.quant_int_marlin_gemv import marlin_gemv
 from ember.kernels.quant_int_marlin_layout import to_marlin
+from ember.kernels.quant_int_strips import dequantize_int_strips, int_gemm_ref, to_strips
 from ember.kernels.quant_int_tiled_gemm import int_tiled_gemm
 from ember.kernels.quant_packing import pack_int32
 from ember.quantization.gemm_paths import INT4_PATHS, INT8_PATHS, path_for, reads_marlin_layout
@@ -99,8 +99,6 @@ class IntLinearMethod:
             out = int_gemv(rows, *args)
         elif path == "tiled":
             out = int_tiled_gemm(rows, *args)
-        elif path == "decode":
-            out = int_gemm(rows, *args, DECODE_TILES)
         else:
             out = rows @ dequantize_int_strips(*args)
         return out.reshape(*x.shape[:-1], out.shape[-1])

@@ -2,8 +2,8 @@
 checked without a GPU: Triton compiles each kernel for sm_90 and reports the shared memory it
 asks for. The largest case is the per-feature scale path (groups smaller than the K tile) in
 fp32, with the largest tiles each kernel runs, arguments specialized as on the GPU (pointers
-and sizes divisible by 16, so Triton pipelines the loads through shared memory). The fused
-decode kernel with BLOCK_K 256 at 3 stages asked 312 KiB there; BLOCK_N 128 with it, in bf16,
+and sizes divisible by 16, so Triton pipelines the loads through shared memory). A removed
+fused kernel with BLOCK_K 256 at 3 stages asked 312 KiB there; BLOCK_N 128 with it, in bf16,
 failed on the H200 asking 289 KiB."""
 import os
 import subprocess
@@ -21,11 +21,7 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
 kernel_name, element, bits, group_size = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-if kernel_name == "decode":
-    from ember.kernels.quant_int_gemm import DECODE_TILES as t, _int_gemm_kernel as kernel
-    tiles = dict(BLOCK_M=t.block_m, BLOCK_N=t.block_n, BLOCK_K=t.block_k, DOT_PREC="ieee")
-    warps, stages = t.num_warps, t.num_stages
-elif kernel_name == "tiled":
+if kernel_name == "tiled":
     from ember.kernels.quant_int_tiled_gemm import fit_to_group, tiled_tiles, _int_tiled_kernel as kernel
     t, _ = fit_to_group(tiled_tiles(4096), group_size, 1 << 20)
     tiles = dict(BLOCK_M=t.block_m, BLOCK_N=t.block_n, BLOCK_K=t.block_k, DOT_PREC="ieee")
@@ -58,9 +54,9 @@ def _shared_memory_on_sm90(kernel: str, element: str, bits: int, group_size: int
     return int(run.stdout.split()[-1])
 
 
-# Groups of 32: the decode and GEMV kernels' per-feature scale path; 40: the tiled kernel's
-# (its K tile shrinks into groups of 32).
-@pytest.mark.parametrize("kernel, group_size", [("decode", 32), ("gemv", 32), ("tiled", 32), ("tiled", 40)])
+# Groups of 32: the GEMV kernel's per-feature scale path; 40: the tiled kernel's (its K tile
+# shrinks into groups of 32).
+@pytest.mark.parametrize("kernel, group_size", [("gemv", 32), ("tiled", 32), ("tiled", 40)])
 @pytest.mark.parametrize("bits", [4, 8])
 def test_tiles_fit_h200_shared_memory(kernel, group_size, bits):
     pytest.importorskip("triton")

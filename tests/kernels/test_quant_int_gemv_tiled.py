@@ -5,8 +5,8 @@ and M at each tile's edges."""
 import pytest
 import torch
 
-from ember.kernels.quant_int_gemm import int_gemm_ref, to_strips
 from ember.kernels.quant_int_gemv import GEMV_MAX_ROWS, int_gemv
+from ember.kernels.quant_int_strips import int_gemm_ref, to_strips
 from ember.kernels.quant_int_tiled_gemm import int_tiled_gemm
 from ember.kernels.quant_packing import pack_int32
 
