@@ -21,7 +21,7 @@ from ember.worker.cuda_graphs import DecodeGraphs, context_bounds
 from ember.worker.host_copy import to_device
 from ember.worker.block_tables import BlockTables
 from ember.worker.input_batch import build_model_input
-from ember.worker.prefill_graphs import PrefillGraphs
+from ember.worker.prefill_graphs import PrefillGraphs, capture_sizes as prefill_capture_sizes
 from ember.worker.sampler import SamplingBatch, sample
 from ember.worker.sampling_state import SamplingStates
 from ember.worker.pending_step import PendingStep
@@ -45,12 +45,13 @@ class ModelRunner:
                            for t in (*self.model.parameters(), *self.model.buffers()))
         logger.info("Loaded %s (%s, %s) in %.1f s: weights take %.2f GiB", config.model, config.torch_dtype,
                     self.device, time.perf_counter() - start, weight_bytes / 2**30)
-        # The decode step's Triton kernels compile in child processes meanwhile (cold start).
+        # The CUDA graphs' Triton kernels compile in child processes meanwhile (cold start).
         self.precompiler = None
         if self.device.type == "cuda" and not config.enforce_eager and tp_size() == 1:
             self.precompiler = Precompiler.launch(model_spec(
                 self.model, self.device, config.torch_dtype, config.kv_cache_torch_dtype, config.block_size,
-                config.max_num_seqs, context_bounds(config.max_model_len)))
+                config.max_num_seqs, context_bounds(config.max_model_len),
+                prefill_capture_sizes(config.max_num_batched_tokens, config.max_model_len)))
         self.vocab_size = config.hf_config.vocab_size
         self.sampling = SamplingStates(self.device, self.vocab_size)
         self.block_tables = BlockTables(-(-config.max_model_len // config.block_size))

@@ -2,13 +2,14 @@
 
 On a fresh machine Triton compiles every kernel variant on first use, one after another, and
 most of them are first used while the CUDA graphs are captured (the decode attention, the fused
-q/k prelude with its cache write, the sampler). Triton's compiler holds the GIL for much of its
-work, so threads do not overlap; processes do. A few child processes each call some of those
-kernels on tiny tensors laid out as the model's (same dtypes, head counts, strides, so the
-same specialisations) and exit; Triton's on-disk cache then hands the engine the compiled
-kernels instead of compiling them again. Best effort: a child that fails costs nothing but its
-own time, and the engine waits for the children (a bounded while) only before it measures free
-GPU memory, which their CUDA contexts would otherwise take from the KV cache.
+q/k prelude with its cache write, the sampler, the prefill graphs' attention). Triton's
+compiler holds the GIL for much of its work, so threads do not overlap; processes do. A few
+child processes each call some of those kernels on tiny tensors laid out as the model's (same
+dtypes, head counts, strides, so the same specialisations) and exit; Triton's on-disk cache
+then hands the engine the compiled kernels instead of compiling them again. Best effort: a
+child that fails costs nothing but its own time, and the engine waits for the children (a
+bounded while) only before it measures free GPU memory, which their CUDA contexts would
+otherwise take from the KV cache.
 
 Once every child has succeeded, a marker in Triton's cache directory (named from the spec, the
 kernels' sources and Triton's version) says so, and later starts skip the children, whose
@@ -61,9 +62,10 @@ def marker_path(spec: dict) -> str:
 
 
 def model_spec(model: torch.nn.Module, device: torch.device, dtype: torch.dtype, kv_dtype: torch.dtype,
-               block_size: int, max_num_seqs: int, context_bounds: list[int]) -> dict | None:
-    """What the children need to lay out tensors as the model's decode step does; None when the
-    model does not run Ember's Triton decode path."""
+               block_size: int, max_num_seqs: int, context_bounds: list[int], prefill_sizes: list[int]) -> dict | None:
+    """What the children need to lay out tensors as the model's decode step (and a prefill
+    graph's chunk of `prefill_sizes` tokens) does; None when the model does not run Ember's
+    Triton decode path."""
     from ember.kernels import paged_attention
     from ember.worker.kv_cache import attention_layers
 
@@ -85,7 +87,7 @@ def model_spec(model: torch.nn.Module, device: torch.device, dtype: torch.dtype,
         cos_sin=list(prelude.rope.cos_sin_cache.shape), cos_sin_dtype=str(prelude.rope.cos_sin_cache.dtype)
         .removeprefix("torch."),
         vocab=model.config.vocab_size, max_num_seqs=max_num_seqs, context_bounds=context_bounds,
-        block_size=block_size,
+        prefill_sizes=prefill_sizes, block_size=block_size,
     )
 
 
@@ -129,6 +131,14 @@ def kernel_calls(spec: dict) -> list:
                             torch.ones(n, dtype=torch.int32, device=dev), d ** -0.5, 1, bound)
         return call
 
+    def chunk_attention(n: int):  # one sequence's prompt chunk padded to n tokens (prefill graphs)
+        def call():
+            q = qkv(n)[0]
+            tables = torch.zeros(1, -(-spec["context_bounds"][0] // bs), dtype=torch.int32, device=dev)
+            paged_attention(q, *kv_cache(), tables, torch.tensor([0, 1], dtype=torch.int32, device=dev),
+                            torch.ones(1, dtype=torch.int32, device=dev), d ** -0.5, n, spec["context_bounds"][0])
+        return call
+
     def sampler():
         n = 2
         gumbel_sample(torch.zeros(n, spec["vocab"], device=dev), torch.ones(n, device=dev),
@@ -147,6 +157,9 @@ def kernel_calls(spec: dict) -> list:
     # sequence under the long bound does (where the model's length allows splits at all).
     bounds = spec["context_bounds"]
     attention = [decode_attention(spec["max_num_seqs"], bounds[0]), decode_attention(1, bounds[-1])]
+    # The prefill graphs' variants: their smallest size may fit one q block (split), the largest not.
+    sizes = spec["prefill_sizes"]
+    attention += [chunk_attention(n) for n in sorted({sizes[0], sizes[-1]})]
     # The engine's first forward needs the last four before children are up: they come last.
     return [prelude(True), *attention, sampler, norms, activation, prelude(False)]
 

@@ -13,10 +13,10 @@ from tests.tiny_models import tiny_config
 @pytest.mark.parametrize("family,cls", [("qwen3", Qwen3ForCausalLM), ("qwen2", LlamaForCausalLM)])
 def test_every_precompile_call_runs(device, family, cls):
     model = cls(tiny_config(family, vocab_size=64), 1024, TRITON)
-    spec = model_spec(model, torch.device(device), torch.float32, torch.float32, 16, 8, [512, 1024])
+    spec = model_spec(model, torch.device(device), torch.float32, torch.float32, 16, 8, [512, 1024], [16, 512])
     assert spec is not None and spec["qk_norm"] == (family == "qwen3")
     calls = kernel_calls(spec)
-    assert len(calls) == 7
+    assert len(calls) == 9
     for call in calls:
         call()
 
@@ -25,7 +25,7 @@ def test_no_children_for_the_torch_kernels():
     from ember.models.layers.kernels import TORCH
 
     model = Qwen3ForCausalLM(tiny_config("qwen3", vocab_size=64), 1024, TORCH)
-    assert model_spec(model, torch.device("cpu"), torch.float32, torch.float32, 16, 8, [512]) is None
+    assert model_spec(model, torch.device("cpu"), torch.float32, torch.float32, 16, 8, [512], [16, 512]) is None
 
 
 def test_a_successful_precompile_is_not_repeated(tmp_path, monkeypatch):
@@ -36,7 +36,7 @@ def test_a_successful_precompile_is_not_repeated(tmp_path, monkeypatch):
     monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path))
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     model = Qwen3ForCausalLM(tiny_config("qwen3", vocab_size=64), 1024, TRITON)
-    spec = model_spec(model, torch.device("cpu"), torch.float32, torch.float32, 16, 8, [512, 1024])
+    spec = model_spec(model, torch.device("cpu"), torch.float32, torch.float32, 16, 8, [512, 1024], [16, 512])
     assert marker_path(spec).startswith(str(tmp_path))
     first = Precompiler.launch(spec)
     assert first is not None
