@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Callable
 
 import torch
 
@@ -44,7 +45,58 @@ def capture_sizes(max_num_seqs: int) -> list[int]:
     return sorted(set(sizes))
 
 
-class DecodeGraphs:
+def capture_graph(forward: Callable[[], None], pool) -> torch.cuda.CUDAGraph:
+    """forward() captured into a graph of `pool`, after one warm-up run outside it (Triton
+    compiles its variants there, cuBLAS picks its kernels)."""
+    forward()
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph, pool=pool):
+        forward()
+    return graph
+
+
+class StepGraphs:
+    """Graphs of one kind of step, keyed as the subclass chooses: captured into a memory pool
+    shared with the other kind (steps replay one at a time, so their graphs may reuse each
+    other's memory), released before the process group goes under tensor parallelism (the
+    graphs hold the ranks' collectives)."""
+
+    graphs: dict
+
+    @torch.inference_mode()
+    def capture(self, pool) -> None:
+        start = time.perf_counter()
+        if tp_size() > 1:
+            before_leaving(self.release)
+        captured = self._capture(pool)
+        torch.cuda.synchronize()
+        logger.info("Captured %s in %.1f s", captured, time.perf_counter() - start)
+
+    def _capture(self, pool) -> str:
+        """Capture every graph into `pool`; returns what was captured, for the log."""
+        raise NotImplementedError
+
+    def _token_buffers(self, n: int, device: torch.device) -> None:
+        self.input_ids = torch.zeros(n, dtype=torch.int64, device=device)
+        self.positions = torch.zeros(n, dtype=torch.int64, device=device)
+        self.slot_mapping = torch.full((n,), -1, dtype=torch.int64, device=device)
+
+    def _fill_tokens(self, inp: ModelInput, n: int) -> None:
+        """The step's tokens into the static buffers, padded to n with rows that write no cache slot."""
+        count = len(inp.input_ids)
+        self.input_ids[:count].copy_(inp.input_ids)
+        self.positions[:count].copy_(inp.positions)
+        self.slot_mapping[:count].copy_(inp.attention.slot_mapping)
+        self.slot_mapping[count:n].fill_(-1)
+
+    def release(self) -> None:
+        for graph in {id(g): g for g in self.graphs.values()}.values():  # a graph may serve several keys
+            graph.reset()
+        self.graphs.clear()
+
+
+class DecodeGraphs(StepGraphs):
     def __init__(self, model: torch.nn.Module, max_num_seqs: int, max_model_len: int, block_size: int,
                  device: torch.device):
         self.model = model
@@ -52,9 +104,7 @@ class DecodeGraphs:
         self.max_model_len = max_model_len
         n = self.sizes[-1]
         max_blocks = -(-max_model_len // block_size)
-        self.input_ids = torch.zeros(n, dtype=torch.int64, device=device)
-        self.positions = torch.zeros(n, dtype=torch.int64, device=device)
-        self.slot_mapping = torch.full((n,), -1, dtype=torch.int64, device=device)
+        self._token_buffers(n, device)
         self.query_start_loc = torch.arange(n + 1, dtype=torch.int32, device=device)
         self.seq_lens = torch.ones(n, dtype=torch.int32, device=device)
         self.block_tables = torch.zeros(n, max_blocks, dtype=torch.int32, device=device)
@@ -70,30 +120,18 @@ class DecodeGraphs:
         return AttentionMetadata(self.slot_mapping[:n], self.query_start_loc[:n + 1], self.seq_lens[:n],
                                  self.block_tables[:n], max_query_len=1, max_seq_len=context_bound)
 
-    @torch.inference_mode()
-    def capture(self, pool) -> None:
-        """`pool`: a graph memory pool (torch.cuda.graph_pool_handle()), shared with the prefill
-        graphs: steps replay one at a time, so their graphs may reuse each other's memory."""
-        start = time.perf_counter()
-        if tp_size() > 1:  # graphs holding the ranks' collectives must go before the process group
-            before_leaving(self.release)
+    def _capture(self, pool) -> str:
         for n in reversed(self.sizes):  # largest first, so smaller graphs reuse its memory
             captured: dict[object, torch.cuda.CUDAGraph] = {}
             for bound in reversed(self.context_bounds):
                 launch = self._launch_key(n, bound)
                 if launch not in captured:
                     with attention_metadata(self._metadata(n, bound)):
-                        self._forward(n)  # warm up: Triton compiles, cuBLAS picks its kernels
-                        torch.cuda.synchronize()
-                        graph = torch.cuda.CUDAGraph()
-                        with torch.cuda.graph(graph, pool=pool):
-                            self._forward(n)
-                    captured[launch] = graph
+                        captured[launch] = capture_graph(lambda: self._forward(n), pool)
                 self.graphs[n, bound] = captured[launch]
-        torch.cuda.synchronize()
         distinct = len({id(g) for g in self.graphs.values()})
-        logger.info("Captured %d CUDA graphs for %d decode batch sizes (1..%d) x context bounds %s in %.1f s",
-                    distinct, len(self.sizes), self.sizes[-1], self.context_bounds, time.perf_counter() - start)
+        return (f"{distinct} CUDA graphs for {len(self.sizes)} decode batch sizes (1..{self.sizes[-1]}) x "
+                f"context bounds {self.context_bounds}")
 
     def _launch_key(self, n: int, bound: int):
         """What the context bound changes in a decode step of n sequences: Ember's Triton
@@ -108,11 +146,6 @@ class DecodeGraphs:
         hidden = self.model(self.input_ids[:n], self.positions[:n])
         self.model.compute_logits(hidden, out=self.logits[:n] if self.logits is not None else None)
 
-    def release(self) -> None:
-        for graph in {id(g): g for g in self.graphs.values()}.values():
-            graph.reset()
-        self.graphs.clear()
-
     def fits(self, inp: ModelInput) -> bool:
         meta = inp.attention
         return meta.max_query_len == 1 and len(inp.input_ids) <= self.sizes[-1]
@@ -122,10 +155,7 @@ class DecodeGraphs:
         bs = len(inp.input_ids)
         n = next(s for s in self.sizes if s >= bs)
         meta = inp.attention
-        self.input_ids[:bs].copy_(inp.input_ids)
-        self.positions[:bs].copy_(inp.positions)
-        self.slot_mapping[:bs].copy_(meta.slot_mapping)
-        self.slot_mapping[bs:n].fill_(-1)
+        self._fill_tokens(inp, n)
         self.seq_lens[:bs].copy_(meta.seq_lens)
         self.seq_lens[bs:n].fill_(1)
         width = meta.block_tables.shape[1]

@@ -16,17 +16,12 @@ sequences go to cuDNN with exact lengths.
 Under tensor parallelism every rank replays the same graph for the same step."""
 from __future__ import annotations
 
-import logging
-import time
-
 import torch
 
-from ember.distributed.parallel_state import before_leaving, is_driver, tp_size
+from ember.distributed.parallel_state import is_driver
 from ember.models.layers.attention import AttentionMetadata, attention_metadata
-from ember.worker.cuda_graphs import SHORT_CONTEXT
+from ember.worker.cuda_graphs import SHORT_CONTEXT, StepGraphs, capture_graph
 from ember.worker.input_batch import ModelInput
-
-logger = logging.getLogger(__name__)
 
 LADDER = [16, 32, 64, 128, 256, 512]
 
@@ -36,16 +31,14 @@ def capture_sizes(max_num_batched_tokens: int, max_model_len: int) -> list[int]:
     return [s for s in LADDER if s < largest] + [largest]
 
 
-class PrefillGraphs:
+class PrefillGraphs(StepGraphs):
     def __init__(self, model: torch.nn.Module, max_num_batched_tokens: int, max_model_len: int, block_size: int,
                  device: torch.device):
         self.model = model
         self.sizes = capture_sizes(max_num_batched_tokens, max_model_len)
         self.context_bound = min(SHORT_CONTEXT, max_model_len)
         n = self.sizes[-1]
-        self.input_ids = torch.zeros(n, dtype=torch.int64, device=device)
-        self.positions = torch.zeros(n, dtype=torch.int64, device=device)
-        self.slot_mapping = torch.full((n,), -1, dtype=torch.int64, device=device)
+        self._token_buffers(n, device)
         # A one-token sequence until the first step: what the warm-ups and captures run.
         self.query_start_loc = torch.tensor([0, 1], dtype=torch.int32, device=device)
         self.seq_lens = torch.ones(1, dtype=torch.int32, device=device)
@@ -70,10 +63,7 @@ class PrefillGraphs:
         q_len = len(inp.input_ids)
         n = next(s for s in self.sizes if s >= q_len)
         meta = inp.attention
-        self.input_ids[:q_len].copy_(inp.input_ids)
-        self.positions[:q_len].copy_(inp.positions)
-        self.slot_mapping[:q_len].copy_(meta.slot_mapping)
-        self.slot_mapping[q_len:n].fill_(-1)
+        self._fill_tokens(inp, n)
         self.query_start_loc.copy_(meta.query_start_loc)
         self.seq_lens.copy_(meta.seq_lens)
         # The table may hold blocks past the context (appended ahead); attention reads none of them.
@@ -96,27 +86,9 @@ class PrefillGraphs:
         hidden = self.model(self.input_ids[:n], self.positions[:n])
         self.model.compute_logits(hidden.index_select(0, self.last_row), out=self.logits)
 
-    @torch.inference_mode()
-    def capture(self, pool) -> None:
-        """`pool`: a graph memory pool (torch.cuda.graph_pool_handle()), shared with the decode
-        graphs: steps replay one at a time, so their graphs may reuse each other's memory."""
-        start = time.perf_counter()
-        if tp_size() > 1:  # graphs holding the ranks' collectives must go before the process group
-            before_leaving(self.release)
+    def _capture(self, pool) -> str:
         for n in reversed(self.sizes):  # largest first, so smaller graphs reuse its memory
             with attention_metadata(self._metadata(n)):
-                self._forward(n)  # warm up: Triton compiles, cuBLAS picks its kernels
-                torch.cuda.synchronize()
-                graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(graph, pool=pool):
-                    self._forward(n)
-            self.graphs[n] = graph
-        torch.cuda.synchronize()
-        logger.info("Captured %d CUDA graphs for one sequence's prompt chunk (%s tokens, contexts up to %d) "
-                    "in %.1f s", len(self.graphs), ", ".join(map(str, self.sizes)), self.context_bound,
-                    time.perf_counter() - start)
-
-    def release(self) -> None:
-        for graph in self.graphs.values():
-            graph.reset()
-        self.graphs.clear()
+                self.graphs[n] = capture_graph(lambda: self._forward(n), pool)
+        return (f"{len(self.graphs)} CUDA graphs for one sequence's prompt chunk ({', '.join(map(str, self.sizes))} "
+                f"tokens, contexts up to {self.context_bound})")
