@@ -33,8 +33,9 @@ class DecoderAttention(nn.Module):
         num_heads = config.num_attention_heads
         num_kv_heads = getattr(config, "num_key_value_heads", None) or num_heads
         self.head_dim = head_dim_of(config)
-        self.qkv_proj = QKVLinear(config.hidden_size, self.head_dim, num_heads, num_kv_heads, qkv_bias)
-        self.o_proj = RowParallelLinear(num_heads * self.head_dim, config.hidden_size, bias=o_bias)
+        gemv = kernels.one_row_product
+        self.qkv_proj = QKVLinear(config.hidden_size, self.head_dim, num_heads, num_kv_heads, qkv_bias, gemv)
+        self.o_proj = RowParallelLinear(num_heads * self.head_dim, config.hidden_size, o_bias, gemv)
         # This rank's heads (all of them on one rank; a replicated kv head counts once).
         self.num_heads = num_heads // tp_size()
         self.num_kv_heads = max(1, num_kv_heads // tp_size())
@@ -68,8 +69,9 @@ class DecoderAttention(nn.Module):
 class MLP(nn.Module):
     def __init__(self, hidden: int, intermediate: int, bias: bool, kernels: LayerKernels):
         super().__init__()
-        self.gate_up_proj = FusedLinear(hidden, {0: intermediate, 1: intermediate}, bias)
-        self.down_proj = RowParallelLinear(intermediate, hidden, bias)
+        gemv = kernels.one_row_product
+        self.gate_up_proj = FusedLinear(hidden, {0: intermediate, 1: intermediate}, bias, one_row_product=gemv)
+        self.down_proj = RowParallelLinear(intermediate, hidden, bias, gemv)
         self.act = SiluAndMul(kernels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

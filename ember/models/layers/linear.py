@@ -7,6 +7,7 @@ RowParallelLinear splits the input features and all-reduces the partial sums."""
 from __future__ import annotations
 
 from contextlib import contextmanager
+from typing import Callable
 
 import torch
 from torch import nn
@@ -14,12 +15,9 @@ import torch.nn.functional as F
 
 from ember.distributed.communication import all_reduce
 from ember.distributed.parallel_state import shard_size, tp_rank, tp_size
-from ember.kernels import gemv
-from ember.kernels._triton import HAS_TRITON
+from ember.kernels.gemv import FASTEST_ROWS
 
 _placeholder_weights = False
-# Triton's GEMV for one-row products (batch-1 decoding) unless EMBER_GEMV=0 turns it off.
-_TRITON_GEMV = HAS_TRITON and gemv.enabled()
 
 
 @contextmanager
@@ -36,9 +34,13 @@ def placeholder_weights():
 
 
 class Linear(nn.Module):
-    def __init__(self, in_features: int, out_features: int, bias: bool = False):
+    def __init__(self, in_features: int, out_features: int, bias: bool = False,
+                 one_row_product: Callable | None = None):
+        """one_row_product(x, weight, bias): the product of a dense weight for one row of x
+        (LayerKernels.one_row_product); None: F.linear for every M."""
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
+        self.one_row_product = one_row_product
         # Where this rank's input features lie among the checkpoint's (split only by
         # RowParallelLinear): quantized tensors index the input dimension too.
         self.input_start, self.full_in_features = 0, in_features
@@ -71,8 +73,8 @@ class Linear(nn.Module):
         return self._dense(x, None) if self.quant_method is None else self.quant_method.apply(self, x)
 
     def _dense(self, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        if _TRITON_GEMV and x.is_cuda and x.dim() == 2 and x.shape[0] <= gemv.FASTEST_ROWS:
-            return gemv.gemv(x, self.weight, bias)
+        if self.one_row_product is not None and x.dim() == 2 and x.shape[0] <= FASTEST_ROWS:
+            return self.one_row_product(x, self.weight, bias)
         return F.linear(x, self.weight, bias)
 
     def _add_bias(self, out: torch.Tensor) -> torch.Tensor:
@@ -90,9 +92,10 @@ class RowParallelLinear(Linear):
     input (the sharded output of the column-parallel layer before it) and the partial sums are
     all-reduced. The bias is added once, after the sum."""
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = False):
+    def __init__(self, in_features: int, out_features: int, bias: bool = False,
+                 one_row_product: Callable | None = None):
         super().__init__(shard_size(in_features, "the input features of a row-parallel layer"),
-                         out_features, bias)
+                         out_features, bias, one_row_product)
         self.input_start, self.full_in_features = tp_rank() * self.in_features, in_features
         self.weight.weight_loader = self.load_columns
 
@@ -113,11 +116,12 @@ class FusedLinear(Linear):
     rank holds an even share of every part unless `rank_rows` says which rows
     (part -> (first row, row count) in the checkpoint's part)."""
 
-    def __init__(self, in_features: int, part_sizes: dict, bias: bool = False, rank_rows: dict | None = None):
+    def __init__(self, in_features: int, part_sizes: dict, bias: bool = False, rank_rows: dict | None = None,
+                 one_row_product: Callable | None = None):
         rank_rows = rank_rows or {}
         rows = {name: rank_rows.get(name) or _even_share(size, f"part {name!r} of a fused projection")
                 for name, size in part_sizes.items()}
-        super().__init__(in_features, sum(n for _, n in rows.values()), bias)
+        super().__init__(in_features, sum(n for _, n in rows.values()), bias, one_row_product)
         self.full_sizes = dict(part_sizes)
         self.sources = {name: first for name, (first, _) in rows.items()}
         self.offsets, offset = {}, 0
@@ -143,7 +147,8 @@ class QKVLinear(FusedLinear):
     """q, k and v, split by heads over the ranks. With fewer kv heads than ranks each kv head is
     replicated: rank r holds kv head r * num_kv_heads // tp, the one its q heads attend with."""
 
-    def __init__(self, hidden: int, head_dim: int, num_heads: int, num_kv_heads: int, bias: bool):
+    def __init__(self, hidden: int, head_dim: int, num_heads: int, num_kv_heads: int, bias: bool,
+                 one_row_product: Callable | None = None):
         tp = tp_size()
         shard_size(num_heads, "the number of attention heads")
         rank_rows = None
@@ -156,7 +161,7 @@ class QKVLinear(FusedLinear):
         else:
             shard_size(num_kv_heads, "the number of key/value heads")
         super().__init__(hidden, {"q": num_heads * head_dim, "k": num_kv_heads * head_dim,
-                                  "v": num_kv_heads * head_dim}, bias, rank_rows)
+                                  "v": num_kv_heads * head_dim}, bias, rank_rows, one_row_product)
         self.q_size = self.offsets["q"][1]
         self.kv_size = self.offsets["k"][1]
 
