@@ -1,8 +1,9 @@
 """y = x @ W^T (+ bias) for a few rows of x (M <= 4: batch-1 and tiny-batch decoding), with a
 16/32-bit float weight, or an fp8 e4m3 one with a scale per output row (FP8 checkpoints' W8A16
 path: the activations unquantized): a memory-bound product that should stream W at the GPU's
-bandwidth. An e4m3 weight widens by Triton's conversion (on the H200 it beat fp8_widen's integer
-bit moves here: 85 against 103 us a 7B layer), the row scale multiplies the fp32 sum.
+bandwidth. An e4m3 weight widens by Triton's conversion (on the H200 it beat the W8A16
+kernel's integer bit moves here: 85 against 103 us a 7B layer), the row scale multiplies the
+fp32 sum.
 
 Each program owns BLOCK_N output features (2: thousands of programs, so every SM keeps several
 resident and none idles at the tail) and walks K in long contiguous chunks of the weight's rows

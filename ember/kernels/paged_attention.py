@@ -75,9 +75,9 @@ def _attend_tile(q, m_i, l_i, acc, kpos, q_pos, kv_end, bt_row, k_base, v_base, 
     blk = tl.load(bt_row + kpos // BLOCK_SIZE, mask=kmask, other=0).to(tl.int64)
     slot_k = blk * stride_kb + (kpos % BLOCK_SIZE) * stride_ks
     slot_v = blk * stride_vb + (kpos % BLOCK_SIZE) * stride_vs
-    # .to: an fp8 cache is widened to the query dtype (a no-op otherwise). Widening an e4m3 cache
-    # by fp8_widen's bit moves instead measured no faster on the H200 (nano, fp8 cache: 0.93x
-    # the bf16 cache's throughput either way).
+    # .to: an fp8 cache is widened to the query dtype (a no-op otherwise). Widening an e4m3
+    # cache by the W8A16 kernel's bit moves instead measured no faster on the H200 (nano, fp8
+    # cache: 0.93x the bf16 cache's throughput either way).
     k = tl.load(k_base + slot_k[None, :] + offs_d[:, None], mask=kmask[None, :] & d_mask[:, None],
                 other=0.0).to(q.dtype)
     s = tl.dot(q, k, input_precision=DOT_PREC) * scale_log2

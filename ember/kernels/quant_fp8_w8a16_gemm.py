@@ -1,7 +1,7 @@
 """Weight-only FP8 GEMM for decode batches (W8A16) on tensor cores (its plain-torch reference:
 quant_fp8_gemm.fp8_gemm_ref): the activations go in as they are (no quantizer kernel before it,
 no e4m3 rounding of them), the fp8 e4m3 weight tile is widened to the activations' dtype in
-registers (for bf16 by integer bit moves, e4m3_to_bf16) and multiplied in that dtype with fp32
+registers (for bf16 by integer bit moves, _e4m3_to_bf16) and multiplied in that dtype with fp32
 accumulation. Same weight layout as quant_fp8_gemm.py (per-tensor and block-wise checkpoints):
 
   weight fp8 [N, K], scale fp32 [S, ceil(K / block_k)], scale_row int32 [N]
@@ -24,7 +24,6 @@ from typing import NamedTuple
 import torch
 
 from ember.kernels._triton import require_triton, tl, triton
-from ember.kernels.fp8_widen import e4m3_to_bf16
 from ember.kernels.quant_split_k import split_k_counters, split_k_plan, split_k_scratch, store_split_k
 
 __all__ = ["W8A16Tiles", "DEFAULT_W8A16_TILES", "fp8_w8a16_gemm"]
@@ -36,7 +35,7 @@ class W8A16Tiles(NamedTuple):
     num_warps: int
     num_stages: int       # weight tiles in flight per program (loads pipelined through shared memory)
     programs_per_sm: int  # split K until about this many programs per multiprocessor; 0: never split
-    bit_widen: bool       # bf16 activations: widen with integer ops (e4m3_to_bf16), not Triton's conversion
+    bit_widen: bool       # bf16 activations: widen with integer ops (_e4m3_to_bf16), not Triton's conversion
 
 
 # 8 KiB fp8 weight tiles, three in flight, two programs per SM: on the H200 (session 5) three
@@ -44,6 +43,39 @@ class W8A16Tiles(NamedTuple):
 # where the tables use this kernel.
 DEFAULT_W8A16_TILES = W8A16Tiles(block_n=64, block_k=128, num_warps=4, num_stages=3, programs_per_sm=2,
                                  bit_widen=True)
+
+
+@triton.jit
+def _e4m3_to_bf16(w):
+    """Exact e4m3 -> bf16 for four values per instruction group, on the integer units: Triton's
+    conversion goes through f16 (cvt.rn.f16x2.e4m3x2, then one cvt.bf16.f16 per value), and
+    conversions issue at a quarter of the integer rate on Hopper, which a weight-streaming kernel
+    converting every weight feels. Each byte moves to the high byte of a 16-bit lane (prmt), its
+    exponent and mantissa shift into bf16's fields beside the sign: that is the value times
+    2^-120 (bf16's exponent bias is 127, e4m3's 7; subnormals included), and one bf16x2
+    multiply by 2^120 (exact: a power of two, the result normal; an fma adding -0, which keeps
+    the sign of zeros: sm_89 has no bf16x2 multiply) restores it. The two NaN codes become
+    +-480 (checkpoints hold none). Measured on the H200 (session 6) where it did not win, so
+    used nowhere else: the one-row GEMV over e4m3 weights (103 us a 7B layer against 85 with
+    Triton's conversion) and the decode attention over an e4m3 cache (nano the same either way)."""
+    return tl.inline_asm_elementwise(
+        """{
+        .reg .b32 lo, hi, t, bias, zero;
+        mov.b32 bias, 0x7B807B80;
+        mov.b32 zero, 0x80008000;
+        prmt.b32 lo, $2, 0, 0x1404;
+        prmt.b32 hi, $2, 0, 0x3424;
+        shr.b32 t, lo, 4;
+        and.b32 t, t, 0x07F007F0;
+        and.b32 lo, lo, 0x80008000;
+        or.b32 lo, lo, t;
+        fma.rn.bf16x2 $0, lo, bias, zero;
+        shr.b32 t, hi, 4;
+        and.b32 t, t, 0x07F007F0;
+        and.b32 hi, hi, 0x80008000;
+        or.b32 hi, hi, t;
+        fma.rn.bf16x2 $1, hi, bias, zero;
+        }""", "=r,=r,r", [w.to(tl.uint8, bitcast=True)], dtype=tl.bfloat16, is_pure=True, pack=4)
 
 
 @triton.jit
@@ -69,7 +101,7 @@ def _w8a16_kernel(
         xt = tl.load(x_cols + k[:, None], mask=k_mask[:, None] & m_mask[None, :], other=0.0)
         w = tl.load(w_rows + k[None, :], mask=n_mask[:, None] & k_mask[None, :], other=0.0)
         if BIT_WIDEN:
-            w = e4m3_to_bf16(w)
+            w = _e4m3_to_bf16(w)
         else:
             w = w.to(xt.dtype)
         if ROW_SCALE:

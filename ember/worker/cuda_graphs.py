@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+from abc import ABC, abstractmethod
 from typing import Callable
 
 import torch
@@ -56,7 +57,7 @@ def capture_graph(forward: Callable[[], None], pool) -> torch.cuda.CUDAGraph:
     return graph
 
 
-class StepGraphs:
+class StepGraphs(ABC):
     """Graphs of one kind of step, keyed as the subclass chooses: captured into a memory pool
     shared with the other kind (steps replay one at a time, so their graphs may reuse each
     other's memory), released before the process group goes under tensor parallelism (the
@@ -73,9 +74,9 @@ class StepGraphs:
         torch.cuda.synchronize()
         logger.info("Captured %s in %.1f s", captured, time.perf_counter() - start)
 
+    @abstractmethod
     def _capture(self, pool) -> str:
         """Capture every graph into `pool`; returns what was captured, for the log."""
-        raise NotImplementedError
 
     def _token_buffers(self, n: int, device: torch.device) -> None:
         self.input_ids = torch.zeros(n, dtype=torch.int64, device=device)
