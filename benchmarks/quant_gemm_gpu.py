@@ -59,7 +59,7 @@ from ember.kernels.quant_int_strips import dequantize_int, dequantize_int_strips
 from ember.kernels.quant_int_tiled_gemm import int_tiled_gemm  # noqa: E402
 from ember.kernels.quant_packing import pack_int32, unpack_int32  # noqa: E402
 from ember.quantization.gemm_paths import (FP8_BLOCK_PATHS, FP8_BLOCK_PATHS_NO_CUBLAS, FP8_PATHS,  # noqa: E402
-                                          INT4_PATHS, INT8_PATHS, MARLIN_LAYOUT_PATHS, path_for)
+                                          INT4_PATHS, MARLIN_LAYOUT_PATHS, STRIPS_PATHS, path_for)
 from ember.quantization.int_linear import STRIP  # noqa: E402
 
 DEV, DT = "cuda", torch.bfloat16
@@ -282,7 +282,7 @@ def summarize(results, rows) -> None:
         key = (r["format"], r["m"], r["path"])
         layer[key] = layer.get(key, 0.0) + r["us"]
     bf16 = {m: t for (fmt, m, _), t in layer.items() if fmt == "bf16"}
-    tables = {"int4": INT4_PATHS, "int8": INT8_PATHS, "fp8": FP8_PATHS,
+    tables = {"int4": INT4_PATHS, "int8": STRIPS_PATHS, "fp8": FP8_PATHS,
               "fp8-block": FP8_BLOCK_PATHS if "blockwise" in scaled_mm_recipes(DEV) else FP8_BLOCK_PATHS_NO_CUBLAS}
     print("\nPer decoder layer (qkv + o + gate_up + down), us; fastest path per M:")
     for fmt in dict.fromkeys(r["format"] for r in results):

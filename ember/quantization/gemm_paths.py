@@ -57,7 +57,9 @@ MARLIN_LAYOUT_PATHS = frozenset({"marlin", "marlin-dequant", "marlin-gemv"})
 # int8  gemv 111 at M=1; decode 168 at 4; tiled 185 / 267 at 16 / 64; dequant 328 / 374 / 2968
 #       at 128 / 256 / 4096.
 # decode removed (a near-copy of tiled): 168 at M=4 against tiled's 177 (int4's, the call above).
-INT8_PATHS = ((1, "gemv"), (64, "tiled"), (None, "dequant"))
+# The strips layout's table: int8, and int4 whose groups the Marlin layout cannot take (no
+# multiple of 16 features).
+STRIPS_PATHS = ((1, "gemv"), (64, "tiled"), (None, "dequant"))
 # fp8 per-tensor  Triton W8A8 96 / 99 / 126 at M = 1 / 16 / 64, cuBLAS 142 at 128 (session 5's
 #                 call); the W8A16 kernel's best tiles 116 / 118 / 166 / 239: W8A8 wins at every M.
 #                 Earlier: cuBLAS 164 / 1736 at 256 / 4096 (Triton 371 / 3820). Session 6's

@@ -2,7 +2,7 @@
 into the strip layout (ember/kernels/quant_int_strips.py) or the Marlin layout, still packed,
 and the forward pass. Chosen when the model is built, by device:
 - GPU: the words shuffled into strips at load; per call, the path of gemm_paths.INT4_PATHS or
-  INT8_PATHS for the call's M (the GEMV kernel, the tensor-core tiled kernel, or
+  STRIPS_PATHS for the call's M (the GEMV kernel, the tensor-core tiled kernel, or
   dequantize-then-cuBLAS); or, for int4 under a table of the Marlin layout's paths, the codes
   repacked into that layout (ember/kernels/quant_int_marlin_layout.py) for the Marlin-style
   kernel, its one-row GEMV or its dequantize-then-cuBLAS;
@@ -21,7 +21,7 @@ from ember.kernels.quant_int_marlin_layout import to_marlin
 from ember.kernels.quant_int_strips import dequantize_int_strips, int_gemm_ref, to_strips
 from ember.kernels.quant_int_tiled_gemm import int_tiled_gemm
 from ember.kernels.quant_packing import pack_int32
-from ember.quantization.gemm_paths import INT4_PATHS, INT8_PATHS, path_for, reads_marlin_layout
+from ember.quantization.gemm_paths import INT4_PATHS, STRIPS_PATHS, path_for, reads_marlin_layout
 from ember.quantization.params import replace_params
 
 # Output columns per strip of the GPU layout: a multiple of every kernel tile's BLOCK_N.
@@ -36,11 +36,13 @@ class IntLinearMethod:
     """Base of the GPTQ and AWQ methods: `bits` per weight, `group_size` input features per
     scale and zero point (-1: the whole input). `triton`: the GPU layout and kernels (True on
     a GPU; the kernel tests also run them on the CPU under Triton's interpreter). `paths`: the
-    GEMM table (gemm_paths.INT4_PATHS or INT8_PATHS unless given; the tests give others)."""
+    GEMM table: unless given (the tests give others), gemm_paths.INT4_PATHS for int4 in groups
+    of a multiple of 16 features (or one group), else STRIPS_PATHS."""
 
     def __init__(self, bits: int, group_size: int, triton: bool = False, paths=None):
         self.bits, self.group_size, self.triton = bits, group_size, triton
-        self.paths = paths or (INT4_PATHS if bits == 4 else INT8_PATHS)
+        marlin_groups = group_size == -1 or group_size % 16 == 0
+        self.paths = paths or (INT4_PATHS if bits == 4 and marlin_groups else STRIPS_PATHS)
         self.marlin = reads_marlin_layout(self.paths)
         if self.marlin and bits != 4:
             raise ValueError(f"the Marlin layout's paths take int4 weights, not int{bits}")

@@ -36,6 +36,9 @@ INT_CASES = {
     "gptq-int8-per-channel-act-order": (GPTQLinearMethod(GPTQConfig(8, -1, 1), triton=True),
                                         lambda w: packers.gptq(w, bits=8, group_size=-1, desc_act=True, sym=False)),
     "awq-g64": (AWQLinearMethod(64, triton=True), lambda w: packers.awq(w, group_size=64)),
+    # Groups of no multiple of 16: int4 on the strips layout, which takes them.
+    "gptq-int4-g40": (GPTQLinearMethod(GPTQConfig(4, 40, 1), triton=True),
+                      lambda w: packers.gptq(w, bits=4, group_size=40)),
 }
 
 
