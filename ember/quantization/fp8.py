@@ -124,7 +124,8 @@ class FP8LinearMethod:
 class FP8W8A8LinearMethod(FP8LinearMethod):
     """W8A8 on fp8 tensor cores: activations quantized per token (and per block_k group for
     block-wise weights) at every call, then the path of FP8_PATHS / FP8_BLOCK_PATHS for the
-    call's M: the W8A16 kernel for a few rows (unquantized activations), the Triton W8A8 kernel,
+    call's M: the one-row GEMV (per-tensor weights) or the W8A16 kernel for a few rows
+    (unquantized activations), the Triton W8A8 kernel,
     the dense weight for cuBLAS's bf16 GEMM (block-wise weights at large M without cuBLAS's
     block-wise recipe; unquantized activations), or cuBLAS (per-row weight scales to its row-wise GEMM,
     128x128 blocks to its block-wise GEMM where this torch runs it and the layer's blocks are
