@@ -188,7 +188,9 @@ class Precompiler:
         if os.path.exists(marker_path(spec)):
             logger.info("The decode kernels are in Triton's cache already: no precompiling children")
             return None
-        return Precompiler(spec, processes=min(6, max(1, (os.cpu_count() or 2) // 2 - 1)))
+        # One child a kernel call where the cores allow: a child's start-up (~2-3 s) overlaps the
+        # others', while two compiles in one child run back to back.
+        return Precompiler(spec, processes=max(1, (os.cpu_count() or 2) - 2))
 
     def wait(self) -> None:
         deadline = time.monotonic() + _WAIT_S
