@@ -28,7 +28,7 @@ from ember.entrypoints.bench.workloads import WORKLOADS, random_requests, worklo
 
 # First match wins: a kernel's kind from its name.
 KINDS = (
-    ("attention", ("_attn_kernel", "_prefill_kernel", "attention", "flash", "fmha", "attn")),
+    ("attention", ("_attn_kernel", "_reduce_kernel", "_prefill_kernel", "attention", "flash", "fmha", "attn")),
     ("gemm", ("gemm", "gemv", "cutlass", "xmma", "nvjet", "matmul", "_mm_", "splitk", "sm90", "cublas")),
     ("qk-rope-kv", ("_qk_rotary_kv",)),  # the fused q/k norm + rotary + cache write
     ("rmsnorm", ("rms",)),

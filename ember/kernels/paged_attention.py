@@ -1,9 +1,6 @@
 """Unified paged attention over the block-table KV cache (prefill, chunked
 prefill, prefix-cached prefill and decode in one launch), plus a split-K
-(flash-decoding) variant for decode batches of few sequences, whose partial results the last
-program of each block to finish merges in the same launch (arrival counters as in
-quant_split_k.py): no second kernel (the separate reduce took ~2 us a layer of a batch-1
-step on the H200).
+(flash-decoding) variant and its reduce kernel for decode-heavy batches.
 
 Each program owns BLOCK_M query rows = BLOCK_Q tokens x QPK q heads sharing one
 kv head, so every K/V tile is loaded once for the whole GQA group. Softmax is
@@ -22,7 +19,6 @@ from ember.kernels._triton import require_triton, tl, triton
 from ember.kernels.paged_attention_ref import paged_attention_ref
 from ember.kernels.prefill_attention import find_seq, prefill_attention
 from ember.kernels.prefill_attention_dense import cudnn_prefill_serves, lone_sequence_attention
-from ember.kernels.quant_split_k import MAX_SPLIT_TILES, split_k_counters
 
 __all__ = ["decode_num_splits", "paged_attention", "paged_attention_ref", "pick_num_splits"]
 
@@ -40,7 +36,7 @@ class DecodeTuning:
     num_warps: int = 4
     num_stages: int = 2
     programs_per_sm: int = 2    # split-K until about this many programs per SM (pick_num_splits)
-    min_split_tokens: int = 512  # shorter pieces: the extra partial traffic and merge cost more
+    min_split_tokens: int = 512  # shorter pieces: the extra partial traffic and reduce cost more
     # Batches with fewer (sequence, KV head) programs than SMs are latency-bound, not bandwidth-
     # bound: far more, shorter pieces. H200 sweep, one 320-token sequence of the 7B's heads:
     # 12.1 us against 17.3 with the knobs above, which cost a 128-sequence batch 1.6x.
@@ -101,7 +97,7 @@ def _attend_tile(q, m_i, l_i, acc, kpos, q_pos, kv_end, bt_row, k_base, v_base, 
 @triton.jit(do_not_specialize=["num_seqs", "stride_bt", "long_q_len", "num_splits", "min_split_tiles"])
 def _attn_kernel(
     q_ptr, k_ptr, v_ptr, out_ptr, bt_ptr, qsl_ptr, seq_lens_ptr,
-    part_m_ptr, part_l_ptr, part_acc_ptr, counter_ptr,
+    part_m_ptr, part_l_ptr, part_acc_ptr,
     scale_log2, num_seqs, num_q_heads, long_q_len, num_splits, min_split_tiles,
     stride_qt, stride_qh, stride_ot, stride_oh,
     stride_kb, stride_ks, stride_kh, stride_vb, stride_vs, stride_vh, stride_bt,
@@ -175,47 +171,45 @@ def _attn_kernel(
         o = acc / l_safe[:, None]
         tl.store(out_ptr + tok[:, None] * stride_ot + head[:, None] * stride_oh + offs_d[None, :],
                  o.to(out_ptr.dtype.element_ty), mask=row_mask[:, None] & d_mask[None, :])
-    else:
-        # The partial result, (max, sum) in the log2 domain and the unnormalised acc; the last
-        # program of this (q block, kv head) to finish merges them all and writes the output.
+    else:  # partial results: (max, sum) in log2 domain and the unnormalised acc
         row = (tok * num_q_heads + head) * num_splits + split
         tl.store(part_m_ptr + row, m_i, mask=row_mask)
         tl.store(part_l_ptr + row, l_i, mask=row_mask)
-        tl.store(part_acc_ptr + row[:, None] * HEAD_DIM_PAD + offs_d[None, :], acc, mask=row_mask[:, None])
-        # Every thread's partial is written before one thread announces the arrival (the atomic
-        # releases them at GPU scope; the last program's acquires them), as quant_split_k does.
-        tl.debug_barrier()
-        counter = counter_ptr + q_block * (num_q_heads // QPK) + kv_head
-        if tl.atomic_add(counter, 1, sem="acq_rel") == num_splits - 1:
-            o = _merged_splits(part_m_ptr, part_l_ptr, part_acc_ptr, tok, head, row_mask, offs_d, num_q_heads,
-                               num_splits, BLOCK_M, HEAD_DIM_PAD)
-            tl.store(out_ptr + tok[:, None] * stride_ot + head[:, None] * stride_oh + offs_d[None, :],
-                     o.to(out_ptr.dtype.element_ty), mask=row_mask[:, None] & d_mask[None, :])
-            tl.atomic_xchg(counter, 0)
+        tl.store(part_acc_ptr + row[:, None] * HEAD_DIM_PAD + offs_d[None, :], acc,
+                 mask=row_mask[:, None])
 
 
-@triton.jit
-def _merged_splits(part_m_ptr, part_l_ptr, part_acc_ptr, tok, head, row_mask, offs_d, num_q_heads, num_splits,
-                   BLOCK_M: tl.constexpr, HEAD_DIM_PAD: tl.constexpr):
-    """The normalised output of the block's rows from every split's partial, in split order
-    (deterministic, whichever program merges); empty splits (max -inf) weigh nothing."""
-    m_tot = tl.full([BLOCK_M], float("-inf"), tl.float32)
-    l_tot = tl.zeros([BLOCK_M], tl.float32)
-    acc_tot = tl.zeros([BLOCK_M, HEAD_DIM_PAD], tl.float32)
-    base = (tok * num_q_heads + head) * num_splits
-    for s in range(num_splits):
-        # .cg: from L2, where the other programs' stores are, not a stale L1 line.
-        m_s = tl.load(part_m_ptr + base + s, mask=row_mask, other=float("-inf"), cache_modifier=".cg")
-        l_s = tl.load(part_l_ptr + base + s, mask=row_mask, other=0.0, cache_modifier=".cg")
-        acc_s = tl.load(part_acc_ptr + (base + s)[:, None] * HEAD_DIM_PAD + offs_d[None, :], mask=row_mask[:, None],
-                        other=0.0, cache_modifier=".cg")
-        m_new = tl.maximum(m_tot, m_s)
-        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
-        alpha, beta = tl.exp2(m_tot - m_safe), tl.exp2(m_s - m_safe)
-        l_tot = l_tot * alpha + l_s * beta
-        acc_tot = acc_tot * alpha[:, None] + acc_s * beta[:, None]
-        m_tot = m_new
-    return acc_tot / tl.where(l_tot == 0.0, 1.0, l_tot)[:, None]
+@triton.jit(do_not_specialize=["num_seqs", "num_splits"])
+def _reduce_kernel(
+    part_m_ptr, part_l_ptr, part_acc_ptr, out_ptr, qsl_ptr, num_seqs, num_q_heads, num_splits,
+    stride_ot, stride_oh,
+    SPLITS_PAD: tl.constexpr,
+    HEAD_DIM: tl.constexpr, HEAD_DIM_PAD: tl.constexpr,
+):
+    tok = tl.program_id(0).to(tl.int64)
+    head = tl.program_id(1)
+    # Padding tokens (past qsl[num_seqs]) have no partials: their loads are masked -> zeros.
+    offs_s = tl.arange(0, SPLITS_PAD)
+    offs_d = tl.arange(0, HEAD_DIM_PAD)
+    live = (tok + offs_s * 0) < tl.load(qsl_ptr + num_seqs)  # vector: interpreter can't mix
+    s_mask = (offs_s < num_splits) & live
+    row = (tok * num_q_heads + head) * num_splits + offs_s
+    m = tl.load(part_m_ptr + row, mask=s_mask, other=float("-inf"))
+    l = tl.load(part_l_ptr + row, mask=s_mask, other=0.0)
+    acc = tl.load(part_acc_ptr + row[:, None] * HEAD_DIM_PAD + offs_d[None, :],
+                  mask=s_mask[:, None], other=0.0)
+    m_max = tl.max(m, 0)
+    w = tl.exp2(m - tl.where(m_max == float("-inf"), 0.0, m_max))  # empty splits weigh 0
+    denom = tl.sum(w * l, 0)
+    o = tl.sum(w[:, None] * acc, 0) / tl.where(denom == 0.0, 1.0, denom)
+    tl.store(out_ptr + tok * stride_ot + head * stride_oh + offs_d, o.to(out_ptr.dtype.element_ty),
+             mask=offs_d < HEAD_DIM)
+
+
+def _splits_pad(num_splits: int) -> int:
+    """The reduce kernel's split axis: one size covers every count up to _MAX_SPLITS, so all
+    batch sizes share one compiled variant (masked lanes load nothing)."""
+    return triton.next_power_of_2(max(num_splits, _MAX_SPLITS))
 
 
 @functools.lru_cache(maxsize=None)
@@ -326,8 +320,6 @@ def paged_attention(q, k_cache, v_cache, block_tables, query_start_loc, seq_lens
                                      block_q, _num_sms(q.device))
         min_split_tiles = max(1, split_knobs(num_seqs, num_kv_heads, _num_sms(q.device))[1] // tile_n)
     q_blocks = num_seqs if direct else num_tokens // block_q + num_seqs
-    if q_blocks * num_kv_heads > MAX_SPLIT_TILES:
-        num_splits = 1  # more blocks than arrival counters (never for the heuristic's splits)
     if num_splits > 1:
         part_m = torch.empty((num_tokens, num_q_heads, num_splits), dtype=torch.float32, device=q.device)
         part_l = torch.empty_like(part_m)
@@ -339,7 +331,7 @@ def paged_attention(q, k_cache, v_cache, block_tables, query_start_loc, seq_lens
     grid = (num_kv_heads, q_blocks, num_splits) if head_major else (q_blocks, num_kv_heads, num_splits)
     _attn_kernel[grid](
         q, k_cache, v_cache, out, block_tables, query_start_loc, seq_lens,
-        part_m, part_l, part_acc, split_k_counters(q.device) if num_splits > 1 else out,
+        part_m, part_l, part_acc,
         scale * _LOG2E, num_seqs, num_q_heads, long_q_len, num_splits, min_split_tiles,
         q.stride(0), q.stride(1), out.stride(0), out.stride(1),
         k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
@@ -349,4 +341,11 @@ def paged_attention(q, k_cache, v_cache, block_tables, query_start_loc, seq_lens
         DIRECT_MAP=direct, DOT_PREC="ieee" if q.dtype == torch.float32 else "tf32", HEAD_MAJOR=head_major,
         num_warps=warps, num_stages=stages,
     )
+    if num_splits > 1:
+        _reduce_kernel[(num_tokens, num_q_heads)](
+            part_m, part_l, part_acc, out, query_start_loc, num_seqs, num_q_heads, num_splits,
+            out.stride(0), out.stride(1),
+            SPLITS_PAD=_splits_pad(num_splits),
+            HEAD_DIM=head_dim, HEAD_DIM_PAD=d_pad, num_warps=4,
+        )
     return out

@@ -1,5 +1,4 @@
-"""Split-K within one launch, for the GEMMs of decode batches (and, with the same counters, the
-decode attention's splits, ember/kernels/paged_attention.py): K is split over programs so that
+"""Split-K within one launch, for the GEMMs of decode batches: K is split over programs so that
 enough of them stream the weight (a 7B layer's `o` and `down` have 56 column tiles of 64
 for 132 multiprocessors), and the last program of an output tile to finish adds the fp32
 partial sums up and writes the output. No second kernel sums the partials (nor casts them):

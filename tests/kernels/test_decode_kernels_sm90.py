@@ -42,8 +42,7 @@ _COMPILE = textwrap.dedent("""
     for cache in ("bf16", "fp8e4nv"):
         attention_types = {**{p: "*bf16" for p in ("q_ptr", "out_ptr")}, **{p: "*" + cache for p in ("k_ptr", "v_ptr")},
                            **{p: "*i32" for p in ("bt_ptr", "qsl_ptr", "seq_lens_ptr")},
-                           **{p: "*fp32" for p in ("part_m_ptr", "part_l_ptr", "part_acc_ptr")}, "counter_ptr": "*i32",
-                           "scale_log2": "fp32"}
+                           **{p: "*fp32" for p in ("part_m_ptr", "part_l_ptr", "part_acc_ptr")}, "scale_log2": "fp32"}
         for split in (False, True):
             results[f"decode-attention-{cache}-split{int(split)}"] = cubin_bytes(
                 _attn_kernel, attention_types,

@@ -11,7 +11,6 @@ import torch
 import torch.nn.functional as F
 
 from ember.kernels.paged_attention import paged_attention, paged_attention_ref, pick_num_splits
-from ember.kernels.quant_split_k import split_k_counters
 
 
 def build_case(q_lens, seq_lens, num_q_heads, num_kv_heads, head_dim, dtype, device,
@@ -144,14 +143,3 @@ def test_an_e4m3_cache_under_bf16_queries_attends_as_its_bf16_copy(q_lens, seq_l
     out = paged_attention(**fp8)[:n]
     assert not torch.isnan(out).any()
     torch.testing.assert_close(out.float(), paged_attention(**widened)[:n].float(), atol=1e-2, rtol=0)
-
-
-def test_a_split_call_merges_in_its_launch_and_leaves_the_counters_zeroed(device):
-    """The last program of each (q block, kv head) merges the splits' partials and resets its
-    arrival counter, so the next call (a graph's next replay) finds them zeroed: the same output
-    twice, and no counter left set."""
-    case, _, _ = build_case([1, 1, 1], [300, 20, 900], 8, 2, 64, torch.float32, device)
-    first = paged_attention(**case, num_splits=4).clone()
-    assert not split_k_counters(case["q"].device).any()
-    torch.testing.assert_close(paged_attention(**case, num_splits=4), first, atol=0, rtol=0)
-    _check(case, first, paged_attention_ref(**case), lambda dtype: dict(atol=1e-5, rtol=1e-5), torch.float32)
