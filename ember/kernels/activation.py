@@ -7,12 +7,15 @@ import torch
 import torch.nn.functional as F
 
 from ember.kernels._triton import require_triton, tl, triton
+from ember.kernels.pdl import pdl_launch, wait_for_previous_kernel
 
 __all__ = ["silu_and_mul", "silu_and_mul_ref"]
 
 
 @triton.jit
-def _silu_and_mul_kernel(x_ptr, out_ptr, inter, stride_x, stride_o, BLOCK: tl.constexpr):
+def _silu_and_mul_kernel(x_ptr, out_ptr, inter, stride_x, stride_o, BLOCK: tl.constexpr,
+                         USE_PDL: tl.constexpr = False):
+    wait_for_previous_kernel(USE_PDL)
     row = tl.program_id(0).to(tl.int64)
     cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     mask = cols < inter
@@ -34,7 +37,7 @@ def silu_and_mul(x: torch.Tensor) -> torch.Tensor:
     block = min(triton.next_power_of_2(inter), 2048)
     if x2.shape[0] > 0 and inter > 0:
         _silu_and_mul_kernel[(x2.shape[0], triton.cdiv(inter, block))](
-            x2, out, inter, x2.stride(0), out.stride(0), BLOCK=block, num_warps=4)
+            x2, out, inter, x2.stride(0), out.stride(0), BLOCK=block, num_warps=4, **pdl_launch(x.device))
     return out.view(*x.shape[:-1], inter)
 
 

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from ember.kernels._triton import require_triton, tl, triton
+from ember.kernels.pdl import pdl_launch, wait_for_previous_kernel
 
 __all__ = ["FASTEST_ROWS", "MAX_ROWS", "DEFAULT_KNOBS", "FP8_KNOBS", "GemvKnobs", "enabled", "gemv", "gemv_ref"]
 
@@ -71,7 +72,8 @@ def _tile_product(acc, w_rows, x_rows, cols, row_ok, m_ok, K, M_PAD: tl.constexp
 @triton.jit
 def _gemv_kernel(x_ptr, w_ptr, s_ptr, b_ptr, y_ptr, M, N, K, stride_xm, stride_wn, stride_ym,
                  M_PAD: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, HAS_BIAS: tl.constexpr,
-                 HAS_TAIL: tl.constexpr, ROW_SCALE: tl.constexpr):
+                 HAS_TAIL: tl.constexpr, ROW_SCALE: tl.constexpr, USE_PDL: tl.constexpr = False):
+    wait_for_previous_kernel(USE_PDL)
     rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     row_ok = rows < N
     offs_k = tl.arange(0, BLOCK_K)
@@ -128,7 +130,7 @@ def gemv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
         x, weight, row_scale if row_scale is not None else weight, bias if bias is not None else weight, y, m, n, k,
         x.stride(0), weight.stride(0), y.stride(0), M_PAD=m_pad, BLOCK_N=block_n, BLOCK_K=block_k,
         HAS_BIAS=bias is not None, HAS_TAIL=k % block_k != 0, ROW_SCALE=row_scale is not None,
-        num_warps=num_warps,
+        num_warps=num_warps, **pdl_launch(x.device),
     )
     return y
 

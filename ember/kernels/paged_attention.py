@@ -17,6 +17,7 @@ import torch
 
 from ember.kernels._triton import require_triton, tl, triton
 from ember.kernels.paged_attention_ref import paged_attention_ref
+from ember.kernels.pdl import pdl_launch, wait_for_previous_kernel
 from ember.kernels.prefill_attention import find_seq, prefill_attention
 from ember.kernels.prefill_attention_dense import cudnn_prefill_serves, lone_sequence_attention
 
@@ -102,8 +103,9 @@ def _attn_kernel(
     QPK: tl.constexpr, HEAD_DIM: tl.constexpr, HEAD_DIM_PAD: tl.constexpr,
     BLOCK_SIZE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_Q: tl.constexpr,
     TILE_N: tl.constexpr, SPLIT: tl.constexpr,
-    DIRECT_MAP: tl.constexpr, DOT_PREC: tl.constexpr, HEAD_MAJOR: tl.constexpr,
+    DIRECT_MAP: tl.constexpr, DOT_PREC: tl.constexpr, HEAD_MAJOR: tl.constexpr, USE_PDL: tl.constexpr = False,
 ):
+    wait_for_previous_kernel(USE_PDL)
     if HEAD_MAJOR:
         kv_head = tl.program_id(0)
         q_block = tl.program_id(1)
@@ -187,8 +189,9 @@ def _reduce_kernel(
     part_m_ptr, part_l_ptr, part_acc_ptr, out_ptr, qsl_ptr, num_seqs, num_q_heads, num_splits,
     stride_ot, stride_oh,
     SPLITS_PAD: tl.constexpr,
-    HEAD_DIM: tl.constexpr, HEAD_DIM_PAD: tl.constexpr,
+    HEAD_DIM: tl.constexpr, HEAD_DIM_PAD: tl.constexpr, USE_PDL: tl.constexpr = False,
 ):
+    wait_for_previous_kernel(USE_PDL)
     tok = tl.program_id(0).to(tl.int64)
     head = tl.program_id(1)
     # Padding tokens (past qsl[num_seqs]) have no partials: their loads are masked -> zeros.
@@ -342,13 +345,13 @@ def paged_attention(q, k_cache, v_cache, block_tables, query_start_loc, seq_lens
         QPK=qpk, HEAD_DIM=head_dim, HEAD_DIM_PAD=d_pad, BLOCK_SIZE=block_size,
         BLOCK_M=block_m, BLOCK_Q=block_q, TILE_N=tile_n, SPLIT=num_splits > 1,
         DIRECT_MAP=direct, DOT_PREC="ieee" if q.dtype == torch.float32 else "tf32", HEAD_MAJOR=head_major,
-        num_warps=warps, num_stages=stages,
+        num_warps=warps, num_stages=stages, **pdl_launch(q.device),
     )
     if num_splits > 1:
         _reduce_kernel[(num_tokens, num_q_heads)](
             part_m, part_l, part_acc, out, query_start_loc, num_seqs, num_q_heads, num_splits,
             out.stride(0), out.stride(1),
             SPLITS_PAD=_splits_pad(num_splits),
-            HEAD_DIM=head_dim, HEAD_DIM_PAD=d_pad, num_warps=4,
+            HEAD_DIM=head_dim, HEAD_DIM_PAD=d_pad, num_warps=4, **pdl_launch(q.device),
         )
     return out

@@ -14,6 +14,7 @@ import torch
 
 from ember.kernels._triton import require_triton, tl, triton
 from ember.kernels.kv_cache_write import _fp8_max, write_kv_cache_ref
+from ember.kernels.pdl import pdl_launch, wait_for_previous_kernel
 from ember.kernels.rmsnorm import rms_norm_ref
 from ember.kernels.rotary import apply_rotary_ref
 
@@ -61,8 +62,9 @@ def _qk_rotary_kv_kernel(
     stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_cs,
     stride_kcb, stride_kcs, stride_kch, stride_vcb, stride_vcs, stride_vch,
     HEAD_DIM: tl.constexpr, HALF: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_SIZE: tl.constexpr,
-    HAS_NORM: tl.constexpr, WRITE_KV: tl.constexpr, FP8_MAX: tl.constexpr,
+    HAS_NORM: tl.constexpr, WRITE_KV: tl.constexpr, FP8_MAX: tl.constexpr, USE_PDL: tl.constexpr = False,
 ):
+    wait_for_previous_kernel(USE_PDL)
     tok = tl.program_id(0).to(tl.int64)
     pos = tl.load(pos_ptr + tok).to(tl.int64)
     offs_r = tl.arange(0, HALF)
@@ -134,7 +136,7 @@ def qk_rotary_kv_write(q, k, v, q_weight, k_weight, eps: float, positions, cos_s
         HEAD_DIM=head_dim, HALF=head_dim // 2, BLOCK_H=block_h,
         BLOCK_SIZE=k_cache.shape[1] if write_kv else 1,
         HAS_NORM=has_norm, WRITE_KV=write_kv, FP8_MAX=_fp8_max(k_cache.dtype) if write_kv else 0.0,
-        num_warps=4,
+        num_warps=4, **pdl_launch(q.device),
     )
     return q, k
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from ember.kernels._triton import require_triton, tl, triton
+from ember.kernels.pdl import pdl_launch, wait_for_previous_kernel
 
 __all__ = ["rms_norm", "fused_add_rms_norm", "rms_norm_ref", "fused_add_rms_norm_ref"]
 
@@ -14,8 +15,9 @@ __all__ = ["rms_norm", "fused_add_rms_norm", "rms_norm_ref", "fused_add_rms_norm
 def _rms_norm_kernel(
     x_ptr, res_ptr, w_ptr, out_ptr, res_out_ptr, n_cols, eps,
     stride_x, stride_r, stride_o, stride_ro,
-    BLOCK: tl.constexpr, HAS_RESIDUAL: tl.constexpr,
+    BLOCK: tl.constexpr, HAS_RESIDUAL: tl.constexpr, USE_PDL: tl.constexpr = False,
 ):
+    wait_for_previous_kernel(USE_PDL)
     row = tl.program_id(0).to(tl.int64)
     cols = tl.arange(0, BLOCK)
     mask = cols < n_cols
@@ -54,7 +56,7 @@ def _launch(x, residual, weight, eps):
         _rms_norm_kernel[(n_rows,)](
             x2, r2, weight, out, res_out, n_cols, eps,
             x2.stride(0), r2.stride(0), out.stride(0), res_out.stride(0),
-            BLOCK=block, HAS_RESIDUAL=residual is not None, num_warps=warps,
+            BLOCK=block, HAS_RESIDUAL=residual is not None, num_warps=warps, **pdl_launch(x.device),
         )
     return out.view(x.shape), res_out.view(x.shape)
 
