@@ -12,7 +12,8 @@ per configuration for three batches:
 first in the order before issue 19 (sequence fastest), then every candidate; the best
 configuration by the time of nano + 7b, and the best split knobs for batches of fewer programs
 than SMs (b1, seed, 8x4k: the few_* knobs) by their summed time, as an EMBER_DECODE_ATTENTION
-value, written to --best (one line) for the engine runs that follow.
+value, written to --best (one line) for the engine runs that follow. --kv-cache-dtype fp8 (or
+fp8_e5m2) sweeps over an 8-bit cache (TB/s of its bytes), where the knobs may want to differ.
 About a minute on an H200 (most of it compiling each variant once).
 
     python benchmarks/decode_attention_gpu.py --best $OUT/decode_best.txt
@@ -45,6 +46,8 @@ SHAPES = {
     "seed": (25, (64, 192), 28, 4, 512),
     "8x4k": (8, (4096, 4096), 28, 4, 8192),
 }
+CACHE_DTYPES = {"auto": DT, "fp8": torch.float8_e4m3fn, "fp8_e4m3": torch.float8_e4m3fn,
+                "fp8_e5m2": torch.float8_e5m2}
 FEW = ("b1", "seed", "8x4k")  # fewer (sequence, KV head) programs than SMs
 TILES = [(64, 4, 2), (32, 4, 2), (32, 4, 3), (32, 4, 4), (32, 2, 3), (64, 4, 3), (64, 4, 4), (64, 8, 2),
          (64, 8, 3), (128, 4, 2), (128, 8, 2), (128, 8, 3)]
@@ -54,12 +57,12 @@ SPLITS = [(2, 512), (8, 256), (16, 256), (32, 128), (64, 128), (64, 64)]
 FEW_SPLITS = [(2, 512), (8, 128), (16, 64), (32, 64), (64, 128), (64, 64), (128, 32)]
 
 
-def case(num_seqs, ctx_range, hq, hkv, bound):
+def case(num_seqs, ctx_range, hq, hkv, bound, cache_dtype):
     lens = torch.linspace(ctx_range[0], ctx_range[1], num_seqs).round().int().tolist()
     blocks = [math.ceil(n / BS) for n in lens]
     total = sum(blocks) + 1
-    k_cache = torch.randn(total, BS, hkv, D, device=DEV, dtype=DT)
-    v_cache = torch.randn_like(k_cache)
+    k_cache = torch.randn(total, BS, hkv, D, device=DEV, dtype=DT).to(cache_dtype)
+    v_cache = torch.randn(total, BS, hkv, D, device=DEV, dtype=DT).to(cache_dtype)
     perm = torch.randperm(total - 1, device=DEV).int()  # scattered blocks, as after serving a while
     tables = torch.zeros(num_seqs, max(blocks), dtype=torch.int32, device=DEV)
     start = 0
@@ -69,7 +72,7 @@ def case(num_seqs, ctx_range, hq, hkv, bound):
     return dict(q=torch.randn(num_seqs, hq, D, device=DEV, dtype=DT), k_cache=k_cache, v_cache=v_cache,
                 block_tables=tables, query_start_loc=torch.arange(num_seqs + 1, dtype=torch.int32, device=DEV),
                 seq_lens=torch.tensor(lens, dtype=torch.int32, device=DEV), scale=D ** -0.5,
-                max_query_len=1, max_seq_len=bound), sum(lens) * hkv * D * 2 * 2
+                max_query_len=1, max_seq_len=bound), sum(lens) * hkv * D * k_cache.element_size() * 2
 
 
 def attention_us(c) -> float:
@@ -99,12 +102,15 @@ def describe(t: pa.DecodeTuning) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--best", default=None, help="write the winner's EMBER_DECODE_ATTENTION value here")
+    parser.add_argument("--kv-cache-dtype", default="auto", choices=sorted(CACHE_DTYPES),
+                        help="the cache's dtype, as the engine's flag")
     args = parser.parse_args()
     torch.manual_seed(0)
     p = torch.cuda.get_device_properties(0)
     print(f"{p.name}, {p.multi_processor_count} SMs, torch {torch.__version__}, triton {triton.__version__}")
     start = time.perf_counter()
-    cases = {name: case(*shape) for name, shape in SHAPES.items()}
+    cases = {name: case(*shape, CACHE_DTYPES[args.kv_cache_dtype]) for name, shape in SHAPES.items()}
+    print(f"KV cache {args.kv_cache_dtype}")
     default = pa.DecodeTuning()
     print("program order: sequence fastest (before issue 19), then KV head fastest (the default):")
     before = measure(cases, dataclasses.replace(default, head_major=0))

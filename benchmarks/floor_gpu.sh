@@ -6,13 +6,14 @@
 #   2. batch-1 latency, 7B shape, 64 in / 256 out;
 #   3. nano (256 requests);
 #   4. where the GPU time goes (benchmarks/step_profile.py): rand7b's first 64 requests, nano,
-#      batch 1: GPU time by kind of kernel and the GPU's idle share;
+#      batch 1, seed: GPU time by kind of kernel and the GPU's idle share;
 #   5. decode-sweep: the decode attention's launch knobs swept (benchmarks/decode_attention_gpu.py,
 #      ~1 min, TB/s per config), then nano-tuned / rand7b-tuned / latency-tuned: the same runs with
 #      the sweep's winner (EMBER_DECODE_ATTENTION), skipped when the winner is the default;
 #   6. gemv: Triton's GEMV against cuBLAS for decode's few-row products (benchmarks/gemv_gpu.py,
 #      ~30 s), then latency-cublas: batch-1 latency without it (EMBER_GEMV=0);
-#   7. cold-noprecompile: the 7B shape's start with an empty Triton cache again (a fresh
+#   7. latency-nopdl: batch-1 latency with programmatic dependent launch off (EMBER_PDL=0);
+#   8. cold-noprecompile: the 7B shape's start with an empty Triton cache again (a fresh
 #      TRITON_CACHE_DIR) but without the precompiling children (EMBER_PRECOMPILE=0): against
 #      rand7b-cold's "ready in", what they save (the OS's file cache is warm by then).
 # Everything printed goes to $OUT/floor.log, the results to $OUT/floor.json and the profiles to
@@ -23,7 +24,7 @@ cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 PY=${PY:-python3}
 OUT=${OUT:-${TMPDIR:-/tmp}/ember-floor}
-STEPS=${STEPS:-"rand7b-cold seed latency nano profile-rand7b profile-nano profile-batch1 decode-sweep nano-tuned rand7b-tuned latency-tuned gemv latency-cublas cold-noprecompile"}
+STEPS=${STEPS:-"rand7b-cold seed latency nano profile-rand7b profile-nano profile-batch1 profile-seed decode-sweep nano-tuned rand7b-tuned latency-tuned gemv latency-cublas latency-nopdl cold-noprecompile"}
 RUNS=$(mktemp -d)
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/floor.log") 2>&1
@@ -44,6 +45,7 @@ wanted profile-rand7b && step profile-rand7b 120 $P --workload rand7b --num-prom
 wanted profile-nano && step profile-nano 120 $P --workload nano --out "$OUT/profile-nano.txt"
 wanted profile-batch1 && step profile-batch1 60 $P --batch-size 1 --input-len 64 --output-len 256 \
   --out "$OUT/profile-batch1.txt"
+wanted profile-seed && step profile-seed 60 $P --workload seed --out "$OUT/profile-seed.txt"
 if wanted decode-sweep; then
   step decode-sweep 150 $PY benchmarks/decode_attention_gpu.py --best "$OUT/decode_best.txt"
 fi
@@ -63,6 +65,8 @@ fi
 wanted gemv && step gemv 90 $PY benchmarks/gemv_gpu.py
 wanted latency-cublas && EMBER_GEMV=0 step latency-cublas 60 $B latency --batch-size 1 --input-len 64 --output-len 256 \
   --num-iters-warmup 2 --num-iters 5 --output-json "$RUNS/latency-gemv.json"
+wanted latency-nopdl && EMBER_PDL=0 step latency-nopdl 60 $B latency --batch-size 1 --input-len 64 --output-len 256 \
+  --num-iters-warmup 2 --num-iters 5 --output-json "$RUNS/latency-nopdl.json"
 wanted cold-noprecompile && TRITON_CACHE_DIR=$(mktemp -d) EMBER_PRECOMPILE=0 step cold-noprecompile 60 \
   $B throughput --workload rand7b --num-prompts 16 --output-json "$RUNS/cold-noprecompile.json"
 $PY - "$OUT" "$RUNS" <<'PY'

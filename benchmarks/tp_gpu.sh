@@ -10,7 +10,8 @@
 #      last request; `ember serve -tp 2` exits 0 after SIGTERM; needs fastapi and uvicorn, else
 #      skipped), then the one-shot all-reduce equal to NCCL's (eager, in a CUDA graph) and TP=2
 #      greedy tokens equal to TP=1 (NCCL, CUDA graphs on each rank);
-#   3. batch-1 latency (7B shape, 64 in / 256 out, 2 warm-up + 5 iterations), TP=1 then TP=2;
+#   3. batch-1 latency (7B shape, 64 in / 256 out, 2 warm-up + 5 iterations), TP=1 then TP=2,
+#      then TP=2 with programmatic dependent launch off (EMBER_PDL=0: what it saves);
 #   4. where a batch-1 decode step's time goes on rank 0, TP=1 then TP=2 (torch.profiler: GPU
 #      kernels by group, the GPU's idle gaps and the host calls during them; cProfile of the
 #      driver's host functions; tp_profile.py), and TP=2 at batch 64;
@@ -94,6 +95,7 @@ LATENCY=(-m ember.entrypoints.cli bench latency --model qwen2.5-7b --batch-size 
          --num-iters-warmup 2 --num-iters 5 --max-num-seqs 8)
 step latency_tp1 50 $PY "${LATENCY[@]}" -tp 1 --output-json "$OUT/latency_tp1.json"
 step latency_tp2 55 $PY "${LATENCY[@]}" -tp 2 --output-json "$OUT/latency_tp2.json"
+EMBER_PDL=0 step latency_tp2_nopdl 55 $PY "${LATENCY[@]}" -tp 2 --output-json "$OUT/latency_tp2_nopdl.json"
 step profile_tp1 60 $PY benchmarks/tp_profile.py --tp 1
 step profile_tp2 60 $PY benchmarks/tp_profile.py --tp 2
 step profile_tp2_b64 70 $PY benchmarks/tp_profile.py --tp 2 --batch 64
