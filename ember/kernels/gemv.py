@@ -52,11 +52,20 @@ def enabled() -> bool:
 
 
 @triton.jit
-def _tile_product(acc, w_rows, x_rows, cols, row_ok, m_ok, K, M_PAD: tl.constexpr, MASK_K: tl.constexpr):
-    """acc + the product of one K tile: [BLOCK_N] for one row of x (the common case: no third
-    dimension to reduce over), [M_PAD, BLOCK_N] for more."""
+def _weight_tile(w_rows, cols, row_ok, K, MASK_K: tl.constexpr):
     w_mask = row_ok[:, None] & (cols < K)[None, :] if MASK_K else row_ok[:, None]
-    w = tl.load(w_rows + cols[None, :], mask=w_mask, other=0.0).to(tl.float32)
+    return tl.load(w_rows + cols[None, :], mask=w_mask, other=0.0).to(tl.float32)
+
+
+@triton.jit
+def _tile_product(acc, w_rows, x_rows, cols, row_ok, m_ok, K, M_PAD: tl.constexpr, MASK_K: tl.constexpr):
+    return _accumulate(acc, _weight_tile(w_rows, cols, row_ok, K, MASK_K), x_rows, cols, m_ok, K, M_PAD, MASK_K)
+
+
+@triton.jit
+def _accumulate(acc, w, x_rows, cols, m_ok, K, M_PAD: tl.constexpr, MASK_K: tl.constexpr):
+    """acc + the product of one K tile of weights w: [BLOCK_N] for one row of x (the common
+    case: no third dimension to reduce over), [M_PAD, BLOCK_N] for more."""
     # One return statement: compiled Triton wants every return of a function to agree in type,
     # even across a branch on a constexpr.
     if M_PAD == 1:
@@ -73,7 +82,6 @@ def _tile_product(acc, w_rows, x_rows, cols, row_ok, m_ok, K, M_PAD: tl.constexp
 def _gemv_kernel(x_ptr, w_ptr, s_ptr, b_ptr, y_ptr, M, N, K, stride_xm, stride_wn, stride_ym,
                  M_PAD: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, HAS_BIAS: tl.constexpr,
                  HAS_TAIL: tl.constexpr, ROW_SCALE: tl.constexpr, USE_PDL: tl.constexpr = False):
-    wait_for_previous_kernel(USE_PDL)
     rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     row_ok = rows < N
     offs_k = tl.arange(0, BLOCK_K)
@@ -89,10 +97,18 @@ def _gemv_kernel(x_ptr, w_ptr, s_ptr, b_ptr, y_ptr, M, N, K, stride_xm, stride_w
     # Whole K tiles with no mask on K (a K the tile does not divide, as the 7B's 18,944, would
     # otherwise mask every load), then one masked tail tile.
     k_whole = (K // BLOCK_K) * BLOCK_K
-    for k0 in range(0, k_whole, BLOCK_K):
+    tail_start = k_whole
+    if USE_PDL:
+        # The weights never depend on an earlier kernel: the first tile (masked, in case it is
+        # the tail) streams in while the previous kernel drains, before waiting to read x.
+        first = _weight_tile(w_rows, offs_k, row_ok, K, True)
+        wait_for_previous_kernel(USE_PDL)
+        acc = _accumulate(acc, first, x_rows, offs_k, m_ok, K, M_PAD, True)
+        tail_start = tl.maximum(k_whole, BLOCK_K)  # a K within one tile: the tail tile is empty
+    for k0 in range(BLOCK_K if USE_PDL else 0, k_whole, BLOCK_K):
         acc = _tile_product(acc, w_rows, x_rows, k0 + offs_k, row_ok, m_ok, K, M_PAD, False)
     if HAS_TAIL:
-        acc = _tile_product(acc, w_rows, x_rows, k_whole + offs_k, row_ok, m_ok, K, M_PAD, True)
+        acc = _tile_product(acc, w_rows, x_rows, tail_start + offs_k, row_ok, m_ok, K, M_PAD, True)
     if ROW_SCALE:  # [BLOCK_N] broadcasts over the rows of x too
         acc = acc * tl.load(s_ptr + rows, mask=row_ok, other=0.0)
     if M_PAD == 1:

@@ -26,6 +26,17 @@ try:
 except ImportError:  # no Triton, or one older than grid-dependency control (3.3)
     gdc_launch_dependents = gdc_wait = None
 
+if os.environ.get("TRITON_INTERPRET", "0") == "1":
+    # The interpreter runs one program at a time, after the previous kernel: nothing to wait
+    # for. No-ops keep the kernels' USE_PDL paths (the GEMV's early first tile) testable there.
+    @triton.jit
+    def gdc_wait():
+        pass
+
+    @triton.jit
+    def gdc_launch_dependents():
+        pass
+
 __all__ = ["pdl_launch", "wait_for_previous_kernel"]
 
 

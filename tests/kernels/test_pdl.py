@@ -34,6 +34,9 @@ _COMPILE = textwrap.dedent("""
     cases = {
         "gemv": (_gemv_kernel, bf16("x_ptr", "w_ptr", "b_ptr", "y_ptr") | {"s_ptr": "*fp32"}, (),
                  dict(M_PAD=1, BLOCK_N=2, BLOCK_K=2048, HAS_BIAS=False, HAS_TAIL=False, ROW_SCALE=False)),
+        "gemv-4-rows-tail-fp8": (_gemv_kernel, bf16("x_ptr", "b_ptr", "y_ptr") | {"w_ptr": "*fp8e4nv", "s_ptr": "*fp32"},
+                                 (), dict(M_PAD=4, BLOCK_N=4, BLOCK_K=512, HAS_BIAS=True, HAS_TAIL=True,
+                                          ROW_SCALE=True)),
         "rms_norm": (_rms_norm_kernel, bf16("x_ptr", "res_ptr", "w_ptr", "out_ptr", "res_out_ptr"), ("eps",),
                      dict(BLOCK=1024, HAS_RESIDUAL=True)),
         "silu_and_mul": (_silu_and_mul_kernel, bf16("x_ptr", "out_ptr"), (), dict(BLOCK=1024)),
@@ -57,7 +60,7 @@ _COMPILE = textwrap.dedent("""
 
 def test_decode_kernels_wait_for_the_previous_kernel_only_with_pdl():
     results = compile_in_child(_COMPILE)
-    assert len(results) == 6
+    assert len(results) == 7
     for name, by_pdl in results.items():
         assert by_pdl == {"False": [False, False], "True": [True, True]}, (name, by_pdl)
 
@@ -101,3 +104,25 @@ def test_kernel_chain_in_a_cuda_graph_matches_references():
         graph.replay()
         torch.testing.assert_close(residual, expected[1], atol=2e-2, rtol=2e-2)
         torch.testing.assert_close(out, expected[0], atol=2e-2, rtol=2e-2)
+
+
+@pytest.mark.parametrize("m,k,block_k", [(1, 100, 128), (1, 5000, 512), (1, 4096, 512), (2, 6000, 256),
+                                         (4, 300, 128), (1, 2048, 2048)])
+def test_gemv_pdl_path_fetches_the_first_tile_early_and_gives_the_same_product(device, m, k, block_k):
+    """With USE_PDL the GEMV loads its first weight tile (masked: it may be the whole K) before
+    waiting, then the rest: K within one tile, K a multiple of the tile, K with a ragged tail."""
+    import triton
+
+    from ember.kernels.gemv import _gemv_kernel, gemv_ref
+
+    torch.manual_seed(0)
+    n, block_n = 7, 2
+    x = torch.randn(m, k, device=device)
+    w = torch.randn(n, k, device=device)
+    y = torch.empty(m, n, device=device)
+    launch = {"launch_pdl": True} if device == "cuda" else {}
+    _gemv_kernel[(triton.cdiv(n, block_n),)](
+        x, w, w, w, y, m, n, k, x.stride(0), w.stride(0), y.stride(0), M_PAD=triton.next_power_of_2(m),
+        BLOCK_N=block_n, BLOCK_K=block_k, HAS_BIAS=False, HAS_TAIL=k % block_k != 0, ROW_SCALE=False,
+        USE_PDL=True, **launch)
+    torch.testing.assert_close(y, gemv_ref(x, w), atol=1e-3, rtol=1e-3)
