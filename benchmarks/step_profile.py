@@ -8,7 +8,10 @@ latency run) under torch.profiler, summarized as the kinds of kernels (GEMMs, at
 
 Only CUDA activity is recorded (kernels and copies, also those replayed from CUDA graphs), so
 the host side runs at its normal speed; a warm-up run before the profiled one keeps compilation
-and graph capture out of it.
+and graph capture out of it. --idle records the host's calls too (slower host side) and adds
+where the GPU sat idle: the gaps of 20 us or more and the host calls running during them.
+
+    python benchmarks/step_profile.py --workload nano --idle
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
+from benchmarks import idle_gaps  # noqa: E402
 from ember.entrypoints.bench.backends import EmberBackend, add_model_arguments, resolve_model  # noqa: E402
 from ember.entrypoints.bench.workloads import WORKLOADS, random_requests, workload_requests  # noqa: E402
 
@@ -91,6 +95,8 @@ def main() -> None:
     parser.add_argument("--output-len", type=int, default=256)
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--out", default=None, help="Also write the summary to this file.")
+    parser.add_argument("--idle", action="store_true", help="also record host calls: the GPU's idle gaps and "
+                        "what the host ran during them")
     args = parser.parse_args()
 
     workload = WORKLOADS.get(args.workload)
@@ -104,7 +110,8 @@ def main() -> None:
     backend = EmberBackend(args, spec)
     backend.generate(warmup, progress=False)
     torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+    activities = [ProfilerActivity.CUDA] + ([ProfilerActivity.CPU] if args.idle else [])
+    with profile(activities=activities) as prof:
         start = time.perf_counter()
         backend.generate(requests, progress=False)
         torch.cuda.synchronize()
@@ -113,6 +120,8 @@ def main() -> None:
     label = args.workload or f"batch {args.batch_size}, {args.input_len} in / {args.output_len} out"
     text = (f"{label} ({spec.name}, {len(requests)} requests, {outputs} output tokens, "
             f"{outputs / wall:.0f} out tok/s under the profiler)\n" + summarize(prof, wall, args.top))
+    if args.idle:
+        text += "\n\n" + "\n".join(idle_gaps.report(prof, outputs, "output token"))
     print(text, flush=True)
     if args.out:
         with open(args.out, "w") as f:

@@ -21,6 +21,7 @@ from collections import defaultdict
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from benchmarks import idle_gaps
 from ember import LLM, SamplingParams
 from ember.distributed.parallel_state import one_shot_all_reduce
 from ember.entrypoints.bench.workloads import WORKLOADS, shape_dir
@@ -68,38 +69,12 @@ def summarize(prof, wall_s: float) -> None:
         print("costliest kernels (total us, calls, us per call):")
         for name, us in sorted(by_name.items(), key=lambda kv: -kv[1])[:20]:
             print(f"  {us:10.0f} {counts[name]:6d} {us / counts[name]:8.2f}  [{group_of(name)}] {name[:110]}")
-        report_idle(prof, kernels)
+        print("\n".join(idle_gaps.report(prof, STEPS, "decode step")))
     averages = prof.key_averages()
     if kernels:
         print(averages.table(sort_by="self_device_time_total", row_limit=15, max_name_column_width=60))
     # The host's own side: the eager prefill's operators (a decode step is one graph replay).
     print(averages.table(sort_by="self_cpu_time_total", row_limit=25, max_name_column_width=60))
-
-
-def report_idle(prof, kernels) -> None:
-    """GPU idle gaps (no kernel running) per decode step, and which host calls overlap them
-    most: runtime calls such as cudaEventSynchronize there mean the host waited on the GPU
-    and then kept it waiting, Python-side work shows as the aten ops and launches it makes."""
-    spans = sorted((e.time_range.start, e.time_range.end) for e in kernels)
-    gaps, end = [], spans[0][1]
-    for start, stop in spans[1:]:
-        if start > end:
-            gaps.append((end, start))
-        end = max(end, stop)
-    idle = sum(b - a for a, b in gaps)
-    long_gaps = [g for g in gaps if g[1] - g[0] >= 20]
-    print(f"GPU idle {idle / 1000 / STEPS:.3f} ms per decode step in {len(gaps)} gaps; "
-          f"{len(long_gaps)} gaps >= 20 us hold {sum(b - a for a, b in long_gaps) / 1000 / STEPS:.3f} ms per step")
-    host = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CPU]
-    overlap = defaultdict(float)
-    for e in host:
-        s, t = e.time_range.start, e.time_range.end
-        for a, b in long_gaps:  # few gaps per step: a plain scan is fast enough
-            if s < b and t > a:
-                overlap[e.name] += min(t, b) - max(s, a)
-    print("host calls during the gaps >= 20 us (us per decode step, nested calls counted in each):")
-    for name, us in sorted(overlap.items(), key=lambda kv: -kv[1])[:15]:
-        print(f"  {us / STEPS:8.1f}  {name[:100]}")
 
 
 def host_profile(llm: LLM, batch: int) -> None:
