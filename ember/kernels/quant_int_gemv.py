@@ -23,6 +23,7 @@ from __future__ import annotations
 import torch
 
 from ember.kernels._triton import require_triton, tl, triton
+from ember.kernels.pdl import pdl_launch, wait_for_previous_kernel
 from ember.kernels.quant_gemm_tiles import num_sms
 
 __all__ = ["GEMV_MAX_ROWS", "int_gemv"]
@@ -40,8 +41,9 @@ def _int_gemv_kernel(
     x_ptr, qw_ptr, s_ptr, z_ptr, out_ptr, N, K, K_SPLIT,
     stride_xm, stride_sg, stride_om, stride_os,
     BITS: tl.constexpr, GROUP_SIZE: tl.constexpr, STRIP: tl.constexpr, TILE_SCALE: tl.constexpr,
-    BLOCK_N: tl.constexpr, WORDS: tl.constexpr,
+    BLOCK_N: tl.constexpr, WORDS: tl.constexpr, USE_PDL: tl.constexpr = False,
 ):
+    wait_for_previous_kernel(USE_PDL)
     PER_WORD: tl.constexpr = 32 // BITS
     BLOCK_K: tl.constexpr = WORDS * PER_WORD
     row, pid_n, pid_k = tl.program_id(0), tl.program_id(1), tl.program_id(2)
@@ -105,6 +107,6 @@ def int_gemv(x, qweight, scales, zeros, bits: int, group_size: int) -> torch.Ten
         x, qweight, scales, zeros, out, n, k, k_split,
         x.stride(0), scales.stride(0), out.stride(1), out.stride(0),
         BITS=bits, GROUP_SIZE=group, STRIP=strip, TILE_SCALE=group % block_k == 0,
-        BLOCK_N=_BLOCK_N, WORDS=_WORDS, num_warps=4,
+        BLOCK_N=_BLOCK_N, WORDS=_WORDS, num_warps=4, **pdl_launch(x.device),
     )
     return out[0] if split == 1 else out.sum(0).to(x.dtype)

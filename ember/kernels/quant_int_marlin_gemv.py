@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import torch
 
 from ember.kernels._triton import require_triton, tl, triton
+from ember.kernels.pdl import pdl_launch, wait_for_previous_kernel
 from ember.kernels.quant_int_marlin_unpack import unpack_asm
 from ember.kernels.quant_split_k import split_k_counters, split_k_plan, split_k_scratch, store_split_k
 
@@ -158,7 +159,9 @@ def _marlin_gemv_kernel(
     stride_xm, stride_qn, stride_sg, stride_om,
     GROUP_SIZE: tl.constexpr, BLOCK_N: tl.constexpr, GROUPS: tl.constexpr, SUB: tl.constexpr,
     HAS_TAIL: tl.constexpr, PREFETCH: tl.constexpr, ASM: tl.constexpr, BIAS: tl.constexpr,
+    USE_PDL: tl.constexpr = False,
 ):
+    wait_for_previous_kernel(USE_PDL)
     # A K step: GROUPS sub-blocks of SUB words, each inside one group of GROUP_SIZE features.
     BLOCK_K: tl.constexpr = GROUPS * SUB * 8
     WORDS: tl.constexpr = GROUPS * SUB
@@ -241,5 +244,6 @@ def marlin_gemv(x, qweight, scales, zeros, group_size: int, tiles: MarlinGemvTil
         x.stride(0), qweight.stride(0), scales.stride(0), out.stride(0),
         GROUP_SIZE=group, BLOCK_N=tiles.block_n, GROUPS=tiles.words // sub, SUB=sub,
         HAS_TAIL=k % block_k != 0, PREFETCH=tiles.prefetch, ASM=asm, BIAS=bias, num_warps=tiles.num_warps,
+        **pdl_launch(x.device),
     )
     return out

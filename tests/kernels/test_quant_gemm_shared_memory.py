@@ -28,7 +28,7 @@ if kernel_name == "tiled":
     warps, stages = t.num_warps, t.num_stages
 else:
     from ember.kernels.quant_int_gemv import _BLOCK_N, _WORDS, _int_gemv_kernel as kernel
-    tiles = dict(BLOCK_N=_BLOCK_N, WORDS=_WORDS)
+    tiles = dict(BLOCK_N=_BLOCK_N, WORDS=_WORDS, USE_PDL=True)  # the H200's variant
     warps, stages = 4, 3
 block_k = tiles.get("BLOCK_K") or tiles["WORDS"] * (32 // bits)
 signature = {"x_ptr": f"*{element}", "qw_ptr": "*i32", "s_ptr": f"*{element}", "z_ptr": f"*{element}",

@@ -37,7 +37,7 @@ _COMPILE = textwrap.dedent("""
         ints = ["M", "N", "K", "STEPS_PER_SPLIT", "SPLIT_K", "stride_xm", "stride_qn", "stride_sg", "stride_om"]
         sub = min(T.words, group // 8)
         consts = dict(GROUP_SIZE=group, BLOCK_N=T.block_n, GROUPS=T.words // sub, SUB=sub, HAS_TAIL=tail,
-                      PREFETCH=prefetch, ASM=asm, BIAS=bias)
+                      PREFETCH=prefetch, ASM=asm, BIAS=bias, USE_PDL=True)  # the H200's variant
         signature = {**pointers, **{n: "i32" for n in ints}, **{n: "constexpr" for n in consts}}
         names = list(signature)
         # As the launcher specializes them: pointers, sizes and strides of real layers divisible by 16.
