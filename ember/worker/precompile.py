@@ -36,8 +36,9 @@ import ember
 logger = logging.getLogger(__name__)
 
 _WAIT_S = 15.0  # the most the engine waits for the children before measuring memory
-# The modules whose Triton kernels the children compile: their sources name the marker.
-_KERNEL_MODULES = ("gumbel_sample", "paged_attention", "qk_rotary_kv_write", "rmsnorm", "activation")
+# The modules whose Triton kernels the children compile, and pdl (how they launch): their
+# sources name the marker.
+_KERNEL_MODULES = ("gumbel_sample", "paged_attention", "qk_rotary_kv_write", "rmsnorm", "activation", "pdl")
 
 
 def _triton_cache_dir() -> str:
