@@ -9,7 +9,7 @@ import logging
 import os
 import zipfile
 from contextlib import nullcontext
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 
@@ -49,10 +49,12 @@ def iter_checkpoint(path: str, hf_config=None) -> Iterator[tuple[str, torch.Tens
 
 def load_model(path: str, hf_config, dtype: torch.dtype, device: str, max_position: int,
                load_format: str = "auto", seed: int = 0, quant_config=None,
-               attention_backend: str | None = None) -> torch.nn.Module:
+               attention_backend: str | None = None,
+               on_built: Callable[[torch.nn.Module], None] | None = None) -> torch.nn.Module:
     """`quant_config` (ember.quantization): the checkpoint's quantized format, or None.
     `attention_backend`: "triton" or "torch" (None: the device's); the layers' kernels are
-    chosen here, once."""
+    chosen here, once. `on_built` sees the model built, before its weights load (the engine
+    starts compiling its kernels then)."""
     cls = model_class(hf_config)
     gguf = split_gguf(path)[1] is not None and load_format != "dummy"
     keep_gguf_blocks = gguf and keeps_gguf_blocks(dtype, device)
@@ -65,6 +67,8 @@ def load_model(path: str, hf_config, dtype: torch.dtype, device: str, max_positi
         torch.set_default_dtype(previous)
     if quant_config is not None:
         install_quantization(model, quant_config, dtype, device)
+    if on_built is not None:
+        on_built(model)
     if load_format == "dummy":
         _random_weights(model, device, seed)
     else:

@@ -36,22 +36,18 @@ class ModelRunner:
         self.config = config
         self.device = torch.device(config.device)
         start = time.perf_counter()
+        # The CUDA graphs' Triton kernels compile in child processes meanwhile (cold start),
+        # from when the model is built: they need its shapes, not its weights.
+        self.precompiler = None
         self.model = load_model(config.model_path, config.hf_config, config.torch_dtype, config.device,
                                 config.max_model_len, config.load_format, config.seed, config.quant_config,
-                                config.attention_backend)
+                                config.attention_backend, on_built=self._start_precompiler)
         # The weights' own size shows what quantization saves (the 7B shape: 14.2 GiB in bf16,
         # 5.3 GiB in GPTQ int4 with its embedding and LM head still bf16).
         weight_bytes = sum(t.numel() * t.element_size()
                            for t in (*self.model.parameters(), *self.model.buffers()))
         logger.info("Loaded %s (%s, %s) in %.1f s: weights take %.2f GiB", config.model, config.torch_dtype,
                     self.device, time.perf_counter() - start, weight_bytes / 2**30)
-        # The CUDA graphs' Triton kernels compile in child processes meanwhile (cold start).
-        self.precompiler = None
-        if self.device.type == "cuda" and not config.enforce_eager and tp_size() == 1:
-            self.precompiler = Precompiler.launch(model_spec(
-                self.model, self.device, config.torch_dtype, config.kv_cache_torch_dtype, config.block_size,
-                config.max_num_seqs, context_bounds(config.max_model_len),
-                prefill_capture_sizes(config.max_num_batched_tokens, config.max_model_len)))
         self.vocab_size = config.hf_config.vocab_size
         self.sampling = SamplingStates(self.device, self.vocab_size)
         self.block_tables = BlockTables(-(-config.max_model_len // config.block_size))
@@ -62,6 +58,13 @@ class ModelRunner:
         # The previous step's sampled tokens, on the device, by sequence.
         self._last_tokens: torch.Tensor | None = None
         self._last_rows: dict[int, int] = {}
+
+    def _start_precompiler(self, model: torch.nn.Module) -> None:
+        c = self.config
+        if self.device.type == "cuda" and not c.enforce_eager and tp_size() == 1:
+            self.precompiler = Precompiler.launch(model_spec(
+                model, self.device, c.torch_dtype, c.kv_cache_torch_dtype, c.block_size, c.max_num_seqs,
+                context_bounds(c.max_model_len), prefill_capture_sizes(c.max_num_batched_tokens, c.max_model_len)))
 
     def determine_num_blocks(self) -> int:
         c = self.config
