@@ -23,10 +23,9 @@ def idle_gaps(prof) -> list[tuple[float, float]]:
     return gaps
 
 
-def host_calls_during(prof, gaps: list[tuple[float, float]]) -> list[tuple[str, float]]:
-    """Host calls by the time (us) they overlap the gaps of at least LONG_US, most first
-    (nested calls counted in each)."""
-    long_gaps = [g for g in gaps if g[1] - g[0] >= LONG_US]
+def host_calls_during(prof, long_gaps: list[tuple[float, float]]) -> list[tuple[str, float]]:
+    """Host calls by the time (us) they overlap `long_gaps`, most first (nested calls counted
+    in each)."""
     overlap: dict[str, float] = defaultdict(float)
     for e in prof.events():
         if e.device_type != torch.autograd.DeviceType.CPU:
@@ -47,5 +46,5 @@ def report(prof, per: float, unit: str, top: int = 15) -> list[str]:
              f"{len(long_gaps)} gaps >= {LONG_US:.0f} us hold {sum(b - a for a, b in long_gaps) / 1000 / per:.3f} ms "
              f"per {unit}",
              f"host calls during the gaps >= {LONG_US:.0f} us (us per {unit}, nested calls counted in each):"]
-    lines += [f"  {us / per:8.1f}  {name[:100]}" for name, us in host_calls_during(prof, gaps)[:top]]
+    lines += [f"  {us / per:8.1f}  {name[:100]}" for name, us in host_calls_during(prof, long_gaps)[:top]]
     return lines
