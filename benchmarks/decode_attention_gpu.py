@@ -114,12 +114,17 @@ def main() -> None:
     default = pa.DecodeTuning()
     print("program order: sequence fastest (before issue 19), then KV head fastest (the default):")
     before = measure(cases, dataclasses.replace(default, head_major=0))
-    print("tile configs (split knobs at their defaults):")
-    results = [(t, measure(cases, t)) for t in (dataclasses.replace(default, tile_n=n, num_warps=w, num_stages=s)
-                                                 for n, w, s in TILES)]
+    # An 8-bit cache's keys per loop step are a knob of their own (tile_n_8bit).
+    tile_knob = "tile_n_8bit" if CACHE_DTYPES[args.kv_cache_dtype].itemsize == 1 else "tile_n"
+    print(f"tile configs (split knobs at their defaults; {tile_knob} swept):")
+    default_tile = (getattr(default, tile_knob), default.num_warps, default.num_stages)
+    tiles = [default_tile] + [t for t in TILES if t != default_tile]  # results[0]: the default
+    results = [(t, measure(cases, t)) for t in (dataclasses.replace(default, num_warps=w, num_stages=s, **{tile_knob: n})
+                                                 for n, w, s in tiles)]
     big = lambda r: r[1]["nano"] + r[1]["7b"]  # noqa: E731
     best_tile = min(results, key=big)[0]
-    print(f"split knobs, with the best tile ({best_tile.tile_n},{best_tile.num_warps},{best_tile.num_stages}):")
+    print(f"split knobs, with the best tile ({getattr(best_tile, tile_knob)},{best_tile.num_warps},"
+          f"{best_tile.num_stages}):")
     results += [(t, measure(cases, t)) for t in (dataclasses.replace(best_tile, programs_per_sm=p_, min_split_tokens=m)
                                                  for p_, m in SPLITS)]
     best = min(results, key=big)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ember.kernels.kv_cache_write import write_kv_cache, write_kv_cache_ref
-from ember.kernels.paged_attention import paged_attention, paged_attention_ref
+from ember.kernels.paged_attention import DECODE, _block_config, paged_attention, paged_attention_ref
 from tests.kernels.test_paged_attention import MIXED, build_case
 
 FP8 = [torch.float8_e5m2, torch.float8_e4m3fn]
@@ -34,3 +34,15 @@ def test_paged_attention_over_fp8_cache(device, dtype, tol, cache_dtype):
     out = paged_attention(**case)
     n = int(case["query_start_loc"][-1])
     torch.testing.assert_close(out[:n].float(), ref[:n].float(), **tol(dtype))
+
+
+@pytest.mark.parametrize("num_splits", [None, 3])
+def test_decode_over_fp8_cache_in_its_wider_key_tiles(device, dtype, tol, num_splits):
+    """A decode batch over an 8-bit cache steps DecodeTuning.tile_n_8bit keys at a time (twice
+    the 16-bit tile): lengths that end mid-tile and pieces of a split still read as the reference."""
+    case, _, _ = build_case([1] * 4, [1, 130, 257, 600], 4, 2, 64, dtype, device)
+    case["k_cache"], case["v_cache"] = (c.to(torch.float8_e4m3fn) for c in (case["k_cache"], case["v_cache"]))
+    assert _block_config(2, 64, 1, cache_itemsize=1)[2] == DECODE.tile_n_8bit > DECODE.tile_n
+    ref = paged_attention_ref(**case)
+    out = paged_attention(**case, num_splits=num_splits)
+    torch.testing.assert_close(out.float(), ref.float(), **tol(dtype))
