@@ -29,6 +29,17 @@ _PROMPT_CONTEXT = 5
 class Detokenizer:
     def __init__(self, tokenizer):
         self.tokenizer = tokenizer
+        # Each new token's string, by skip_special_tokens then id: the tokenizer's own lookup
+        # costs ~10 us a call (fast tokenizers rebuild their special-id set each time), once per
+        # sequence per step.
+        self._token_strings: dict[bool, dict[int, str | None]] = {False: {}, True: {}}
+
+    def _token(self, token_id: int, skip_special_tokens: bool) -> str | None:
+        strings = self._token_strings[skip_special_tokens]
+        if token_id not in strings:
+            tokens = self._tokens([token_id], skip_special_tokens)  # empty when skipped
+            strings[token_id] = tokens[0] if tokens else None
+        return strings[token_id]
 
     def _tokens(self, ids: list[int], skip_special_tokens: bool) -> list[str]:
         tokens = self.tokenizer.convert_ids_to_tokens(ids, skip_special_tokens=skip_special_tokens)
@@ -64,7 +75,9 @@ class Detokenizer:
             state.tokens = context
             state.prefix_offset = max(len(context) - _PROMPT_CONTEXT, 0)
             state.read_offset = len(context)
-        state.tokens.extend(self._tokens([token_id], skip))
+        token = self._token(token_id, skip)
+        if token is not None:
+            state.tokens.append(token)
         prefix_text = self._to_string(state.tokens[state.prefix_offset:state.read_offset], seq)
         full_text = self._to_string(state.tokens[state.prefix_offset:], seq)
         if len(full_text) <= len(prefix_text) or full_text.endswith("\ufffd"):
