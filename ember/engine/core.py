@@ -196,17 +196,19 @@ class EngineCore:
         """Append the sampled token and finish the sequence on a stop token or the length limit."""
         token = sampled.token_id
         seq.token_ids.append(token)
-        if seq.params.guided_decoding is not None:
+        p = seq.params
+        if p.guided_decoding is not None:
             self.structured.accept(seq.seq_id, token)
         update = SampleUpdate(seq.request_id, seq.index, [token], num_cached_tokens=seq.num_cached_tokens)
-        if seq.num_output_tokens == 1:
+        # Once per sequence per step: the counts are read off the list, not through properties.
+        num_output_tokens = len(seq.token_ids) - seq.num_prompt_tokens
+        if num_output_tokens == 1:
             update.first_scheduled_time = seq.first_scheduled_time
         if sampled.top_logprobs is not None:
             update.logprobs = [(sampled.logprob, sampled.top_logprobs)]
-        p = seq.params
-        if seq.num_output_tokens >= p.min_tokens and token in p.all_stop_token_ids:
+        if num_output_tokens >= p.min_tokens and token in seq.all_stop_token_ids:
             seq.finish("stop", token if token in p.stop_token_ids else None)
-        elif seq.num_output_tokens >= p.max_tokens or seq.num_tokens >= self.config.max_model_len:
+        elif num_output_tokens >= p.max_tokens or seq.num_tokens >= self.config.max_model_len:
             seq.finish("length")
         update.finish_reason, update.stop_reason = seq.finish_reason, seq.stop_reason
         return update

@@ -24,6 +24,8 @@ class Sequence:
         self.request_id = request_id
         self.index = index
         self.params = params
+        # Checked against every sampled token: made once, not a new set per step.
+        self.all_stop_token_ids = frozenset(params.all_stop_token_ids)
         self.token_ids: list[int] = list(prompt_token_ids)
         # Tokens sampled by launched steps but not yet known here: the engine schedules the
         # next step before the last one's tokens arrive (up to two steps in flight).
