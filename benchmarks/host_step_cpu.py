@@ -85,15 +85,20 @@ def run(llm, num_seqs: int, num_steps: int, profiler: cProfile.Profile | None = 
     return steps
 
 
-def measure(llm, timer: ForwardTimer, num_seqs: int, num_steps: int, top: int) -> None:
+def measure(llm, timer: ForwardTimer, num_seqs: int, num_steps: int, top: int, repeats: int) -> None:
     run(llm, num_seqs, 4)  # warm
-    timer.seconds = 0.0
-    start = time.perf_counter()
-    steps = run(llm, num_seqs, num_steps)
-    wall = time.perf_counter() - start
-    host_ms = (wall - timer.seconds) / steps * 1e3
+    best = None
+    for _ in range(repeats):  # the least host time: other work on a shared CPU only adds
+        timer.seconds = 0.0
+        start = time.perf_counter()
+        steps = run(llm, num_seqs, num_steps)
+        wall = time.perf_counter() - start
+        if best is None or wall - timer.seconds < best[0] - best[1]:
+            best = (wall, timer.seconds)
+    wall, forward = best
+    host_ms = (wall - forward) / steps * 1e3
     print(f"\n== {num_seqs} sequences: {steps} steps, {wall / steps * 1e3:.2f} ms/step wall, "
-          f"forward {timer.seconds / steps * 1e3:.2f} ms/step, host {host_ms:.2f} ms/step "
+          f"forward {forward / steps * 1e3:.2f} ms/step, host {host_ms:.2f} ms/step "
           f"({host_ms / num_seqs * 1e3:.1f} us per sequence)")
     profiler = timer.profiler = cProfile.Profile()
     try:
@@ -117,6 +122,7 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[256, 64, 8])
     parser.add_argument("--steps", type=int, default=64, help="tokens per sequence (steps per run)")
     parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per batch size (the best is kept)")
     args = parser.parse_args()
     if os.environ.get("OMP_NUM_THREADS") != "1":
         print("note: run with OMP_NUM_THREADS=1 for comparable numbers")
@@ -125,7 +131,7 @@ def main() -> None:
         llm = build_llm(directory)
         timer = ForwardTimer(llm.llm_engine.executor.runner.model)
         for n in args.batch_sizes:
-            measure(llm, timer, n, args.steps, args.top)
+            measure(llm, timer, n, args.steps, args.top, args.repeats)
 
 
 if __name__ == "__main__":
