@@ -33,6 +33,8 @@ class Detokenizer:
         # costs ~10 us a call (fast tokenizers rebuild their special-id set each time), once per
         # sequence per step.
         self._token_strings: dict[bool, dict[int, str | None]] = {False: {}, True: {}}
+        # A lone token's text, by (special tokens decoded plainly, token): see _to_string.
+        self._single_token_texts: dict[tuple[bool, str], str] = {}
 
     def _token(self, token_id: int, skip_special_tokens: bool) -> str | None:
         strings = self._token_strings[skip_special_tokens]
@@ -48,7 +50,19 @@ class Detokenizer:
     def _to_string(self, tokens: list[str], seq: SampleState) -> str:
         if not tokens:
             return ""
-        if seq.params.skip_special_tokens or seq.params.spaces_between_special_tokens:
+        plain = seq.params.skip_special_tokens or seq.params.spaces_between_special_tokens
+        if len(tokens) == 1:
+            # A sequence's prefix window is most often its one previous token: its text is
+            # looked up, so a step decodes one window rather than two.
+            key = (plain, tokens[0])
+            text = self._single_token_texts.get(key)
+            if text is None:
+                text = self._single_token_texts[key] = self._decode(tokens, plain)
+            return text
+        return self._decode(tokens, plain)
+
+    def _decode(self, tokens: list[str], plain: bool) -> str:
+        if plain:
             return self.tokenizer.convert_tokens_to_string(tokens)
         # Special tokens joined without spaces, the rest decoded as usual.
         special = set(self.tokenizer.all_special_tokens)
