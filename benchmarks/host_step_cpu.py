@@ -2,8 +2,8 @@
 (2 layers, hidden 64, a 4096-token vocabulary, the SmolLM2 tokenizer) runs `LLM.generate` with
 N sequences decoding together (ignore_eos, fixed max_tokens), on the CPU.
 
-The model's forward and LM head are timed apart and taken out: what remains per step is the
-host work a GPU step waits on (scheduling, input building, sampling's launches, collecting
+The model's forward, LM head and sampler are timed apart and taken out: what remains per step
+is the host work a GPU step waits on (scheduling, input and sampling-batch building, collecting
 tokens, output processing and detokenization, LLM.generate's loop). A cProfile run then lists
 the host functions with the most cumulative time per step (the forward left out).
 
@@ -35,14 +35,18 @@ def build_llm(directory: str):
 
 
 class ForwardTimer:
-    """Wraps the model's forward and LM head to add up the time spent in them; a profiler
-    being run is paused inside them, so it sees the host work alone."""
+    """Wraps the model's forward, its LM head and the sampler's tensor work to add up the time
+    spent in them (on a GPU that is device time); a profiler being run is paused inside them,
+    so it sees the host work alone."""
 
     def __init__(self, model: torch.nn.Module):
+        from ember.worker import model_runner
+
         self.seconds = 0.0
         self.profiler: cProfile.Profile | None = None
         for name in ("forward", "compute_logits"):
             setattr(model, name, self._timed(getattr(model, name)))
+        model_runner.sample = self._timed(model_runner.sample)
 
     def _timed(self, fn):
         def timed(*args, **kwargs):
