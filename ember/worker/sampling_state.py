@@ -2,6 +2,7 @@
 tokens so far), and how a step's rows become one SamplingBatch."""
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 import torch
@@ -36,6 +37,8 @@ class SamplingStates:
         self.states: dict[int, SequenceSamplingState] = {}
         # Sequences that asked for prompt logprobs: the runner looks only at these.
         self.want_prompt_logprobs: set[int] = set()
+        self._settings_key: tuple[int, ...] | None = None
+        self._settings: tuple[SamplingBatch, bool] | None = None
 
     def add(self, new: NewSequence) -> None:
         generator = None
@@ -60,6 +63,40 @@ class SamplingStates:
 
     def batch(self, seq_ids: list[int], grammar: GrammarBitmask | None = None) -> SamplingBatch:
         states = [self.states[s] for s in seq_ids]
+        key = tuple(seq_ids)
+        if key != self._settings_key:
+            # The rows' settings change only when the batch does: decode steps reuse them
+            # (and their device copies) until a sequence joins or leaves.
+            self._settings_key, self._settings = key, self._settings_of(states)
+        settings, some_min_tokens = self._settings
+        b = copy.copy(settings)
+        dev, V = self.device, self.vocab_size
+
+        def column(values, dtype=torch.float32) -> torch.Tensor:
+            return to_device(values, dev, dtype)
+
+        if b.repetition_penalty is not None or b.presence_penalty is not None or b.frequency_penalty is not None:
+            outputs = _pad([s.output_token_ids for s in states], V).to(dev)
+            counts = torch.zeros(len(states), V + 1, device=dev)
+            counts.scatter_add_(1, outputs, torch.ones_like(outputs, dtype=counts.dtype))
+            b.output_counts = counts[:, :V]
+            prompts = _pad([s.prompt_token_ids for s in states], V).to(dev)
+            mask = torch.zeros(len(states), V + 1, dtype=torch.bool, device=dev)
+            b.prompt_mask = mask.scatter_(1, prompts, True)[:, :V]
+        if some_min_tokens:
+            banned = [(row, sorted(s.params.all_stop_token_ids)) for row, s in enumerate(states)
+                      if len(s.output_token_ids) < s.params.min_tokens and s.params.all_stop_token_ids]
+            b.banned = [(row, [t for t in ids if t < V]) for row, ids in banned] or None
+        if grammar is not None:
+            row_of = {seq_id: row for row, seq_id in enumerate(seq_ids)}
+            rows = [row_of[s] for s in grammar.seq_ids]
+            b.bitmask_rows = column(rows, torch.int64)
+            b.token_bitmask = grammar.bitmask.to(dev, non_blocking=True)
+        return b
+
+    def _settings_of(self, states: list[SequenceSamplingState]) -> tuple[SamplingBatch, bool]:
+        """What of a batch follows from its rows' settings alone, and whether some row has
+        min_tokens (which rows it bans is found each step)."""
         params = [s.params for s in states]
         dev, V = self.device, self.vocab_size
 
@@ -78,28 +115,13 @@ class SamplingStates:
             max_num_logprobs=max((p.logprobs or 0 for p in params), default=0),
         )
         if any(p.repetition_penalty != 1.0 or p.presence_penalty or p.frequency_penalty for p in params):
-            outputs = _pad([s.output_token_ids for s in states], V).to(dev)
-            counts = torch.zeros(len(states), V + 1, device=dev)
-            counts.scatter_add_(1, outputs, torch.ones_like(outputs, dtype=counts.dtype))
-            b.output_counts = counts[:, :V]
-            prompts = _pad([s.prompt_token_ids for s in states], V).to(dev)
-            mask = torch.zeros(len(states), V + 1, dtype=torch.bool, device=dev)
-            b.prompt_mask = mask.scatter_(1, prompts, True)[:, :V]
             b.repetition_penalty = column([p.repetition_penalty for p in params])
             b.presence_penalty = column([p.presence_penalty for p in params])
             b.frequency_penalty = column([p.frequency_penalty for p in params])
-        banned = [(row, sorted(p.all_stop_token_ids)) for row, (p, s) in enumerate(zip(params, states))
-                  if len(s.output_token_ids) < p.min_tokens and p.all_stop_token_ids]
-        b.banned = [(row, [t for t in ids if t < V]) for row, ids in banned] or None
         _token_lists(b, states)
         generators = {row: s.generator for row, s in enumerate(states) if s.generator is not None}
         b.generators = generators or None
-        if grammar is not None:
-            row_of = {seq_id: row for row, seq_id in enumerate(seq_ids)}
-            rows = [row_of[s] for s in grammar.seq_ids]
-            b.bitmask_rows = column(rows, torch.int64)
-            b.token_bitmask = grammar.bitmask.to(dev, non_blocking=True)
-        return b
+        return b, any(p.min_tokens > 0 for p in params)
 
 
 def _token_lists(b: SamplingBatch, states: list[SequenceSamplingState]) -> None:
