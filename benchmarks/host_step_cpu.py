@@ -31,7 +31,8 @@ def build_llm(directory: str):
     from tests.tiny_models import build_tiny_checkpoint
 
     build_tiny_checkpoint(directory, "qwen3", vocab_size=4096, max_position_embeddings=4096)
-    return LLM(directory, dtype="float32", max_model_len=1024, max_num_seqs=256, seed=0)
+    # Overlapped as on the GPU: each step is scheduled before the previous one's tokens are in.
+    return LLM(directory, dtype="float32", max_model_len=1024, max_num_seqs=256, seed=0, async_scheduling=True)
 
 
 class ForwardTimer:
