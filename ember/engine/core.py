@@ -55,6 +55,9 @@ class EngineCore:
                     config.max_model_len, tokens / config.max_model_len)
         self.structured = StructuredOutputs(get_tokenizer, config.hf_config.vocab_size, eos_token_ids or [])
         self.requests: dict[str, CoreRequest] = {}
+        # Unfinished requests whose sampling needs their exact outputs so far: while any is,
+        # steps do not overlap. Kept as requests come and go, not found by a scan each step.
+        self._exact_history_requests: set[str] = set()
         self._in_flight: _LaunchedStep | None = None
         self._before_step = before_step
         self._num_launched = 0
@@ -95,11 +98,13 @@ class EngineCore:
             for seq in seqs:  # compiles the grammar once (cached); ValueError when invalid
                 self.structured.add(seq.seq_id, params)
         self.requests[request_id] = CoreRequest(request_id, seqs)
+        if _needs_exact_history(params):
+            self._exact_history_requests.add(request_id)
         for seq in seqs:
             self.scheduler.add(seq)
 
     def abort_request(self, request_id: str) -> bool:
-        request = self.requests.pop(request_id, None)
+        request = self._forget(request_id)
         if request is None:
             return False
         for seq in request.seqs:
@@ -118,7 +123,11 @@ class EngineCore:
         self.scheduler.finish(seq)
         request.num_finished += 1
         if request.finished:
-            del self.requests[request_id]
+            self._forget(request_id)
+
+    def _forget(self, request_id: str) -> CoreRequest | None:
+        self._exact_history_requests.discard(request_id)
+        return self.requests.pop(request_id, None)
 
     def has_unfinished_requests(self) -> bool:
         return bool(self.requests)
@@ -147,10 +156,7 @@ class EngineCore:
     def _overlap_allowed(self) -> bool:
         """Overlapping is off when some sequence's sampling depends on its exact outputs so far
         (penalties, min_tokens, prompt logprobs, a grammar)."""
-        if not self.config.async_scheduling:
-            return False
-        return not any(_needs_exact_history(s.params) for s in self.scheduler.running) and \
-            not any(_needs_exact_history(s.params) for s in self.scheduler.waiting)
+        return self.config.async_scheduling and not self._exact_history_requests
 
     def _launch(self) -> _LaunchedStep:
         self._num_launched += 1
@@ -185,7 +191,7 @@ class EngineCore:
                 request.num_finished += 1
                 self.scheduler.finish(seq)
                 if request.finished:
-                    del self.requests[request.request_id]
+                    self._forget(request.request_id)
         self.completed_step_sizes.append(launched.num_tokens)
         num_sampled = len(launched.reached_end)
         self.stats.prompt_tokens_total += launched.num_tokens - num_sampled
