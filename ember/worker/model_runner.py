@@ -18,7 +18,6 @@ from ember.models.layers.attention import attention_metadata
 from ember.models.loader import load_model
 from ember.worker import kv_cache
 from ember.worker.cuda_graphs import DecodeGraphs, context_bounds
-from ember.worker.host_copy import to_device
 from ember.worker.block_tables import BlockTables
 from ember.worker.input_batch import build_model_input
 from ember.worker.prefill_graphs import PrefillGraphs, capture_sizes as prefill_capture_sizes
@@ -26,7 +25,7 @@ from ember.worker.sampler import SamplingBatch, sample
 from ember.worker.sampling_state import SamplingStates
 from ember.worker.pending_step import PendingStep
 from ember.worker.precompile import Precompiler, model_spec
-from ember.worker.step_input import PENDING_TOKEN, StepInput, StepOutput
+from ember.worker.step_input import StepInput, StepOutput
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +56,7 @@ class ModelRunner:
         self.prefill_graphs: PrefillGraphs | None = None
         # The previous step's sampled tokens, on the device, by sequence.
         self._last_tokens: torch.Tensor | None = None
-        self._last_rows: dict[int, int] = {}
+        self._last_seq_ids: list[int] = []
 
     def _start_precompiler(self, model: torch.nn.Module) -> None:
         c = self.config
@@ -168,8 +167,8 @@ class ModelRunner:
             if chunk.new_block_ids:
                 self.block_tables.append(chunk.seq_id, chunk.new_block_ids)
         tables = self.block_tables.gather([c.seq_id for c in step.chunks])
-        inp = build_model_input(step, tables, self.config.block_size, self.device)
-        self._fill_pending_tokens(step, inp)
+        inp = build_model_input(step, tables, self.config.block_size, self.device, self._last_seq_ids)
+        self._fill_pending_tokens(inp)
         prompt_logprobs = {}
         if self.graphs is not None and self.graphs.fits(inp):
             logits = self.graphs.run(inp)  # a decode step: every row samples
@@ -188,9 +187,11 @@ class ModelRunner:
             tokens = torch.empty(len(inp.sampled_seq_ids), dtype=torch.int64, device=self.device)
             self._keep_last_tokens(inp, broadcast_token_ids(tokens, self.vocab_size))
             return PendingStep.empty()
-        result = sample(logits, self.sampling.batch(inp.sampled_seq_ids, step.grammar), self.generator)
+        batch = self.sampling.batch(inp.sampled_seq_ids, step.grammar)
+        result = sample(logits, batch, self.generator)
         self._keep_last_tokens(inp, broadcast_token_ids(result.token_ids, self.vocab_size))
-        num_logprobs = [self.sampling.states[s].params.logprobs for s in inp.sampled_seq_ids]
+        num_logprobs = ([self.sampling.states[s].params.logprobs for s in inp.sampled_seq_ids] if batch.want_logprobs
+                        else [None] * len(inp.sampled_seq_ids))
         return PendingStep.start(inp.sampled_seq_ids, num_logprobs, result, prompt_logprobs)
 
     def collect(self, pending: PendingStep) -> StepOutput:
@@ -204,18 +205,15 @@ class ModelRunner:
 
     def _keep_last_tokens(self, inp, tokens: torch.Tensor) -> None:
         self._last_tokens = tokens
-        self._last_rows = {seq_id: row for row, seq_id in enumerate(inp.sampled_seq_ids)}
+        self._last_seq_ids = inp.sampled_seq_ids
 
-    def _fill_pending_tokens(self, step: StepInput, inp) -> None:
-        """Tokens still being sampled by the previous step are taken from its device output."""
-        rows, positions = [], []
-        for i, chunk in enumerate(step.chunks):
-            if chunk.token_ids[-1] == PENDING_TOKEN:
-                rows.append(self._last_rows[chunk.seq_id])
-                positions.append(int(inp.query_start_loc[i + 1]) - 1)
-        if rows:
-            index = to_device(positions, self.device, torch.int64)
-            inp.input_ids.index_copy_(0, index, self._last_tokens[to_device(rows, self.device, torch.int64)])
+    def _fill_pending_tokens(self, inp) -> None:
+        """Tokens still being sampled by the previous step are taken from its device output
+        (where, build_model_input found)."""
+        if inp.pending_in_order:
+            inp.input_ids.copy_(self._last_tokens[:len(inp.input_ids)])
+        elif inp.pending_positions is not None:
+            inp.input_ids.index_copy_(0, inp.pending_positions, self._last_tokens[inp.pending_rows])
 
     def _prompt_logprobs(self, step: StepInput, inp, hidden: torch.Tensor) -> dict:
         """For sequences that asked prompt_logprobs: the logprob of each prompt token given the
