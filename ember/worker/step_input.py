@@ -56,7 +56,7 @@ class StepInput:
 
     @property
     def num_tokens(self) -> int:
-        return sum(len(c.token_ids) for c in self.chunks)
+        return sum([len(c.token_ids) for c in self.chunks])
 
 
 @dataclass
