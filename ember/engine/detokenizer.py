@@ -33,7 +33,7 @@ class Detokenizer:
         # costs ~10 us a call (fast tokenizers rebuild their special-id set each time), once per
         # sequence per step.
         self._token_strings: dict[bool, dict[int, str | None]] = {False: {}, True: {}}
-        # A lone token's text, by (special tokens decoded plainly, token): see _to_string.
+        # A lone token's text, by (special tokens decoded plainly, token): see _lone_token_text.
         self._single_token_texts: dict[tuple[bool, str], str] = {}
 
     def _token(self, token_id: int, skip_special_tokens: bool) -> str | None:
@@ -47,18 +47,20 @@ class Detokenizer:
         tokens = self.tokenizer.convert_ids_to_tokens(ids, skip_special_tokens=skip_special_tokens)
         return [t for t in tokens if t is not None]
 
-    def _to_string(self, tokens: list[str], seq: SampleState) -> str:
+    def _lone_token_text(self, token: str, plain: bool) -> str:
+        # A sequence's prefix window is most often its one previous token: its text is looked
+        # up, so a step decodes one window rather than two.
+        key = (plain, token)
+        text = self._single_token_texts.get(key)
+        if text is None:
+            text = self._single_token_texts[key] = self._decode([token], plain)
+        return text
+
+    def _to_string(self, tokens: list[str], plain: bool) -> str:
         if not tokens:
             return ""
-        plain = seq.params.skip_special_tokens or seq.params.spaces_between_special_tokens
         if len(tokens) == 1:
-            # A sequence's prefix window is most often its one previous token: its text is
-            # looked up, so a step decodes one window rather than two.
-            key = (plain, tokens[0])
-            text = self._single_token_texts.get(key)
-            if text is None:
-                text = self._single_token_texts[key] = self._decode(tokens, plain)
-            return text
+            return self._lone_token_text(tokens[0], plain)
         return self._decode(tokens, plain)
 
     def _decode(self, tokens: list[str], plain: bool) -> str:
@@ -89,16 +91,22 @@ class Detokenizer:
             state.tokens = context
             state.prefix_offset = max(len(context) - _PROMPT_CONTEXT, 0)
             state.read_offset = len(context)
-        token = self._token(token_id, skip)
+        # Once per sequence per step: the common cases are inlined.
+        strings = self._token_strings[skip]
+        token = strings[token_id] if token_id in strings else self._token(token_id, skip)
+        tokens = state.tokens
         if token is not None:
-            state.tokens.append(token)
-        prefix_text = self._to_string(state.tokens[state.prefix_offset:state.read_offset], seq)
-        full_text = self._to_string(state.tokens[state.prefix_offset:], seq)
+            tokens.append(token)
+        plain = skip or seq.params.spaces_between_special_tokens
+        start, read = state.prefix_offset, state.read_offset
+        prefix_text = (self._lone_token_text(tokens[start], plain) if read - start == 1
+                       else self._to_string(tokens[start:read], plain))
+        full_text = self._to_string(tokens[start:], plain)
         if len(full_text) <= len(prefix_text) or full_text.endswith("\ufffd"):
             return ""
         new_text = full_text[len(prefix_text):]
-        state.prefix_offset = state.read_offset
-        state.read_offset = len(state.tokens)
+        state.prefix_offset = read
+        state.read_offset = len(tokens)
         state.text += new_text
         return new_text
 

@@ -120,6 +120,8 @@ class OutputProcessor:
         for state in touched.values():
             if state.finished:
                 del self.requests[state.request_id]
+            elif state.params.output_kind == RequestOutputKind.FINAL_ONLY:
+                continue  # LLM.generate's requests: nothing to build until they finish
             output = self._output(state)
             if output is not None:
                 result.outputs.append(output)
