@@ -197,10 +197,8 @@ class ModelRunner:
     def collect(self, pending: PendingStep) -> StepOutput:
         """Wait for a launched step's tokens and hand them over."""
         output = pending.wait()
-        for seq_id, sampled in output.sampled.items():
-            state = self.sampling.states.get(seq_id)
-            if state is not None:
-                state.output_token_ids.append(sampled.token_id)
+        for seq_id in self.sampling.reads_outputs.intersection(output.sampled):
+            self.sampling.states[seq_id].output_token_ids.append(output.sampled[seq_id].token_id)
         return output
 
     def _keep_last_tokens(self, inp, tokens: torch.Tensor) -> None:

@@ -18,6 +18,7 @@ class SequenceSamplingState:
     params: SamplingParams
     prompt_token_ids: list[int]
     generator: torch.Generator | None
+    # Recorded only where sampling reads them (SamplingStates.reads_outputs), else left empty.
     output_token_ids: list[int] = field(default_factory=list)
     # allowed_token_ids and logit_bias as device tensors, made once per sequence.
     allowed_ids: torch.Tensor | None = None
@@ -37,6 +38,9 @@ class SamplingStates:
         self.states: dict[int, SequenceSamplingState] = {}
         # Sequences that asked for prompt logprobs: the runner looks only at these.
         self.want_prompt_logprobs: set[int] = set()
+        # Sequences whose sampling reads their outputs so far (penalties, min_tokens): the
+        # runner records the sampled tokens of these alone.
+        self.reads_outputs: set[int] = set()
         self._settings_key: tuple[int, ...] | None = None
         self._settings: tuple[SamplingBatch, bool] | None = None
 
@@ -56,10 +60,14 @@ class SamplingStates:
         self.states[new.seq_id] = state
         if new.params.prompt_logprobs is not None:
             self.want_prompt_logprobs.add(new.seq_id)
+        p = new.params
+        if p.repetition_penalty != 1.0 or p.presence_penalty or p.frequency_penalty or p.min_tokens > 0:
+            self.reads_outputs.add(new.seq_id)
 
     def remove(self, seq_id: int) -> None:
         self.states.pop(seq_id, None)
         self.want_prompt_logprobs.discard(seq_id)
+        self.reads_outputs.discard(seq_id)
 
     def batch(self, seq_ids: list[int], grammar: GrammarBitmask | None = None) -> SamplingBatch:
         states = [self.states[s] for s in seq_ids]
