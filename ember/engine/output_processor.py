@@ -94,8 +94,10 @@ class OutputProcessor:
     def process(self, updates: list[SampleUpdate], now: float) -> ProcessedOutputs:
         result = ProcessedOutputs()
         touched: dict[str, RequestState] = {}
+        # Once per sample per step: properties (is_finished, finished) are read inline.
+        requests = self.requests
         for update in updates:
-            state = self.requests.get(update.request_id)
+            state = requests.get(update.request_id)
             if state is None:  # finished or aborted while the core still ran it
                 continue
             if update.error is not None:
@@ -104,7 +106,7 @@ class OutputProcessor:
             if update.prompt_logprobs:
                 state.prompt_logprobs.extend(map(self._logprob_dict, update.prompt_logprobs))
             sample = state.samples[update.index]
-            if not update.token_ids or sample.is_finished:
+            if not update.token_ids or sample.finish_reason is not None:
                 continue
             try:
                 stopped_here = self._append(state, sample, update, now)
@@ -114,12 +116,12 @@ class OutputProcessor:
                 continue
             if stopped_here:
                 result.samples_to_abort.append((state.request_id, sample.index))
-            if sample.is_finished:
+            if sample.finish_reason is not None:
                 state.num_finished += 1
             touched[state.request_id] = state
         for state in touched.values():
-            if state.finished:
-                del self.requests[state.request_id]
+            if state.num_finished == len(state.samples):
+                del requests[state.request_id]
             elif state.params.output_kind == RequestOutputKind.FINAL_ONLY:
                 continue  # LLM.generate's requests: nothing to build until they finish
             output = self._output(state)
@@ -136,26 +138,29 @@ class OutputProcessor:
     def _append(self, state: RequestState, sample: SampleState, update: SampleUpdate, now: float) -> bool:
         """Take the sample's new tokens; True when a stop string ended it here (the core does
         not know yet)."""
-        state.num_cached_tokens = max(state.num_cached_tokens, update.num_cached_tokens)
+        if update.num_cached_tokens > state.num_cached_tokens:
+            state.num_cached_tokens = update.num_cached_tokens
         if state.first_token_time is None:
             state.first_token_time = now
         if update.first_scheduled_time is not None and state.first_scheduled_time is None:
             state.first_scheduled_time = update.first_scheduled_time
         p = sample.params
+        detokenizer = self.detokenizer if p.detokenize else None
+        with_logprobs = update.logprobs is not None and sample.logprobs is not None
         last = len(update.token_ids) - 1
         for i, token in enumerate(update.token_ids):
             sample.output_token_ids.append(token)
-            if update.logprobs is not None and sample.logprobs is not None:
+            if with_logprobs:
                 logprob, entries = update.logprobs[i]
                 sample.cumulative_logprob += logprob
                 sample.logprobs.append(self._logprob_dict(entries))
             core_finish = update.finish_reason if i == last else None
             if core_finish == "stop":  # an end-of-sequence or stop token: shown only when asked
-                if p.include_stop_str_in_output:
-                    self._detokenize(sample, token)
+                if p.include_stop_str_in_output and detokenizer is not None:
+                    detokenizer.append(sample, token)
                 sample.finish("stop", update.stop_reason)
                 return False
-            new_chars = self._detokenize(sample, token)
+            new_chars = len(detokenizer.append(sample, token)) if detokenizer is not None else 0
             if p.stop and new_chars and len(sample.output_token_ids) >= p.min_tokens:
                 stop = find_stop_string(sample, new_chars)
                 if stop is not None:
@@ -164,11 +169,6 @@ class OutputProcessor:
             if core_finish is not None:
                 sample.finish(core_finish)
         return False
-
-    def _detokenize(self, sample: SampleState, token: int) -> int:
-        if self.detokenizer is None or not sample.params.detokenize:
-            return 0
-        return len(self.detokenizer.append(sample, token))
 
     def _logprob_dict(self, entries: list[LogprobEntry]) -> dict[int, Logprob]:
         decode = self.tokenizer.decode if self.tokenizer is not None else (lambda ids: None)
