@@ -34,7 +34,8 @@ def build_llm(directory: str):
 
     build_tiny_checkpoint(directory, "qwen3", vocab_size=4096, max_position_embeddings=4096)
     # Overlapped as on the GPU: each step is scheduled before the previous one's tokens are in.
-    return LLM(directory, dtype="float32", max_model_len=1024, max_num_seqs=256, seed=0, async_scheduling=True)
+    return LLM(directory, dtype="float32", max_model_len=1024, max_num_seqs=256, seed=0, async_scheduling=True,
+               device="cpu")
 
 
 class ForwardTimer:
