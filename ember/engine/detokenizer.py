@@ -83,6 +83,11 @@ class Detokenizer:
 
     def append(self, seq: SampleState, token_id: int) -> str:
         """Decode `token_id`, newly appended to `seq`; returns the text it added."""
+        return self.extend(seq, (token_id,))
+
+    def extend(self, seq: SampleState, token_ids) -> str:
+        """Decode `token_ids`, newly appended to `seq`, one after the other as if each came in
+        its own step; returns the text they added."""
         state = seq.detok
         skip = seq.params.skip_special_tokens
         if not state.started:
@@ -93,20 +98,21 @@ class Detokenizer:
             state.read_offset = len(context)
         # Once per sequence per step: the common cases are inlined.
         strings = self._token_strings[skip]
-        token = strings[token_id] if token_id in strings else self._token(token_id, skip)
-        tokens = state.tokens
-        if token is not None:
-            tokens.append(token)
         plain = skip or seq.params.spaces_between_special_tokens
-        start, read = state.prefix_offset, state.read_offset
-        prefix_text = (self._lone_token_text(tokens[start], plain) if read - start == 1
-                       else self._to_string(tokens[start:read], plain))
-        full_text = self._to_string(tokens[start:], plain)
-        if len(full_text) <= len(prefix_text) or full_text.endswith("\ufffd"):
-            return ""
-        new_text = full_text[len(prefix_text):]
-        state.prefix_offset = read
-        state.read_offset = len(tokens)
+        tokens, start, read = state.tokens, state.prefix_offset, state.read_offset
+        new_text = ""
+        for token_id in token_ids:
+            token = strings[token_id] if token_id in strings else self._token(token_id, skip)
+            if token is not None:
+                tokens.append(token)
+            prefix_text = (self._lone_token_text(tokens[start], plain) if read - start == 1
+                           else self._to_string(tokens[start:read], plain))
+            full_text = self._to_string(tokens[start:], plain)
+            if len(full_text) <= len(prefix_text) or full_text.endswith("\ufffd"):
+                continue
+            new_text += full_text[len(prefix_text):]
+            start, read = read, len(tokens)
+        state.prefix_offset, state.read_offset = start, read
         state.text += new_text
         return new_text
 

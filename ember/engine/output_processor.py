@@ -146,6 +146,17 @@ class OutputProcessor:
             state.first_scheduled_time = update.first_scheduled_time
         p = sample.params
         detokenizer = self.detokenizer if p.detokenize else None
+        if detokenizer is not None and not p.stop and p.output_kind == RequestOutputKind.FINAL_ONLY:
+            # Nobody reads this text before the sample ends and no stop string is looked for
+            # in it: it is decoded once at the end (the same token-by-token decoding, without
+            # a round through here per step).
+            self._append_undecoded(sample, update)
+            if sample.finish_reason is not None:
+                shown = sample.output_token_ids
+                if sample.finish_reason == "stop" and not p.include_stop_str_in_output:
+                    shown = shown[:-1]
+                detokenizer.extend(sample, shown)
+            return False
         with_logprobs = update.logprobs is not None and sample.logprobs is not None
         last = len(update.token_ids) - 1
         for i, token in enumerate(update.token_ids):
@@ -169,6 +180,16 @@ class OutputProcessor:
             if core_finish is not None:
                 sample.finish(core_finish)
         return False
+
+    def _append_undecoded(self, sample: SampleState, update: SampleUpdate) -> None:
+        """The tokens and their logprobs, and the core's finish, without the text."""
+        sample.output_token_ids.extend(update.token_ids)
+        if update.logprobs is not None and sample.logprobs is not None:
+            for logprob, entries in update.logprobs:
+                sample.cumulative_logprob += logprob
+                sample.logprobs.append(self._logprob_dict(entries))
+        if update.finish_reason is not None:
+            sample.finish(update.finish_reason, update.stop_reason if update.finish_reason == "stop" else None)
 
     def _logprob_dict(self, entries: list[LogprobEntry]) -> dict[int, Logprob]:
         decode = self.tokenizer.decode if self.tokenizer is not None else (lambda ids: None)

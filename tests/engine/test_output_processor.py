@@ -1,5 +1,7 @@
 """The front end's output processing: text from the core's token updates, stop strings found
 here (and the core told to stop that sample), and outputs shaped by output_kind."""
+import pytest
+
 from ember.engine.messages import SampleUpdate
 from ember.engine.output_processor import OutputProcessor
 from ember.sampling_params import RequestOutputKind, SamplingParams
@@ -56,3 +58,25 @@ def test_a_core_error_fails_the_request_alone():
     result = processor.process([SampleUpdate("r", 0, error="grammar broke"), SampleUpdate("other", 0, [5])], 1.0)
     assert list(result.failed) == ["r"] and "grammar broke" in str(result.failed["r"])
     assert [o.request_id for o in result.outputs] == ["other"]
+
+
+@pytest.mark.parametrize("include_stop_str_in_output", [False, True])
+@pytest.mark.parametrize("skip_special_tokens", [True, False])
+def test_final_only_text_decoded_at_the_end_equals_the_text_decoded_step_by_step(
+        include_stop_str_in_output, skip_special_tokens):
+    tok = smollm2_tokenizer()
+    ids = tok.encode("emoji 🎉 and café <|im_start|> naïve", add_special_tokens=False) + [tok.eos_token_id]
+
+    def final_text(kind: RequestOutputKind) -> tuple[str, list[int]]:
+        params = SamplingParams(max_tokens=50, output_kind=kind, skip_special_tokens=skip_special_tokens,
+                                include_stop_str_in_output=include_stop_str_in_output)
+        _, processor = _processor_with(params)
+        for i, t in enumerate(ids):
+            last = i == len(ids) - 1
+            result = processor.process([SampleUpdate("r", 0, [t], finish_reason="stop" if last else None,
+                                                     stop_reason=t if last else None)], now=1.0)
+        (final,) = result.outputs
+        assert final.finished and final.outputs[0].finish_reason == "stop"
+        return final.outputs[0].text, final.outputs[0].token_ids
+
+    assert final_text(RequestOutputKind.FINAL_ONLY) == final_text(RequestOutputKind.CUMULATIVE)
