@@ -9,14 +9,16 @@ dtypes, head counts, strides, so the same specialisations) and exit; Triton's on
 then hands the engine the compiled kernels instead of compiling them again. Best effort: a
 child that fails costs nothing but its own time, and the engine waits for the children (a
 bounded while) only before it measures free GPU memory, which their CUDA contexts would
-otherwise take from the KV cache.
+otherwise take from the KV cache. While it waits, the engine process compiles a share itself:
+it is warm, where a child spends seconds starting before it compiles anything.
 
 Once every child has succeeded, a marker in Triton's cache directory (named from the spec, the
 kernels' sources and Triton's version) says so, and later starts skip the children, whose
 start-up alone (an interpreter, torch, a CUDA context each) costs seconds even when every
 kernel is already cached.
 
-    python -m ember.worker.precompile SPEC_JSON INDEX COUNT   # one child: calls INDEX::COUNT
+    python -m ember.worker.precompile SPEC_JSON INDEX COUNT   # one child: calls INDEX::COUNT of the
+                                                              # children's share
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ import ember
 logger = logging.getLogger(__name__)
 
 _WAIT_S = 15.0  # the most the engine waits for the children before measuring memory
+_IN_PROCESS = 4  # kernel_calls' last ones, which the engine process compiles itself (wait)
 # The modules whose Triton kernels the children compile, and pdl (how they launch): their
 # sources name the marker.
 _KERNEL_MODULES = ("gumbel_sample", "paged_attention", "qk_rotary_kv_write", "rmsnorm", "activation", "pdl")
@@ -161,8 +164,14 @@ def kernel_calls(spec: dict) -> list:
     # The prefill graphs' variants: their smallest size may fit one q block (split), the largest not.
     sizes = spec["prefill_sizes"]
     attention += [chunk_attention(n) for n in sorted({sizes[0], sizes[-1]})]
-    # The engine's first forward needs the last four before children are up: they come last.
+    # The last _IN_PROCESS are the kernels of the engine's own first forward (or their decode
+    # variants): the engine compiles them itself while it waits, warm, not a child starting cold.
     return [prelude(True), *attention, sampler, norms, activation, prelude(False)]
+
+
+def child_share(calls: list, index: int, count: int) -> list:
+    """The calls child `index` of `count` makes: every count-th of those before the engine's own."""
+    return calls[:-_IN_PROCESS][index::count]
 
 
 class Precompiler:
@@ -170,7 +179,9 @@ class Precompiler:
 
     def __init__(self, spec: dict, processes: int):
         self.start, self.marker = time.perf_counter(), marker_path(spec)
-        count = max(1, min(processes, len(kernel_calls(spec))))
+        calls = kernel_calls(spec)
+        self.in_process = calls[-_IN_PROCESS:]
+        count = max(1, min(processes, len(calls) - _IN_PROCESS))
         # The children import ember as this process does, even from a source tree.
         root = os.path.dirname(os.path.dirname(os.path.abspath(ember.__file__)))
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
@@ -189,14 +200,22 @@ class Precompiler:
         if os.path.exists(marker_path(spec)):
             logger.info("The decode kernels are in Triton's cache already: no precompiling children")
             return None
-        # At most 6: each child holds at most one attention variant already, and more children
-        # only add start-up work on the same cores (H200, session 7: 9 children took 12.4 s to
-        # 6's 8.8 s, both GPUs starting cold).
-        return Precompiler(spec, processes=min(6, max(1, (os.cpu_count() or 2) // 2 - 1)))
+        # One call a child at most (five: the attention variants and the q/k prelude with its
+        # cache write): more children only add start-up work on the same cores (H200, session 7:
+        # 9 children took 12.4 s to 6's 8.8 s, both GPUs starting cold).
+        return Precompiler(spec, processes=max(1, (os.cpu_count() or 2) // 2 - 1))
 
     def wait(self) -> None:
+        """Compile this process's share while the children work, then join them."""
+        failed = 0
+        for call in self.in_process:
+            try:
+                call()
+            except Exception:  # noqa: BLE001 - best effort, as in a child
+                logger.debug("Precompile call failed in the engine process", exc_info=True)
+                failed += 1
         deadline = time.monotonic() + _WAIT_S
-        codes, late = [], 0
+        codes, late = [int(failed > 0)], 0
         for child in self.children:
             try:
                 codes.append(child.wait(timeout=max(0.0, deadline - time.monotonic())))
@@ -204,8 +223,9 @@ class Precompiler:
                 child.kill()
                 codes.append(child.wait())
                 late += 1
-        logger.info("Precompiled the decode kernels in %d processes (%d ok, %d stopped after %.0f s) in %.1f s",
-                    len(codes), sum(c == 0 for c in codes), late, _WAIT_S, time.perf_counter() - self.start)
+        logger.info("Precompiled the decode kernels in %d processes and this one (%d of %d ok, %d stopped after "
+                    "%.0f s) in %.1f s", len(codes) - 1, sum(c == 0 for c in codes), len(codes), late, _WAIT_S,
+                    time.perf_counter() - self.start)
         if all(c == 0 for c in codes):
             os.makedirs(os.path.dirname(self.marker), exist_ok=True)
             open(self.marker, "w").close()
@@ -216,7 +236,7 @@ def main() -> None:
     if isinstance(spec["device"], int):
         torch.cuda.set_device(spec["device"])
     failed = 0
-    for call in kernel_calls(spec)[index::count]:
+    for call in child_share(kernel_calls(spec), index, count):
         try:
             call()
         except Exception:  # best effort: the engine compiles what is missing itself

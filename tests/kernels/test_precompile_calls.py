@@ -21,6 +21,16 @@ def test_every_precompile_call_runs(device, family, cls):
         call()
 
 
+@pytest.mark.parametrize("count", [1, 2, 5])
+def test_children_and_the_engine_process_share_the_calls_once_each(count):
+    from ember.worker.precompile import _IN_PROCESS, child_share
+
+    calls = list(range(9))
+    shares = [child_share(calls, i, count) for i in range(count)]
+    assert sorted(sum(shares, []) + calls[-_IN_PROCESS:]) == calls
+    assert max(len(s) for s in shares) == -(-(len(calls) - _IN_PROCESS) // count)  # five children: one call each
+
+
 def test_no_children_for_the_torch_kernels():
     from ember.models.layers.kernels import TORCH
 
