@@ -174,20 +174,22 @@ class EngineCore:
             seq = self.scheduler.by_id.get(seq_id)
             if seq is not None and seq.index == 0:
                 updates.append(SampleUpdate(seq.request_id, 0, prompt_logprobs=entries))
+        requests, sampled = self.requests, result.sampled
         for seq in launched.reached_end:
             seq.num_pending -= 1
-            request = self.requests.get(seq.request_id)
+            request = requests.get(seq.request_id)
             # A sequence that finished (or was aborted) while this step ran: its token is surplus.
             if seq.is_finished or request is None:
                 continue
             try:
-                updates.append(self._append(seq, result.sampled[seq.seq_id]))
+                update = self._append(seq, sampled[seq.seq_id])
             except Exception as e:  # noqa: BLE001 - one request's fault (its grammar) ends it alone
                 logger.exception("Request %s failed; aborting it alone", request.request_id)
                 self.abort_request(request.request_id)
                 updates.append(SampleUpdate(request.request_id, seq.index, error=repr(e)))
                 continue
-            if seq.is_finished:
+            updates.append(update)
+            if update.finish_reason is not None:  # the sequence finished here
                 request.num_finished += 1
                 self.scheduler.finish(seq)
                 if request.finished:
@@ -201,23 +203,23 @@ class EngineCore:
     def _append(self, seq: Sequence, sampled: SampledToken) -> SampleUpdate:
         """Append the sampled token and finish the sequence on a stop token or the length limit."""
         token = sampled.token_id
-        seq.token_ids.append(token)
+        token_ids = seq.token_ids
+        token_ids.append(token)
         p = seq.params
         if p.guided_decoding is not None:
             self.structured.accept(seq.seq_id, token)
-        update = SampleUpdate(seq.request_id, seq.index, [token], num_cached_tokens=seq.num_cached_tokens)
-        # Once per sequence per step: the counts are read off the list, not through properties.
-        num_output_tokens = len(seq.token_ids) - seq.num_prompt_tokens
-        if num_output_tokens == 1:
-            update.first_scheduled_time = seq.first_scheduled_time
-        if sampled.top_logprobs is not None:
-            update.logprobs = [(sampled.logprob, sampled.top_logprobs)]
+        # Once per sequence per step: the counts are read off the list, not through properties,
+        # and the update is built in one go.
+        num_output_tokens = len(token_ids) - seq.num_prompt_tokens
         if num_output_tokens >= p.min_tokens and token in seq.all_stop_token_ids:
             seq.finish("stop", token if token in p.stop_token_ids else None)
-        elif num_output_tokens >= p.max_tokens or seq.num_tokens >= self.config.max_model_len:
+        elif num_output_tokens >= p.max_tokens or len(token_ids) + seq.num_pending >= self.config.max_model_len:
             seq.finish("length")
-        update.finish_reason, update.stop_reason = seq.finish_reason, seq.stop_reason
-        return update
+        return SampleUpdate(
+            seq.request_id, seq.index, [token],
+            logprobs=[(sampled.logprob, sampled.top_logprobs)] if sampled.top_logprobs is not None else None,
+            finish_reason=seq.finish_reason, stop_reason=seq.stop_reason, num_cached_tokens=seq.num_cached_tokens,
+            first_scheduled_time=seq.first_scheduled_time if num_output_tokens == 1 else None)
 
     def current_stats(self) -> CoreStats:
         """The counters as of now (prefix-cache hits counted since the last call added in)."""
