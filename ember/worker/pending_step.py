@@ -48,7 +48,10 @@ class PendingStep:
             self.ready.synchronize()
         r = self.result
         tokens = r.token_ids.tolist()
-        logprobs = r.logprobs.tolist() if r.logprobs is not None else None
+        if r.logprobs is None:  # no row asked for logprobs: the tokens alone, in one pass
+            output.sampled = {seq_id: SampledToken(token, None, None) for seq_id, token in zip(self.seq_ids, tokens)}
+            return output
+        logprobs = r.logprobs.tolist()
         ranks = r.ranks.tolist() if r.ranks is not None else None
         top_ids = r.top_ids.tolist() if r.top_ids is not None else None
         top_lps = r.top_logprobs.tolist() if r.top_logprobs is not None else None
