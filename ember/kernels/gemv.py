@@ -102,9 +102,9 @@ def _gemv_kernel(x_ptr, w_ptr, s_ptr, b_ptr, y_ptr, M, N, K, stride_xm, stride_w
     if USE_PDL:
         # The weights never depend on an earlier kernel: the first tile (masked, in case it is
         # the tail) streams in while the previous kernel drains, before waiting to read x. It
-        # waits in its own dtype: widened before the wait, an fp8 tile holds four times the
-        # registers across it, the suspected reason why the fp8 GEMV with PDL took batch 1 to
-        # 3.21 ms a token against 2.86 without (H200, session 8) while bf16 gained (3.95, 4.13).
+        # waits in its own dtype: widened before the wait, an fp8 tile held four times the
+        # registers across it and FP8 batch 1 took 3.21 ms a token with PDL, 2.86 without; held
+        # as fp8, 2.70 with PDL against 2.84 without (H200, session 8).
         first = _weight_tile(w_rows, offs_k, row_ok, K, True)
         wait_for_previous_kernel(USE_PDL)
         acc = _accumulate(acc, first, x_rows, offs_k, m_ok, K, M_PAD, True)
