@@ -174,15 +174,14 @@ class EngineCore:
             seq = self.scheduler.by_id.get(seq_id)
             if seq is not None and seq.index == 0:
                 updates.append(SampleUpdate(seq.request_id, 0, prompt_logprobs=entries))
-        requests, sampled = self.requests, result.sampled
         for seq in launched.reached_end:
             seq.num_pending -= 1
-            request = requests.get(seq.request_id)
+            request = self.requests.get(seq.request_id)
             # A sequence that finished (or was aborted) while this step ran: its token is surplus.
             if seq.is_finished or request is None:
                 continue
             try:
-                update = self._append(seq, sampled[seq.seq_id])
+                update = self._append(seq, result.sampled[seq.seq_id])
             except Exception as e:  # noqa: BLE001 - one request's fault (its grammar) ends it alone
                 logger.exception("Request %s failed; aborting it alone", request.request_id)
                 self.abort_request(request.request_id)
@@ -203,17 +202,14 @@ class EngineCore:
     def _append(self, seq: Sequence, sampled: SampledToken) -> SampleUpdate:
         """Append the sampled token and finish the sequence on a stop token or the length limit."""
         token = sampled.token_id
-        token_ids = seq.token_ids
-        token_ids.append(token)
+        seq.token_ids.append(token)
         p = seq.params
         if p.guided_decoding is not None:
             self.structured.accept(seq.seq_id, token)
-        # Once per sequence per step: the counts are read off the list, not through properties,
-        # and the update is built in one go.
-        num_output_tokens = len(token_ids) - seq.num_prompt_tokens
+        num_output_tokens = seq.num_output_tokens
         if num_output_tokens >= p.min_tokens and token in seq.all_stop_token_ids:
             seq.finish("stop", token if token in p.stop_token_ids else None)
-        elif num_output_tokens >= p.max_tokens or len(token_ids) + seq.num_pending >= self.config.max_model_len:
+        elif num_output_tokens >= p.max_tokens or seq.num_tokens >= self.config.max_model_len:
             seq.finish("length")
         return SampleUpdate(
             seq.request_id, seq.index, [token],

@@ -96,17 +96,14 @@ class Detokenizer:
             state.tokens = context
             state.prefix_offset = max(len(context) - _PROMPT_CONTEXT, 0)
             state.read_offset = len(context)
-        # Once per sequence per step: the common cases are inlined.
-        strings = self._token_strings[skip]
         plain = skip or seq.params.spaces_between_special_tokens
         tokens, start, read = state.tokens, state.prefix_offset, state.read_offset
         new_text = ""
         for token_id in token_ids:
-            token = strings[token_id] if token_id in strings else self._token(token_id, skip)
+            token = self._token(token_id, skip)
             if token is not None:
                 tokens.append(token)
-            prefix_text = (self._lone_token_text(tokens[start], plain) if read - start == 1
-                           else self._to_string(tokens[start:read], plain))
+            prefix_text = self._to_string(tokens[start:read], plain)
             full_text = self._to_string(tokens[start:], plain)
             if len(full_text) <= len(prefix_text) or full_text.endswith("\ufffd"):
                 continue

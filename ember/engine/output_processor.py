@@ -94,10 +94,8 @@ class OutputProcessor:
     def process(self, updates: list[SampleUpdate], now: float) -> ProcessedOutputs:
         result = ProcessedOutputs()
         touched: dict[str, RequestState] = {}
-        # Once per sample per step: properties (is_finished, finished) are read inline.
-        requests = self.requests
         for update in updates:
-            state = requests.get(update.request_id)
+            state = self.requests.get(update.request_id)
             if state is None:  # finished or aborted while the core still ran it
                 continue
             if update.error is not None:
@@ -106,7 +104,7 @@ class OutputProcessor:
             if update.prompt_logprobs:
                 state.prompt_logprobs.extend(map(self._logprob_dict, update.prompt_logprobs))
             sample = state.samples[update.index]
-            if not update.token_ids or sample.finish_reason is not None:
+            if not update.token_ids or sample.is_finished:
                 continue
             try:
                 stopped_here = self._append(state, sample, update, now)
@@ -116,12 +114,12 @@ class OutputProcessor:
                 continue
             if stopped_here:
                 result.samples_to_abort.append((state.request_id, sample.index))
-            if sample.finish_reason is not None:
+            if sample.is_finished:
                 state.num_finished += 1
             touched[state.request_id] = state
         for state in touched.values():
-            if state.num_finished == len(state.samples):
-                del requests[state.request_id]
+            if state.finished:
+                del self.requests[state.request_id]
             elif state.params.output_kind == RequestOutputKind.FINAL_ONLY:
                 continue  # LLM.generate's requests: nothing to build until they finish
             output = self._output(state)
@@ -151,7 +149,7 @@ class OutputProcessor:
             # in it: it is decoded once at the end (the same token-by-token decoding, without
             # a round through here per step).
             self._append_undecoded(sample, update)
-            if sample.finish_reason is not None:
+            if sample.is_finished:
                 shown = sample.output_token_ids
                 if sample.finish_reason == "stop" and not p.include_stop_str_in_output:
                     shown = shown[:-1]

@@ -38,7 +38,7 @@ class Scheduler:
         i = 0
         while i < len(self.running) and budget > 0:
             seq = self.running[i]
-            num_new = min(len(seq.token_ids) + seq.num_pending - seq.num_computed_tokens, budget)
+            num_new = min(seq.num_tokens - seq.num_computed_tokens, budget)
             while not self.blocks.allocate_slots(seq, num_new):
                 victim = self.running.pop()
                 self._preempt(victim)
@@ -69,21 +69,18 @@ class Scheduler:
     def _step_input(self, scheduled: list[tuple[Sequence, int]]) -> StepInput:
         step = StepInput(chunks=[], finished_seq_ids=self._finished_ids, preempted_seq_ids=self._preempted_ids)
         self._finished_ids, self._preempted_ids = [], []
-        # Once per sequence per step, so attribute lookups are hoisted and properties inlined.
-        chunks, announced = step.chunks, self._announced
         for seq, num_new in scheduled:
-            seq_id, start, token_ids_so_far = seq.seq_id, seq.num_computed_tokens, seq.token_ids
-            if seq_id not in announced:
-                announced.add(seq_id)
-                step.new_sequences.append(NewSequence(seq_id, seq.prompt_token_ids, seq.params, seq.seed))
-            end = start + num_new
-            token_ids = token_ids_so_far[start:end]
+            start = seq.num_computed_tokens
+            if seq.seq_id not in self._announced:
+                self._announced.add(seq.seq_id)
+                step.new_sequences.append(NewSequence(seq.seq_id, seq.prompt_token_ids, seq.params, seq.seed))
+            token_ids = seq.token_ids[start:start + num_new]
             if len(token_ids) < num_new:
                 token_ids.append(PENDING_TOKEN)
-            table = seq.block_table
-            chunks.append(ScheduledChunk(seq_id, token_ids, start, table[seq.num_blocks_sent:],
-                                         end == len(token_ids_so_far) + seq.num_pending))
-            seq.num_blocks_sent = len(table)
+            step.chunks.append(ScheduledChunk(
+                seq_id=seq.seq_id, token_ids=token_ids, start_position=start,
+                new_block_ids=seq.block_table[seq.num_blocks_sent:], sample=start + num_new == seq.num_tokens))
+            seq.num_blocks_sent = len(seq.block_table)
         self._in_flight = scheduled
         return step
 
@@ -104,11 +101,10 @@ class Scheduler:
         the sequences that reached their end; each now has one token pending, sampled on the
         device, which the engine appends when it arrives."""
         reached_end = []
-        cache_computed_blocks = self.blocks.cache_computed_blocks
         for seq, num_new in self._in_flight:
             seq.num_computed_tokens += num_new
-            cache_computed_blocks(seq)
-            if seq.num_computed_tokens == len(seq.token_ids) + seq.num_pending:
+            self.blocks.cache_computed_blocks(seq)
+            if seq.num_computed_tokens == seq.num_tokens:
                 seq.num_pending += 1
                 reached_end.append(seq)
         self._in_flight = []
