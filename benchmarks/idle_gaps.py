@@ -4,6 +4,7 @@ kept it waiting; Python-side work shows as the aten ops and launches it makes. S
 step_profile.py (--idle) and tp_profile.py."""
 from __future__ import annotations
 
+import bisect
 from collections import defaultdict
 
 import torch
@@ -27,13 +28,16 @@ def host_calls_during(prof, long_gaps: list[tuple[float, float]]) -> list[tuple[
     """Host calls by the time (us) they overlap `long_gaps`, most first (nested calls counted
     in each)."""
     overlap: dict[str, float] = defaultdict(float)
+    ends = [b for _, b in long_gaps]  # the gaps are in time order and do not overlap
     for e in prof.events():
         if e.device_type != torch.autograd.DeviceType.CPU:
             continue
         s, t = e.time_range.start, e.time_range.end
-        for a, b in long_gaps:  # a plain scan: fast enough for a profile's gaps
-            if s < b and t > a:
-                overlap[e.name] += min(t, b) - max(s, a)
+        i = bisect.bisect_right(ends, s)  # the first gap ending after the call starts
+        while i < len(long_gaps) and long_gaps[i][0] < t:
+            a, b = long_gaps[i]
+            overlap[e.name] += min(t, b) - max(s, a)
+            i += 1
     return sorted(overlap.items(), key=lambda kv: -kv[1])
 
 
