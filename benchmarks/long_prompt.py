@@ -77,7 +77,7 @@ def main():
         pa.LONG_Q_LEN = 2**31 - 1  # nothing is long: the unified kernel takes every sequence
     elif args.attention == "triton":
         import ember.kernels.paged_attention as pa
-        pa.cudnn_prefill_serves = lambda *shape: False  # the Triton prefill kernel serves a lone sequence too
+        pa.cudnn_prefill_attend = lambda *shape: None  # the Triton prefill kernel serves a lone sequence too
 
     engine = {k: v for k, v in (("max_model_len", args.max_model_len), ("rope_scaling", args.rope_scaling),
                                 ("max_num_batched_tokens", args.max_num_batched_tokens)) if v is not None}

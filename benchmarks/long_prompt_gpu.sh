@@ -34,7 +34,7 @@ L="$PY benchmarks/long_prompt.py"
 YARN='{"rope_type":"yarn","factor":4.0,"original_max_position_embeddings":32768}'
 pick gpu-tests 35 $PY -m pytest -q -p no:cacheprovider -m gpu tests/kernels/test_prefill_attention.py \
   tests/kernels/test_prefill_attention_dense.py
-pick kernels 25 $PY benchmarks/prefill_attention_gpu.py --paths engine,triton-unified,triton-prefill,cudnn-lone,aten-flash-gqa \
+pick kernels 25 $PY benchmarks/prefill_attention_gpu.py --paths engine,triton-unified,triton-prefill,cudnn-lone,cudnn-lone-repeated,aten-flash-gqa \
   --cases 8k,chunk,32k,128k --sweep '' --budget 22
 # Warm-up requests of 8,192 tokens compile the kernels without paying for a long prompt.
 pick 32k 40 $L --input-len 32000 --max-model-len 32768 --warmup-len 8192 --iters 3 --profile \

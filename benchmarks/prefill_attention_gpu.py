@@ -10,9 +10,9 @@ offer, each checked against paged_attention_ref on small cases, then timed on
 Paths: Ember's unified Triton paged kernel alone ("triton-unified", as before issue 19); its
 large-tile prefill kernel ("triton-prefill", ember/kernels/prefill_attention.py, with a short
 config sweep); paged_attention as the engine calls it ("engine": long sequences routed to the
-prefill kernel, a lone one to cuDNN where cudnn_prefill_serves, printed first); "cudnn-lone":
+prefill kernel, a lone one to cuDNN where cudnn_prefill_attend finds a way, printed first); "cudnn-lone":
 ember/kernels/prefill_attention_dense.py (paged K/V gathered, a chunk split into its cached context
-and the rest, merged by log-sum-exp, lengths bucketed); torch's varlen flash (`varlen_attn`, GQA
+and the rest, merged by log-sum-exp, lengths bucketed; "cudnn-lone-repeated": K/V copied to every q head); torch's varlen flash (`varlen_attn`, GQA
 and causal form feature-detected, and the aten op under it with its native GQA); FlexAttention
 (compiled, causal + GQA); SDPA's flash and cuDNN backends on dense tensors and cuDNN's varlen op;
 and the cost of gathering a sequence's K/V out of the paged cache into contiguous tensors (what a
@@ -42,7 +42,7 @@ import torch.nn.functional as F  # noqa: E402
 
 import ember.kernels.paged_attention as pa  # noqa: E402
 from ember.kernels.prefill_attention import prefill_attention, prefill_config  # noqa: E402
-from ember.kernels.prefill_attention_dense import cudnn_prefill_serves, lone_sequence_attention  # noqa: E402
+from ember.kernels.prefill_attention_dense import ATTENDS, cudnn_prefill_attend, lone_sequence_attention  # noqa: E402
 
 DEV, DT = "cuda", torch.bfloat16
 HQ, HKV, D, BS = 28, 4, 128, 16
@@ -114,7 +114,7 @@ def make_case(name, q_lens, seq_lens, device=DEV) -> Case:
 
 def path_engine(c: Case):
     """paged_attention as the engine calls it: long sequences routed to the prefill kernel, a lone
-    one to cuDNN where cudnn_prefill_serves."""
+    one to cuDNN where cudnn_prefill_attend finds a way."""
     out = torch.empty_like(c.q)
     args = c.paged_args()
     return lambda: pa.paged_attention(**args, out=out)
@@ -141,12 +141,18 @@ def path_triton_prefill(c: Case, config=None):
                                      SCALE, max(c.q_lens), 1, out, config=config)
 
 
-def path_cudnn_lone(c: Case):
-    """ember/kernels/prefill_attention_dense.py, as the engine calls it for a lone sequence."""
+def path_cudnn_lone(c: Case, attend=ATTENDS[0]):
+    """ember/kernels/prefill_attention_dense.py, as the engine calls it for a lone sequence: K/V
+    with their own heads (cuDNN's GQA)."""
     if not c.single:
         raise NotApplicable("a lone sequence only")
     return lambda: lone_sequence_attention(c.q, c.k_cache, c.v_cache, c.block_tables, SCALE, c.q_lens[0],
-                                           c.seq_lens[0], None)
+                                           c.seq_lens[0], None, attend)
+
+
+def path_cudnn_lone_repeated(c: Case):
+    """The same with K/V copied out to every q head (before cuDNN's own GQA was probed for)."""
+    return path_cudnn_lone(c, ATTENDS[1])
 
 
 def _varlen_fn():
@@ -276,6 +282,7 @@ PATHS = {
     "triton-prefill": path_triton_prefill,
     "aten-flash-gqa": path_aten_flash_gqa,
     "cudnn-lone": path_cudnn_lone,
+    "cudnn-lone-repeated": path_cudnn_lone_repeated,
     "varlen": path_varlen,
     "sdpa-flash": path_sdpa_flash,
     "sdpa-cudnn": path_sdpa_cudnn,
@@ -401,8 +408,8 @@ def main():
           f"cudnn {torch.backends.cudnn.version()}")
     _, params = _varlen_fn()
     print("varlen_attn parameters:", ", ".join(params))
-    print("cudnn_prefill_serves (cuDNN for a lone long sequence):",
-          cudnn_prefill_serves(torch.device(DEV, 0), HQ, HKV, D, DT))
+    attend = cudnn_prefill_attend(torch.device(DEV, 0), HQ, HKV, D, DT)
+    print("cudnn_prefill_attend (cuDNN for a lone long sequence):", attend and attend.__name__)
     # Compiled paths are checked after the timings: their compile time must not starve the rest.
     compiled = [p for p in paths if p.startswith("flex")]
     verdict = check([p for p in paths if p not in compiled])

@@ -19,7 +19,7 @@ from ember.kernels._triton import require_triton, tl, triton
 from ember.kernels.paged_attention_ref import paged_attention_ref
 from ember.kernels.pdl import pdl_launch, wait_for_previous_kernel
 from ember.kernels.prefill_attention import find_seq, prefill_attention
-from ember.kernels.prefill_attention_dense import cudnn_prefill_serves, lone_sequence_attention
+from ember.kernels.prefill_attention_dense import cudnn_prefill_attend, lone_sequence_attention
 
 __all__ = ["decode_num_splits", "paged_attention", "paged_attention_ref", "pick_num_splits"]
 
@@ -304,11 +304,13 @@ def paged_attention(q, k_cache, v_cache, block_tables, query_start_loc, seq_lens
     assert query_start_loc.dtype == seq_lens.dtype == block_tables.dtype == torch.int32
     if q.stride(-1) != 1:
         q = q.contiguous()
-    if (num_seqs == 1 and max_query_len >= LONG_Q_LEN and num_splits is None and q.is_cuda
-            and cudnn_prefill_serves(q.device, num_q_heads, num_kv_heads, head_dim, q.dtype)):
+    attend = (cudnn_prefill_attend(q.device, num_q_heads, num_kv_heads, head_dim, q.dtype)
+              if num_seqs == 1 and max_query_len >= LONG_Q_LEN and num_splits is None and q.is_cuda else None)
+    if attend is not None:
         # A lone long sequence (a long prompt, a chunk of one; the bounds of an eager step are
         # exact): cuDNN, 1.4-1.7x the Triton prefill kernel on the H200.
-        return lone_sequence_attention(q, k_cache, v_cache, block_tables, scale, max_query_len, max_seq_len, out)
+        return lone_sequence_attention(q, k_cache, v_cache, block_tables, scale, max_query_len, max_seq_len, out,
+                                       attend)
     if out is None:
         out = torch.empty_like(q)
     assert out.shape == q.shape and out.stride(-1) == 1

@@ -6,14 +6,15 @@ FlashAttention-2 about 350 (benchmarks/prefill_attention_gpu.py, docs/benchmarks
 Its K/V are gathered out of the paged cache into contiguous tensors once per layer call (50 us
 at 32k tokens). cuDNN's causal mask is aligned top-left, so a chunk over cached context is two
 calls merged by their log-sum-exps: the context without a mask (the GQA group's q heads folded
-into extra query rows, so K/V keep their heads) and the rest causal, as a square. cuDNN builds an
+into extra query rows) and the rest causal, as a square, its K/V with their own heads where
+cuDNN takes GQA (else copied out to every q head). cuDNN builds an
 execution plan per shape; to bound how many a server meets, both calls see lengths in multiples
 of BUCKET: the context part takes the context rounded down, and the square takes the remainder
 of the context as padding query rows at its front (row r + i, query i, then sees those keys and
 its own earlier ones: exactly causal) and zero rows at its end, all dropped afterwards.
 
-cudnn_prefill_serves decides once per device and attention shape whether cuDNN runs there and
-agrees with the reference; where it does not, the Triton prefill kernel serves.
+cudnn_prefill_attend decides once per device and attention shape which way of calling cuDNN runs
+there and agrees with the reference; where none does, the Triton prefill kernel serves.
 """
 
 from __future__ import annotations
@@ -39,9 +40,19 @@ def gather_kv(cache: torch.Tensor, block_table: torch.Tensor, seq_len: int) -> t
 
 
 def _cudnn_attend(q, k, v, causal: bool, scale: float, lse: bool = True):
-    """[1, H, Sq, D] each -> (out [1, H, Sq, D], log-sum-exp [1, H, Sq] or [1, H, Sq, 1] if lse)."""
+    """q [1, Hq, Sq, D], k and v [1, Hkv, Sk, D] (Hkv dividing Hq: cuDNN's own GQA) -> (out [1, Hq,
+    Sq, D], log-sum-exp [1, Hq, Sq] or [1, Hq, Sq, 1] if lse)."""
     return torch.ops.aten._scaled_dot_product_cudnn_attention(q, k, v, None, lse, 0.0, causal, False,
                                                               scale=scale)[:2]
+
+
+def _cudnn_attend_repeated(q, k, v, causal: bool, scale: float, lse: bool = True):
+    """_cudnn_attend for a cuDNN or torch that takes no GQA: K/V copied out to every q head."""
+    group = q.shape[1] // k.shape[1]
+    return _cudnn_attend(q, k.repeat_interleave(group, 1), v.repeat_interleave(group, 1), causal, scale, lse)
+
+
+ATTENDS = (_cudnn_attend, _cudnn_attend_repeated)  # the probe's order: the first that serves
 
 
 @triton.jit
@@ -79,8 +90,9 @@ def merge(past, past_lse, own, own_lse):
 
 def split_at_context(q, k, v, q_len: int, seq_len: int, scale: float, attend, bucket: int = BUCKET):
     """Causal attention [q_len, Hq, D] of q [q_len, Hq, D] (the last q_len of seq_len positions)
-    over k, v [seq_len, Hkv, D], from at most two calls of attend (see _cudnn_attend) at lengths in
-    multiples of bucket, merged by log-sum-exp (see the module's docstring)."""
+    over k, v [seq_len, Hkv, D], from at most two calls of attend (see _cudnn_attend: it takes K/V
+    with their own heads) at lengths in multiples of bucket, merged by log-sum-exp (see the
+    module's docstring)."""
     num_q_heads, num_kv_heads, head_dim = q.shape[1], k.shape[1], q.shape[2]
     group, ctx = num_q_heads // num_kv_heads, seq_len - q_len
     ctx_part = ctx // bucket * bucket  # keys [0, ctx_part): no mask
@@ -93,8 +105,8 @@ def split_at_context(q, k, v, q_len: int, seq_len: int, scale: float, attend, bu
         q_sq[front:front + q_len] = q
         k_sq, v_sq = (t.new_zeros(size, num_kv_heads, head_dim) for t in (k, v))
         k_sq[:front + q_len], v_sq[:front + q_len] = k[ctx_part:], v[ctx_part:]
-    own, own_lse = attend(q_sq.transpose(0, 1)[None], k_sq.repeat_interleave(group, 1).transpose(0, 1)[None],
-                          v_sq.repeat_interleave(group, 1).transpose(0, 1)[None], True, scale, ctx_part > 0)
+    own, own_lse = attend(q_sq.transpose(0, 1)[None], k_sq.transpose(0, 1)[None], v_sq.transpose(0, 1)[None], True,
+                          scale, ctx_part > 0)
     own = own[0, :, front:front + q_len]
     if ctx_part == 0:
         return own.transpose(0, 1).contiguous()
@@ -108,13 +120,15 @@ def split_at_context(q, k, v, q_len: int, seq_len: int, scale: float, attend, bu
     return merge(past, past_lse, own, own_lse)
 
 
-def lone_sequence_attention(q, k_cache, v_cache, block_tables, scale: float, q_len: int, seq_len: int, out):
+def lone_sequence_attention(q, k_cache, v_cache, block_tables, scale: float, q_len: int, seq_len: int, out,
+                            attend=_cudnn_attend):
     """[num_tokens, Hq, D]: causal attention of the batch's only sequence, q_len new tokens
     (q's first rows) of seq_len, both exact, its K/V (the new ones included) already in the
-    cache, through cuDNN. Written into out when given, else a new tensor."""
+    cache, through cuDNN (attend: one of ATTENDS, the one cudnn_prefill_attend picked). Written
+    into out when given, else a new tensor."""
     k = gather_kv(k_cache, block_tables[0], seq_len).to(q.dtype)
     v = gather_kv(v_cache, block_tables[0], seq_len).to(q.dtype)
-    result = split_at_context(q[:q_len], k, v, q_len, seq_len, scale, _cudnn_attend)
+    result = split_at_context(q[:q_len], k, v, q_len, seq_len, scale, attend)
     if out is None and q.shape[0] == q_len:
         return result
     if out is None:
@@ -124,14 +138,15 @@ def lone_sequence_attention(q, k_cache, v_cache, block_tables, scale: float, q_l
 
 
 @functools.lru_cache(maxsize=None)
-def cudnn_prefill_serves(device: torch.device, num_q_heads: int, num_kv_heads: int, head_dim: int,
-                         dtype: torch.dtype) -> bool:
-    """Whether lone_sequence_attention runs on this device at this shape and agrees with
-    paged_attention_ref on a small chunk over cached context (probed once)."""
+def cudnn_prefill_attend(device: torch.device, num_q_heads: int, num_kv_heads: int, head_dim: int,
+                         dtype: torch.dtype):
+    """The first of ATTENDS with which lone_sequence_attention runs on this device at this shape
+    and agrees with paged_attention_ref on a small chunk over cached context (probed once), or
+    None: cuDNN does not serve here."""
     from ember.kernels.paged_attention_ref import paged_attention_ref
 
     if device.type != "cuda" or not hasattr(torch.ops.aten, "_scaled_dot_product_cudnn_attention"):
-        return False
+        return None
     gen = torch.Generator(device=device).manual_seed(0)
     q_len, seq_len, block_size = 300, 700, 16
     q = torch.randn(q_len, num_q_heads, head_dim, device=device, dtype=dtype, generator=gen)
@@ -143,14 +158,14 @@ def cudnn_prefill_serves(device: torch.device, num_q_heads: int, num_kv_heads: i
     scale = head_dim ** -0.5
     ref = paged_attention_ref(q.float(), k_cache.float(), v_cache.float(), block_tables, qsl, seq_lens, scale,
                               q_len, seq_len)
-    try:
-        out = lone_sequence_attention(q, k_cache, v_cache, block_tables, scale, q_len, seq_len, None)
-    except TORCH_REFUSAL as e:
-        logger.info("cuDNN attention does not run here (%s); long prompts take the Triton prefill kernel",
-                    first_line(e))
-        return False
-    agrees = bool(torch.allclose(out.float(), ref, atol=3e-2, rtol=3e-2))
-    if not agrees:
-        logger.warning("cuDNN attention disagrees with the reference here; long prompts take the Triton "
-                       "prefill kernel")
-    return agrees
+    for attend in ATTENDS:
+        try:
+            out = lone_sequence_attention(q, k_cache, v_cache, block_tables, scale, q_len, seq_len, None, attend)
+        except TORCH_REFUSAL as e:
+            logger.info("cuDNN attention through %s does not run here (%s)", attend.__name__, first_line(e))
+            continue
+        if torch.allclose(out.float(), ref, atol=3e-2, rtol=3e-2):
+            return attend
+        logger.warning("cuDNN attention through %s disagrees with the reference here", attend.__name__)
+    logger.info("cuDNN attention does not serve here: long prompts take the Triton prefill kernel")
+    return None

@@ -6,14 +6,16 @@ import pytest
 import torch
 
 from ember.kernels.paged_attention_ref import paged_attention_ref
-from ember.kernels.prefill_attention_dense import (cudnn_prefill_serves, gather_kv, lone_sequence_attention,
+from ember.kernels.prefill_attention_dense import (cudnn_prefill_attend, gather_kv, lone_sequence_attention,
                                                    split_at_context)
-from ember.kernels.torch_refusal import TORCH_REFUSAL
 from tests.kernels.test_paged_attention import build_case
 
 
 def _attend(q, k, v, causal, scale, lse=True):
-    """What cuDNN returns: out and the natural-log log-sum-exp of each query row's scores."""
+    """What cuDNN returns: out and the natural-log log-sum-exp of each query row's scores (K/V
+    with fewer heads serve q heads in groups: GQA)."""
+    group = q.shape[1] // k.shape[1]
+    k, v = k.repeat_interleave(group, 1), v.repeat_interleave(group, 1)
     s = (q.float() @ k.float().transpose(-1, -2)) * scale
     if causal:
         s = s.masked_fill(torch.ones(s.shape[-2:], dtype=torch.bool, device=s.device).triu(1), float("-inf"))
@@ -55,23 +57,19 @@ def test_split_at_context_equals_causal_attention(device, dtype, tol, q_len, seq
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("q_len,seq_len", [(1500, 1500), (700, 2100), (2048, 6144)],
                          ids=["fresh", "chunk", "aligned-chunk"])
-def test_lone_sequence_through_cudnn_where_the_probe_says_it_serves(q_len, seq_len, tol):
-    """Where the probe turns cuDNN on, it is right at the 7B shape; where it turns it off, cuDNN
-    refuses to run (or the probe saw it disagree). On Hopper (H100/H200) it must be on: it is the
-    fast path there."""
-    serves = cudnn_prefill_serves(torch.device("cuda", 0), 28, 4, 128, torch.bfloat16)
-    assert serves or torch.cuda.get_device_capability() != (9, 0)
+def test_lone_sequence_through_cudnn_the_way_the_probe_picks(q_len, seq_len, tol):
+    """The way of calling cuDNN the probe picks is right at the 7B shape. On Hopper (H100/H200) it
+    must pick one: it is the fast path there."""
+    attend = cudnn_prefill_attend(torch.device("cuda", 0), 28, 4, 128, torch.bfloat16)
+    assert attend is not None or torch.cuda.get_device_capability() != (9, 0)
+    if attend is None:
+        return
     case, _, _ = build_case([q_len], [seq_len], 28, 4, 128, torch.bfloat16, "cuda")
     ref = paged_attention_ref(**{**case, "q": case["q"].float(), "k_cache": case["k_cache"].float(),
                                  "v_cache": case["v_cache"].float()})
-    try:
-        out = lone_sequence_attention(case["q"], case["k_cache"], case["v_cache"], case["block_tables"],
-                                      case["scale"], q_len, seq_len, None)
-    except TORCH_REFUSAL:
-        assert not serves
-        return
-    if serves:
-        torch.testing.assert_close(out.float(), ref, **tol(torch.bfloat16))
+    out = lone_sequence_attention(case["q"], case["k_cache"], case["v_cache"], case["block_tables"],
+                                  case["scale"], q_len, seq_len, None, attend)
+    torch.testing.assert_close(out.float(), ref, **tol(torch.bfloat16))
 
 
 @pytest.mark.gpu
@@ -104,7 +102,7 @@ def test_engine_long_prompt_logprobs_close_to_transformers(tmp_path, monkeypatch
     rng = random.Random(0)
     for path in ("cudnn", "triton"):
         if path == "triton":
-            monkeypatch.setattr(pa, "cudnn_prefill_serves", lambda *shape: False)
+            monkeypatch.setattr(pa, "cudnn_prefill_attend", lambda *shape: None)
         prompt = [rng.randrange(100, 32000) for _ in range(3000)]  # a new one: no prefix-cache hit
         out = llm.generate([{"prompt_token_ids": prompt}], SamplingParams(max_tokens=1, prompt_logprobs=0),
                            use_tqdm=False)[0]
