@@ -10,9 +10,10 @@ offer, each checked against paged_attention_ref on small cases, then timed on
 Paths: Ember's unified Triton paged kernel alone ("triton-unified", as before issue 19); its
 large-tile prefill kernel ("triton-prefill", ember/kernels/prefill_attention.py, with a short
 config sweep); paged_attention as the engine calls it ("engine": long sequences routed to the
-prefill kernel, a lone one to cuDNN where cudnn_prefill_attend finds a way, printed first); "cudnn-lone":
-ember/kernels/prefill_attention_dense.py (paged K/V gathered, a chunk split into its cached context
-and the rest, merged by log-sum-exp, lengths bucketed; "cudnn-lone-repeated": K/V copied to every q head); torch's varlen flash (`varlen_attn`, GQA
+prefill kernel, a lone one to cuDNN where cudnn_prefill_attend finds a way, printed first);
+"cudnn-lone": ember/kernels/prefill_attention_dense.py (paged K/V gathered, a chunk split into its
+cached context and the rest, merged by log-sum-exp, lengths bucketed; "cudnn-lone-repeated": K/V
+copied out to every q head); torch's varlen flash (`varlen_attn`, GQA
 and causal form feature-detected, and the aten op under it with its native GQA); FlexAttention
 (compiled, causal + GQA); SDPA's flash and cuDNN backends on dense tensors and cuDNN's varlen op;
 and the cost of gathering a sequence's K/V out of the paged cache into contiguous tensors (what a

@@ -69,8 +69,11 @@ class Attention(nn.Module):
         return out.view(-1, self.num_heads * self.head_dim)
 
     def _causal_without_cache(self, q, k, v) -> torch.Tensor:
-        """One causal sequence and no cache: the memory-profiling pass before the cache exists."""
-        out = F.scaled_dot_product_attention(q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1),
+        """One causal sequence and no cache: the memory-profiling pass before the cache exists.
+        4-D inputs: SDPA's fused backends take no others, and its math fallback would hold the
+        [heads, tokens, tokens] scores, a peak that sized the cache smaller by as much (112 GiB,
+        out of memory, at 32,768 tokens of the 7B shape)."""
+        out = F.scaled_dot_product_attention(q.transpose(0, 1)[None], k.transpose(0, 1)[None], v.transpose(0, 1)[None],
                                              is_causal=True, scale=self.scale,
                                              enable_gqa=self.num_heads != self.num_kv_heads)
-        return out.transpose(0, 1).reshape(-1, self.num_heads * self.head_dim)
+        return out[0].transpose(0, 1).reshape(-1, self.num_heads * self.head_dim)
