@@ -54,7 +54,7 @@ TILES = [(64, 4, 2), (32, 4, 2), (32, 4, 3), (32, 4, 4), (32, 2, 3), (64, 4, 3),
 # (programs_per_sm, min_split_tokens): more pieces per sequence, more programs in flight.
 SPLITS = [(2, 512), (8, 256), (16, 256), (32, 128), (64, 128), (64, 64)]
 # The same for batches of fewer programs than SMs (few_programs_per_sm, few_min_split_tokens).
-FEW_SPLITS = [(2, 512), (8, 128), (16, 64), (32, 64), (64, 128), (64, 64), (128, 32)]
+FEW_SPLITS = [(2, 512), (8, 128), (16, 64), (32, 64), (64, 128), (64, 64), (128, 32), (1, 64), (2, 64), (4, 64)]
 
 
 def case(num_seqs, ctx_range, hq, hkv, bound, cache_dtype):
