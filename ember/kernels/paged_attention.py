@@ -43,9 +43,12 @@ class DecodeTuning:
     programs_per_sm: int = 2    # split-K until about this many programs per SM (pick_num_splits)
     min_split_tokens: int = 512  # shorter pieces: the extra partial traffic and reduce cost more
     # Batches with fewer (sequence, KV head) programs than SMs are latency-bound, not bandwidth-
-    # bound: far more, shorter pieces. H200 sweep, one 320-token sequence of the 7B's heads:
-    # 12.1 us against 17.3 with the knobs above, which cost a 128-sequence batch 1.6x.
-    few_programs_per_sm: int = 64
+    # bound: more, shorter pieces. H200 sweep, one 320-token sequence of the 7B's heads: 12.1 us
+    # against 17.3 with the knobs above, which cost a 128-sequence batch 1.6x. Four programs per
+    # SM rather than 64 (session 9's sweep): the same for that sequence (11.7 us), 17.6 against
+    # 18.0 for seed's 25 sequences and 36.7 against 39.6 for 8 of 4,096 tokens; seed end to end
+    # 4,711 and 4,751 out tok/s against 4,530 and 4,604.
+    few_programs_per_sm: int = 4
     few_min_split_tokens: int = 64
     # Decode programs ordered KV head fastest: the programs of one sequence's heads run together
     # and read its cache blocks ([slots, heads, dim]) as whole rows, not 256-byte pieces of them
