@@ -12,8 +12,9 @@ import torch.nn.functional as F
 from ember.distributed.communication import all_reduce, gather_on_driver
 from ember.distributed.parallel_state import tp_rank, tp_size
 
-# torch >= 2.8 on CUDA: cuBLAS writes float32 logits from 16-bit operands itself, where a 16-bit
-# product and then its float32 copy took ~70 us a decode step at 256 rows of Qwen3's vocabulary.
+# mm with out_dtype (torch 2.11 and 2.13 have it; CUDA only): cuBLAS writes float32 logits from
+# 16-bit operands itself, where a 16-bit product and then its float32 copy took ~70 us a decode
+# step at 256 rows of Qwen3's vocabulary (H200).
 _MM_TO_FLOAT32 = hasattr(torch.ops.aten.mm, "dtype_out")
 
 
