@@ -121,7 +121,7 @@ def split_at_context(q, k, v, q_len: int, seq_len: int, scale: float, attend, bu
 
 
 def lone_sequence_attention(q, k_cache, v_cache, block_tables, scale: float, q_len: int, seq_len: int, out,
-                            attend=_cudnn_attend):
+                            attend):
     """[num_tokens, Hq, D]: causal attention of the batch's only sequence, q_len new tokens
     (q's first rows) of seq_len, both exact, its K/V (the new ones included) already in the
     cache, through cuDNN (attend: one of ATTENDS, the one cudnn_prefill_attend picked). Written
